@@ -1,0 +1,145 @@
+package dev.kvq.tensor;
+
+import dev.kvq.KvqException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+
+/**
+ * A float32 view of one sequence's K or V for one layer, logical shape {@code [heads, tokens, headDim]},
+ * over memory it does not own (off-heap or a heap array). Element {@code (h, t, d)} lies at float index
+ * {@code offset + h * headStride + t * headDim + d}: rows of one head are contiguous, heads may be
+ * strided, which lets a view cover a token slice of a runtime's {@code [B, H, P+T, D]} output without
+ * copying.
+ *
+ * @param segment the memory, native byte order
+ * @param offset float index of element (0, 0, 0)
+ * @param heads KV heads
+ * @param tokens tokens
+ * @param headDim floats per token per head
+ * @param headStride floats between the starts of consecutive heads
+ */
+public record KvView(MemorySegment segment, long offset, int heads, int tokens, int headDim, long headStride) {
+    private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED;
+
+    public KvView {
+        if (heads < 0 || tokens < 0 || headDim < 1 || offset < 0 || headStride < (long) tokens * headDim) {
+            throw new KvqException(dev.kvq.ErrorCode.ILLEGAL_ARGUMENT, "invalid view: heads=" + heads + " tokens="
+                    + tokens + " headDim=" + headDim + " offset=" + offset + " headStride=" + headStride);
+        }
+        if (heads > 0 && tokens > 0) {
+            long lastFloat = offset + (heads - 1) * headStride + (long) tokens * headDim;
+            if (lastFloat * Float.BYTES > segment.byteSize()) {
+                throw new KvqException(dev.kvq.ErrorCode.ILLEGAL_ARGUMENT, "view of " + heads + "x" + tokens + "x"
+                        + headDim + " floats does not fit a segment of " + segment.byteSize() + " bytes");
+            }
+        }
+    }
+
+    /** A contiguous {@code [heads, tokens, headDim]} view. */
+    public static KvView contiguous(MemorySegment segment, int heads, int tokens, int headDim) {
+        return new KvView(segment, 0, heads, tokens, headDim, (long) tokens * headDim);
+    }
+
+    /** A contiguous view over a heap array (tests, small inputs). */
+    public static KvView of(float[] data, int heads, int tokens, int headDim) {
+        return contiguous(MemorySegment.ofArray(data), heads, tokens, headDim);
+    }
+
+    /** Allocates a zeroed contiguous view in {@code arena}. */
+    public static KvView allocate(Arena arena, int heads, int tokens, int headDim) {
+        long floats = (long) heads * tokens * headDim;
+        return contiguous(arena.allocate(Math.max(1, floats) * Float.BYTES, 64), heads, tokens, headDim);
+    }
+
+    public long elements() {
+        return (long) heads * tokens * headDim;
+    }
+
+    /** True when the view is one dense block of {@code elements()} floats. */
+    public boolean isContiguous() {
+        return heads <= 1 || headStride == (long) tokens * headDim;
+    }
+
+    /** Float index of the first element of row {@code (h, t)}. */
+    public long rowIndex(int h, int t) {
+        return offset + h * headStride + (long) t * headDim;
+    }
+
+    public float get(int h, int t, int d) {
+        return segment.getAtIndex(F32, rowIndex(h, t) + d);
+    }
+
+    public void set(int h, int t, int d, float value) {
+        segment.setAtIndex(F32, rowIndex(h, t) + d, value);
+    }
+
+    /** The tokens {@code [from, to)} of every head. */
+    public KvView tokens(int from, int to) {
+        if (from < 0 || to > tokens || from > to) {
+            throw new KvqException(dev.kvq.ErrorCode.ILLEGAL_ARGUMENT, "token range [" + from + ", " + to
+                    + ") outside [0, " + tokens + ")");
+        }
+        return new KvView(segment, offset + (long) from * headDim, heads, to - from, headDim, headStride);
+    }
+
+    /** Head {@code h} alone, as a one-head view. */
+    public KvView head(int h) {
+        if (h < 0 || h >= heads) {
+            throw new KvqException(dev.kvq.ErrorCode.ILLEGAL_ARGUMENT, "head " + h + " outside [0, " + heads + ")");
+        }
+        return new KvView(segment, offset + h * headStride, 1, tokens, headDim, (long) tokens * headDim);
+    }
+
+    /** Heads {@code [from, to)}, all tokens. */
+    public KvView heads(int from, int to) {
+        if (from < 0 || to > heads || from > to) {
+            throw new KvqException(dev.kvq.ErrorCode.ILLEGAL_ARGUMENT, "head range [" + from + ", " + to
+                    + ") outside [0, " + heads + ")");
+        }
+        return new KvView(segment, offset + from * headStride, to - from, tokens, headDim,
+                to - from <= 1 ? (long) tokens * headDim : headStride);
+    }
+
+    /** Copies this view into {@code dst}, which must have the same shape. */
+    public void copyTo(KvView dst) {
+        checkSameShape(dst);
+        long rowBytes = (long) tokens * headDim * Float.BYTES;
+        for (int h = 0; h < heads; h++) {
+            MemorySegment.copy(segment, rowIndex(h, 0) * Float.BYTES, dst.segment, dst.rowIndex(h, 0) * Float.BYTES,
+                    rowBytes);
+        }
+    }
+
+    /** The elements in logical order, as a new array (tests, small tensors). */
+    public float[] toArray() {
+        float[] out = new float[Math.toIntExact(elements())];
+        copyTo(KvView.of(out, heads, tokens, headDim));
+        return out;
+    }
+
+    /**
+     * Index of the first non-finite element in logical order, or -1 when all are finite. Used to reject
+     * NaN/inf K/V before they are packed.
+     */
+    public long firstNonFinite() {
+        for (int h = 0; h < heads; h++) {
+            long base = rowIndex(h, 0);
+            long n = (long) tokens * headDim;
+            for (long i = 0; i < n; i++) {
+                float v = segment.getAtIndex(F32, base + i);
+                if (!Float.isFinite(v)) {
+                    return h * n + i;
+                }
+            }
+        }
+        return -1;
+    }
+
+    public void checkSameShape(KvView other) {
+        if (other.heads != heads || other.tokens != tokens || other.headDim != headDim) {
+            throw new KvqException(dev.kvq.ErrorCode.ILLEGAL_ARGUMENT, "shape [" + other.heads + ", " + other.tokens
+                    + ", " + other.headDim + "] does not match [" + heads + ", " + tokens + ", " + headDim + "]");
+        }
+    }
+}

@@ -1,0 +1,16 @@
+/**
+ * kvq's stable contracts. Client code uses {@code dev.kvq}, {@code dev.kvq.config},
+ * {@code dev.kvq.cache} and {@code dev.kvq.tensor}; quantizer backends implement
+ * {@code dev.kvq.spi}. No third-party dependency.
+ */
+module dev.kvq.api {
+    requires jdk.incubator.vector;
+
+    exports dev.kvq;
+    exports dev.kvq.config;
+    exports dev.kvq.tensor;
+    exports dev.kvq.cache;
+    exports dev.kvq.spi;
+
+    uses dev.kvq.spi.QuantizerProvider;
+}

@@ -1,0 +1,81 @@
+package dev.kvq.cache.quantized;
+
+import dev.kvq.spi.PackedBlock;
+import dev.kvq.spi.Quantizer;
+import dev.kvq.tensor.KvView;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The K/V of the heads of one layer that share one precision: all heads in per-layer mode, one head in
+ * per-head mode (as the reference quantizes each head separately there). Holds quantized blocks and the
+ * full-precision residual; the policy decides when tokens move from one to the other.
+ */
+abstract sealed class HeadGroup implements AutoCloseable permits KvtunerHeadGroup, AppendHeadGroup {
+    final int heads;
+    final int headDim;
+    final Quantizer keyQuantizer;
+    final Quantizer valueQuantizer;
+    final List<PackedBlock> keyBlocks = new ArrayList<>();
+    final List<PackedBlock> valueBlocks = new ArrayList<>();
+    final ResidualBuffer keyResidual;
+    final ResidualBuffer valueResidual;
+    int quantizedTokens;
+    boolean initialized;
+
+    HeadGroup(int heads, int headDim, Quantizer keyQuantizer, Quantizer valueQuantizer, int residualCapacity) {
+        this.heads = heads;
+        this.headDim = headDim;
+        this.keyQuantizer = keyQuantizer;
+        this.valueQuantizer = valueQuantizer;
+        this.keyResidual = new ResidualBuffer(heads, headDim, residualCapacity);
+        this.valueResidual = new ResidualBuffer(heads, headDim, residualCapacity);
+    }
+
+    int length() {
+        return quantizedTokens + keyResidual.tokens();
+    }
+
+    /**
+     * Adds new tokens. When {@code outKeys}/{@code outValues} are non-null ({@code length() + new tokens} long)
+     * they receive what KVTuner's {@code update} returns for attention. {@code scratch} is working memory.
+     */
+    abstract void add(KvView keys, KvView values, KvView outKeys, KvView outValues, Scratch scratch);
+
+    /** Writes quantized history, then residual, into views of {@code length()} tokens. */
+    void materialize(KvView keys, KvView values) {
+        int t = 0;
+        for (int i = 0; i < keyBlocks.size(); i++) {
+            PackedBlock kb = keyBlocks.get(i);
+            kb.dequantize(keys.tokens(t, t + kb.tokens()));
+            valueBlocks.get(i).dequantize(values.tokens(t, t + kb.tokens()));
+            t += kb.tokens();
+        }
+        int r = keyResidual.tokens();
+        keyResidual.view().copyTo(keys.tokens(t, t + r));
+        valueResidual.view().copyTo(values.tokens(t, t + r));
+    }
+
+    long bytesHeld() {
+        long bytes = keyResidual.byteSize() + valueResidual.byteSize();
+        for (PackedBlock b : keyBlocks) {
+            bytes += b.byteSize();
+        }
+        for (PackedBlock b : valueBlocks) {
+            bytes += b.byteSize();
+        }
+        return bytes;
+    }
+
+    int blockCount() {
+        return keyBlocks.size();
+    }
+
+    @Override
+    public void close() {
+        keyResidual.close();
+        valueResidual.close();
+        keyBlocks.clear();
+        valueBlocks.clear();
+    }
+}

@@ -1,0 +1,55 @@
+package dev.kvq.testkit;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Assumptions;
+
+/**
+ * The read-only {@code ../shared} folder beside the repository (models, goldens, data). Tests that need it
+ * call {@link #require(String)}, which skips the test with a message naming the missing path when it is
+ * absent (a fresh clone), so such tests never pass silently.
+ */
+public final class Shared {
+    private Shared() {
+    }
+
+    /** {@code kvq.shared.dir}, else {@code ../shared} from the repository root found above the working directory. */
+    public static Path root() {
+        String prop = System.getProperty("kvq.shared.dir");
+        if (prop != null && !prop.isBlank()) {
+            return Path.of(prop).toAbsolutePath().normalize();
+        }
+        Path dir = Path.of("").toAbsolutePath();
+        for (Path p = dir; p != null; p = p.getParent()) {
+            if (Files.isRegularFile(p.resolve(".ci/run")) || Files.isDirectory(p.resolve(".git"))) {
+                return p.resolveSibling("shared").normalize();
+            }
+        }
+        return dir.resolveSibling("shared").normalize();
+    }
+
+    /** The golden directory: {@code kvq.golden.dir}, else {@code <shared>/golden}. */
+    public static Path goldenDir() {
+        String prop = System.getProperty("kvq.golden.dir");
+        if (prop != null && !prop.isBlank()) {
+            return Path.of(prop).toAbsolutePath().normalize();
+        }
+        return root().resolve("golden");
+    }
+
+    /** {@code <shared>/relative}, skipping the calling test when it does not exist. */
+    public static Path require(String relative) {
+        Path p = root().resolve(relative);
+        Assumptions.assumeTrue(Files.exists(p), () -> "skipped: " + p + " is missing; this test needs the shared "
+                + "folder beside the repository (set -Dkvq.shared.dir=... to point elsewhere)");
+        return p;
+    }
+
+    /** A file of the golden directory, skipping the calling test when it does not exist. */
+    public static Path requireGolden(String name) {
+        Path p = goldenDir().resolve(name);
+        Assumptions.assumeTrue(Files.exists(p), () -> "skipped: golden file " + p + " is missing (set "
+                + "-Dkvq.golden.dir=... to a directory with manifest.json and the .safetensors files)");
+        return p;
+    }
+}
