@@ -11,6 +11,7 @@ module dev.kvq.api {
     exports dev.kvq.tensor;
     exports dev.kvq.cache;
     exports dev.kvq.spi;
+    exports dev.kvq.discovery;
 
     uses dev.kvq.spi.QuantizerProvider;
 }

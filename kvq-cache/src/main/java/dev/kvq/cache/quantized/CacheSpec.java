@@ -1,7 +1,7 @@
 package dev.kvq.cache.quantized;
 
 import dev.kvq.KvqException;
-import dev.kvq.ProviderRegistry;
+import dev.kvq.discovery.ProviderRegistry;
 import dev.kvq.config.CachePolicy;
 import dev.kvq.config.KvQuantConfig;
 import dev.kvq.config.LayerPlan;

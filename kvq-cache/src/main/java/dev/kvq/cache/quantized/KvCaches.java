@@ -1,7 +1,7 @@
 package dev.kvq.cache.quantized;
 
-import dev.kvq.KvBackends;
-import dev.kvq.ProviderRegistry;
+import dev.kvq.discovery.KvBackends;
+import dev.kvq.discovery.ProviderRegistry;
 import dev.kvq.cache.KvCache;
 import dev.kvq.config.KvQuantConfig;
 import dev.kvq.config.ModelShape;

@@ -1,4 +1,7 @@
-package dev.kvq;
+package dev.kvq.discovery;
+
+import dev.kvq.ErrorCode;
+import dev.kvq.KvqException;
 
 import java.util.ArrayList;
 import java.util.Collection;

@@ -1,4 +1,4 @@
-package dev.kvq;
+package dev.kvq.discovery;
 
 import dev.kvq.spi.QuantizerProvider;
 import java.util.Collection;

@@ -1,0 +1,63 @@
+package dev.kvq.spi;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import dev.kvq.tensor.KvView;
+import java.lang.foreign.Arena;
+import java.util.Random;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+
+/** Dequantization writes every code to the logical element its order names, for every order. */
+class PackedBlockTest {
+    @ParameterizedTest
+    @EnumSource(CodeOrder.class)
+    void dequantizesEachCodeToItsLogicalPlace(CodeOrder order) {
+        int heads = 2;
+        int tokens = 6;
+        int dim = 8;
+        int gs = 4;
+        Random rnd = new Random(7);
+        try (Arena arena = Arena.ofConfined()) {
+            PackedBlock b = PackedBlock.allocate(arena, 5, order, AffineForm.ZERO_POINT, -16, heads, tokens, dim, gs);
+            int n = heads * tokens * dim;
+            int[] codes = rnd.ints(n, 0, 32).toArray();
+            BitPacking.pack(codes, 0, n, 5, b.codes(), 0);
+            for (int g = 0; g < b.groups(); g++) {
+                b.setGroup(g, 0.5f + g, g % 3 - 1f);
+            }
+            // Destination with strided heads (a token slice of a wider buffer), as runtimes hand them over.
+            float[] wide = new float[heads * (tokens + 3) * dim];
+            KvView dst = new KvView(java.lang.foreign.MemorySegment.ofArray(wide), 2L * dim, heads, tokens, dim,
+                    (long) (tokens + 3) * dim);
+            b.dequantize(dst);
+            for (int j = 0; j < n; j++) {
+                long i = order.logicalIndex(j, heads, tokens, dim, gs);
+                int h = (int) (i / (tokens * dim));
+                int t = (int) (i / dim % tokens);
+                int d = (int) (i % dim);
+                int g = j / gs;
+                float expected = ((codes[j] - 16) + (g % 3 - 1f)) * (0.5f + g);
+                assertEquals(expected, dst.get(h, t, d), order + " code " + j);
+                assertEquals(expected, b.value(j));
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(CodeOrder.class)
+    void groupedInputIsTheInverseOfTheOrder(CodeOrder order) {
+        int heads = 3;
+        int tokens = 4;
+        int dim = 6;
+        float[] x = new float[heads * tokens * dim];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = i;
+        }
+        try (GroupedInput in = GroupedInput.of(KvView.of(x, heads, tokens, dim), order, 4)) {
+            for (int j = 0; j < x.length; j++) {
+                assertEquals((float) order.logicalIndex(j, heads, tokens, dim, 4), in.get(j), order + " j=" + j);
+            }
+        }
+    }
+}

@@ -1,0 +1,10 @@
+/** The {@code kvq} command. The only module that writes to standard output and error. */
+module dev.kvq.cli {
+    requires dev.kvq.api;
+    requires dev.kvq.io;
+    requires dev.kvq.cache;
+    requires info.picocli;
+    requires com.fasterxml.jackson.databind;
+
+    opens dev.kvq.cli to info.picocli;
+}
