@@ -56,6 +56,15 @@ public interface QuantizerProvider {
         }
     }
 
+    /**
+     * Whether the groups of {@code spec} run along tokens (per-channel quantization), so that a block needs several
+     * tokens to form them. The default reads axis 0 as per-token and anything else as per-channel; backends with
+     * other axis conventions override it.
+     */
+    default boolean groupsSpanTokens(QuantSpec spec) {
+        return spec.axis() != 0;
+    }
+
     /** The version of the module or jar that holds the provider, or "unversioned". */
     default String version() {
         Module m = getClass().getModule();

@@ -28,7 +28,7 @@ public final class CacheSpec {
         this.config = config;
         this.plan = PrecisionPlan.resolve(config, shape);
         this.provider = backends.get(config.backend());
-        checkPolicy(config);
+        checkPolicy(config, provider);
         for (LayerPlan layer : plan.layers()) {
             for (int h = 0; h < layer.heads(); h++) {
                 String where = config.perHeadQuant() ? " of layer " + layer.layer() + " head " + h
@@ -39,13 +39,15 @@ public final class CacheSpec {
         }
     }
 
-    private static void checkPolicy(KvQuantConfig config) {
+    private static void checkPolicy(KvQuantConfig config, QuantizerProvider provider) {
         if (config.policy() == CachePolicy.APPEND) {
-            boolean perChannel = config.axisKey() != 0 || config.axisValue() != 0;
-            if (perChannel && config.residualLength() == 0) {
-                throw KvqException.config("policy append quantizes per-channel (axis " + (config.axisKey() != 0
-                        ? config.axisKey() : config.axisValue()) + ") data in blocks of residual_length tokens, so "
-                        + "residual_length must be a positive multiple of q_group_size, was 0");
+            for (int axis : new int[] {config.axisKey(), config.axisValue()}) {
+                QuantSpec spec = new QuantSpec(8, axis, config.groupSize(), config.asym(), config.backendOptions());
+                if (provider.groupsSpanTokens(spec) && config.residualLength() == 0) {
+                    throw KvqException.config("policy append quantizes per-channel data (backend '" + provider.name()
+                            + "' axis " + axis + ") in blocks of residual_length tokens, so residual_length must be a "
+                            + "positive multiple of q_group_size, was 0");
+                }
             }
             if (config.forceQuant()) {
                 throw KvqException.config("force_quant is a behaviour of policy kvtuner; policy append always quantizes "
