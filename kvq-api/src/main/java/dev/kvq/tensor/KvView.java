@@ -101,6 +101,14 @@ public record KvView(MemorySegment segment, long offset, int heads, int tokens, 
                 to - from <= 1 ? (long) tokens * headDim : headStride);
     }
 
+    /** Sets every element to zero. */
+    public void zero() {
+        long rowBytes = (long) tokens * headDim * Float.BYTES;
+        for (int h = 0; h < heads; h++) {
+            segment.asSlice(rowIndex(h, 0) * Float.BYTES, rowBytes).fill((byte) 0);
+        }
+    }
+
     /** Copies this view into {@code dst}, which must have the same shape. */
     public void copyTo(KvView dst) {
         checkSameShape(dst);

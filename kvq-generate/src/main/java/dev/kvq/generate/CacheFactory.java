@@ -1,0 +1,59 @@
+package dev.kvq.generate;
+
+import dev.kvq.cache.KvCache;
+import dev.kvq.cache.quantized.CacheSpec;
+import dev.kvq.cache.quantized.FullPrecisionKvCache;
+import dev.kvq.config.ModelShape;
+import dev.kvq.config.PrecisionPlan;
+
+/** Makes one KV cache per sequence: full precision, or quantized under a validated {@link CacheSpec}. */
+public interface CacheFactory {
+    KvCache newCache();
+
+    /** The precision plan, or null for the full-precision cache. */
+    PrecisionPlan plan();
+
+    /** One line: "fp32" or the configuration's gist. */
+    String describe();
+
+    static CacheFactory fullPrecision(ModelShape shape) {
+        return new CacheFactory() {
+            @Override
+            public KvCache newCache() {
+                return new FullPrecisionKvCache(shape);
+            }
+
+            @Override
+            public PrecisionPlan plan() {
+                return null;
+            }
+
+            @Override
+            public String describe() {
+                return "full precision (float32)";
+            }
+        };
+    }
+
+    static CacheFactory quantized(CacheSpec spec) {
+        return new CacheFactory() {
+            @Override
+            public KvCache newCache() {
+                return spec.newCache();
+            }
+
+            @Override
+            public PrecisionPlan plan() {
+                return spec.plan();
+            }
+
+            @Override
+            public String describe() {
+                var c = spec.config();
+                return String.format("%s %s, K%.2f/V%.2f bits, axes %d/%d, group %d, residual %d", spec.backend().name(),
+                        c.policy().id(), spec.plan().averageKeyBits(), spec.plan().averageValueBits(), c.axisKey(),
+                        c.axisValue(), c.groupSize(), c.residualLength());
+            }
+        };
+    }
+}

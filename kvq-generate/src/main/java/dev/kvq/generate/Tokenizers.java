@@ -1,0 +1,53 @@
+package dev.kvq.generate;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.kvq.ErrorCode;
+import dev.kvq.KvqException;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.util.ArrayList;
+import java.util.List;
+
+/** Finds a model directory's tokenizer: {@code vocab.json} (characters), {@code config.json}'s kvq_vocab, or {@code tokenizer.json}. */
+public final class Tokenizers {
+    private Tokenizers() {
+    }
+
+    public static Tokenizer load(ModelDir dir) {
+        return load(dir, UnknownChars.ERROR);
+    }
+
+    public static Tokenizer load(ModelDir dir, UnknownChars unknown) {
+        if (dir.has("vocab.json")) {
+            JsonNode v;
+            try {
+                v = new ObjectMapper().readTree(Files.readString(dir.root().resolve("vocab.json")));
+            } catch (IOException e) {
+                throw new KvqException(ErrorCode.TOKENIZER, "cannot read " + dir.root().resolve("vocab.json") + ": "
+                        + e.getMessage(), e);
+            }
+            if ("char".equals(v.path("type").asText()) && v.path("chars").isArray()) {
+                List<String> chars = new ArrayList<>();
+                v.path("chars").forEach(c -> chars.add(c.asText()));
+                return checked(dir, new CharTokenizer(chars, unknown));
+            }
+        }
+        if (dir.config().charVocab() != null) {
+            return checked(dir, new CharTokenizer(dir.config().charVocab(), unknown));
+        }
+        if (dir.has("tokenizer.json")) {
+            return new HfTokenizer(dir.root().resolve("tokenizer.json"), dir.config().vocabSize());
+        }
+        throw new KvqException(ErrorCode.MODEL_INVALID, dir.root() + " has no tokenizer: add vocab.json ({\"type\": "
+                + "\"char\", \"chars\": [...]}) or a Hugging Face tokenizer.json");
+    }
+
+    private static Tokenizer checked(ModelDir dir, CharTokenizer t) {
+        if (t.vocabSize() != dir.config().vocabSize()) {
+            throw new KvqException(ErrorCode.MODEL_INVALID, "the character vocabulary of " + dir.root() + " has "
+                    + t.vocabSize() + " characters but config.json says vocab_size " + dir.config().vocabSize());
+        }
+        return t;
+    }
+}

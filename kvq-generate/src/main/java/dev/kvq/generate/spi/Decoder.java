@@ -1,0 +1,27 @@
+package dev.kvq.generate.spi;
+
+import dev.kvq.generate.ModelConfig;
+
+/**
+ * A loaded decoder: one forward pass over new tokens given the past K/V, returning logits and the new tokens' K/V.
+ * Not thread-safe. The past K/V always come from kvq's cache ({@link PastBuffers}), never from the runtime's own
+ * state, so every runtime sees the same (possibly quantized) history.
+ */
+public interface Decoder extends AutoCloseable {
+    ModelConfig config();
+
+    /** The device the decoder runs on, as the runtime reports it ({@code cpu}, {@code cuda:0}). */
+    String device();
+
+    /**
+     * Buffers for the past K/V of a step of {@code batch} sequences over {@code pastLength} positions, in memory the
+     * runtime reads without copying. Valid until the next call.
+     */
+    PastBuffers past(int batch, int pastLength);
+
+    /** Runs one step. The returned step is valid until the next forward or close. */
+    Step forward(StepInput input);
+
+    @Override
+    void close();
+}

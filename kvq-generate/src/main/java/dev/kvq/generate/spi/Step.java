@@ -1,0 +1,14 @@
+package dev.kvq.generate.spi;
+
+import dev.kvq.tensor.KvView;
+
+/** The result of one forward step. Views are valid until the next forward. */
+public interface Step {
+    /** Copies the logits of sequence {@code b} at new position {@code t} into {@code out} (vocabulary length). */
+    void logits(int b, int t, float[] out);
+
+    /** The new tokens' keys of {@code layer} for sequence {@code b}: {@code [kvHeads, tokens, headDim]}. */
+    KvView newKeys(int layer, int b);
+
+    KvView newValues(int layer, int b);
+}

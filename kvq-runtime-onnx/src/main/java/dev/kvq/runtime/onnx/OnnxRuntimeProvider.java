@@ -1,0 +1,23 @@
+package dev.kvq.runtime.onnx;
+
+import dev.kvq.generate.ModelDir;
+import dev.kvq.generate.spi.Decoder;
+import dev.kvq.generate.spi.DecoderRuntime;
+
+/** ONNX Runtime: loads {@code model.onnx} of a model directory (Optimum's text-generation-with-past naming). */
+public final class OnnxRuntimeProvider implements DecoderRuntime {
+    @Override
+    public String name() {
+        return "onnx";
+    }
+
+    @Override
+    public String modelFile() {
+        return "model.onnx";
+    }
+
+    @Override
+    public Decoder open(ModelDir dir, String device) {
+        return OnnxDecoder.open(dir, device);
+    }
+}
