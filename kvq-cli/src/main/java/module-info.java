@@ -3,6 +3,7 @@ module dev.kvq.cli {
     requires dev.kvq.api;
     requires dev.kvq.io;
     requires dev.kvq.cache;
+    requires dev.kvq.generate;
     requires info.picocli;
     requires com.fasterxml.jackson.databind;
 

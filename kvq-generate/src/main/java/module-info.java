@@ -11,6 +11,7 @@ module dev.kvq.generate {
 
     exports dev.kvq.generate;
     exports dev.kvq.generate.spi;
+    exports dev.kvq.generate.model;
 
     uses dev.kvq.generate.spi.DecoderRuntime;
 }

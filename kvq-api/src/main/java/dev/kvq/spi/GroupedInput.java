@@ -45,14 +45,9 @@ public final class GroupedInput implements AutoCloseable {
                 }
             }
             case HEAD_CHANNEL_MAJOR -> {
-                long j = 0;
+                // each head's [T, D] rows become [D, T] lines
                 for (int h = 0; h < heads; h++) {
-                    long base = view.rowIndex(h, 0);
-                    for (int d = 0; d < dim; d++) {
-                        for (int t = 0; t < tokens; t++) {
-                            dst.setAtIndex(F32, j++, src.getAtIndex(F32, base + (long) t * dim + d));
-                        }
-                    }
+                    PackedBlock.transpose(src, view.rowIndex(h, 0), tokens, dim, dst, (long) h * tokens * dim);
                 }
             }
             case CHANNEL_MAJOR -> {

@@ -7,7 +7,11 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SegmentAllocator;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
+import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -22,6 +26,11 @@ import jdk.incubator.vector.VectorSpecies;
 public final class PackedBlock {
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED;
     private static final VectorSpecies<Float> SPECIES = VectorSupport.floatSpecies();
+    /** Byte and int species with the float species' lane count: constants, so C2 compiles the decode to SIMD. */
+    private static final VectorSpecies<Byte> BYTE_SPECIES = SPECIES == null || SPECIES.length() < 8
+            || SPECIES.length() > 16 ? null : VectorSpecies.of(byte.class, VectorShape.forBitSize(SPECIES.length() * 8));
+    private static final VectorSpecies<Integer> INT_SPECIES = BYTE_SPECIES == null ? null
+            : VectorSpecies.of(int.class, SPECIES.vectorShape());
 
     private final int bits;
     private final CodeOrder order;
@@ -153,102 +162,145 @@ public final class PackedBlock {
         if (elements() == 0) {
             return;
         }
-        int lineLength = switch (order) {
-            case TOKEN_MAJOR -> headDim;
-            case HEAD_CHANNEL_MAJOR, CHANNEL_MAJOR -> tokens;
-            case STRIDED -> groupSize;
-        };
-        int[] codeScratch = new int[lineLength];
-        float[] valueScratch = new float[lineLength];
+        long perHead = (long) tokens * headDim;
         switch (order) {
             case TOKEN_MAJOR -> {
+                // grouped order is logical order: each head's codes land contiguously in the head's rows
                 for (int h = 0; h < heads; h++) {
-                    for (int t = 0; t < tokens; t++) {
-                        long j = ((long) h * tokens + t) * headDim;
-                        decodeLine(j, headDim, codeScratch, valueScratch);
-                        storeContiguous(valueScratch, headDim, dst.segment(), dst.rowIndex(h, t));
-                    }
+                    decode(h * perHead, perHead, dst.segment(), dst.rowIndex(h, 0));
                 }
             }
             case HEAD_CHANNEL_MAJOR -> {
+                MemorySegment scratch = Scratch.floats(perHead);
                 for (int h = 0; h < heads; h++) {
-                    for (int d = 0; d < headDim; d++) {
-                        long j = ((long) h * headDim + d) * tokens;
-                        decodeLine(j, tokens, codeScratch, valueScratch);
-                        scatter(valueScratch, tokens, dst.segment(), dst.rowIndex(h, 0) + d, headDim);
-                    }
+                    decode(h * perHead, perHead, scratch, 0);
+                    transpose(scratch, 0, headDim, tokens, dst.segment(), dst.rowIndex(h, 0));
                 }
             }
             case CHANNEL_MAJOR -> {
                 long rows = (long) heads * tokens;
-                for (int d = 0; d < headDim; d++) {
-                    for (int h = 0; h < heads; h++) {
-                        long j = d * rows + (long) h * tokens;
-                        decodeLine(j, tokens, codeScratch, valueScratch);
-                        scatter(valueScratch, tokens, dst.segment(), dst.rowIndex(h, 0) + d, headDim);
+                MemorySegment scratch = Scratch.floats(elements());
+                decode(0, elements(), scratch, 0);
+                for (int h = 0; h < heads; h++) {
+                    // channel d of head h: scratch[d * rows + h * tokens + t]
+                    for (int d = 0; d < headDim; d++) {
+                        long from = d * rows + (long) h * tokens;
+                        long to = dst.rowIndex(h, 0) + d;
+                        for (int t = 0; t < tokens; t++) {
+                            dst.segment().setAtIndex(F32, to + (long) t * headDim, scratch.getAtIndex(F32, from + t));
+                        }
                     }
                 }
             }
             case STRIDED -> {
+                MemorySegment scratch = Scratch.floats(elements());
+                decode(0, elements(), scratch, 0);
                 long groups = groups();
-                long perHead = (long) tokens * headDim;
                 for (long c = 0; c < groups; c++) {
-                    decodeLine(c * groupSize, groupSize, codeScratch, valueScratch);
                     for (int r = 0; r < groupSize; r++) {
                         long i = c + r * groups;
                         int h = (int) (i / perHead);
-                        long rem = i % perHead;
-                        dst.segment().setAtIndex(F32, dst.rowIndex(h, 0) + rem, valueScratch[r]);
+                        dst.segment().setAtIndex(F32, dst.rowIndex(h, 0) + i % perHead,
+                                scratch.getAtIndex(F32, c * groupSize + r));
                     }
                 }
             }
         }
     }
 
-    /** Decodes codes {@code [j, j+n)} (which may span several groups) into {@code out}. */
-    private void decodeLine(long j, int n, int[] codeScratch, float[] out) {
-        BitPacking.unpack(codes, j, n, bits, codeScratch, 0);
-        int i = 0;
-        while (i < n) {
-            long g = (j + i) / groupSize;
-            int end = (int) Math.min(n, (g + 1) * groupSize - j);
-            float scale = scale(g);
-            float zero = zero(g);
-            affine(codeScratch, i, end, scale, zero, out);
-            i = end;
-        }
-    }
-
-    private void affine(int[] u, int from, int to, float scale, float zero, float[] out) {
-        if (form == AffineForm.ZERO_POINT) {
-            for (int i = from; i < to; i++) {
-                out[i] = ((float) (u[i] + codeOffset) + zero) * scale;
-            }
+    /**
+     * Decodes codes {@code [j, j+n)} (grouped order) into {@code n} consecutive floats of {@code dst} starting at float
+     * index {@code at}. Takes the vector path when the run is made of 16-code plane segments that each lie in one
+     * group; otherwise the scalar reference path, which computes the same values.
+     */
+    private void decode(long j, long n, MemorySegment dst, long at) {
+        boolean fast = BYTE_SPECIES != null && (bits == 8
+                || BitPacking.planar(bits)) && j % 16 == 0 && n % 16 == 0 && groupSize % 16 == 0;
+        if (fast) {
+            decodeVector(j, n, dst, at);
         } else {
-            for (int i = from; i < to; i++) {
-                out[i] = u[i] * scale + zero;
+            decodeScalar(j, n, dst, at);
+        }
+    }
+
+    private void decodeScalar(long j, long n, MemorySegment dst, long at) {
+        int[] buf = Scratch.ints(256);
+        for (long done = 0; done < n; ) {
+            int len = (int) Math.min(256, n - done);
+            BitPacking.unpack(codes, j + done, len, bits, buf, 0);
+            for (int i = 0; i < len; i++) {
+                long g = (j + done + i) / groupSize;
+                dst.setAtIndex(F32, at + done + i, decode(buf[i], scale(g), zero(g)));
+            }
+            done += len;
+        }
+    }
+
+    private void decodeVector(long j, long n, MemorySegment dst, long at) {
+        int lanes = SPECIES.length();
+        int mask = (1 << bits) - 1;
+        boolean zeroPoint = form == AffineForm.ZERO_POINT;
+        ByteOrder order = ByteOrder.nativeOrder();
+        // Walk 16-code segments with counters: no division in the loop. A segment is one plane of 16 bytes
+        // (planar widths) or 16 bytes (8 bits), and lies in one group since groups are multiples of 16 codes.
+        int planes = bits == 8 ? 1 : 8 / bits;
+        long segment = j / 16;
+        int plane = (int) (segment % planes);
+        long chunkByte = bits == 8 ? j : segment / planes * BitPacking.CHUNK_BYTES;
+        int segmentsPerGroup = groupSize / 16;
+        long group = j / groupSize;
+        int inGroup = (int) (segment % segmentsPerGroup);
+        float scale = scale(group);
+        float zero = zero(group);
+        for (long k = 0; k < n; k += 16) {
+            int shift = plane * bits;
+            for (int half = 0; half < 16; half += lanes) {
+                // sign-extending B2I is the cast C2 compiles on every x86 target; the mask removes the sign
+                IntVector u = (IntVector) ByteVector.fromMemorySegment(BYTE_SPECIES, codes, chunkByte + half,
+                        ByteOrder.LITTLE_ENDIAN).convertShape(VectorOperators.B2I, INT_SPECIES, 0);
+                u = u.lanewise(VectorOperators.LSHR, shift).and(mask);
+                FloatVector v = zeroPoint
+                        ? ((FloatVector) u.add(codeOffset).convert(VectorOperators.I2F, 0)).add(zero).mul(scale)
+                        : ((FloatVector) u.convert(VectorOperators.I2F, 0)).mul(scale).add(zero);
+                v.intoMemorySegment(dst, (at + k + half) * Float.BYTES, order);
+            }
+            if (++plane == planes) {
+                plane = 0;
+                chunkByte += 16;
+            }
+            if (++inGroup == segmentsPerGroup && k + 16 < n) {
+                inGroup = 0;
+                group++;
+                scale = scale(group);
+                zero = zero(group);
             }
         }
     }
 
-    private static void storeContiguous(float[] values, int n, MemorySegment dst, long floatIndex) {
-        int i = 0;
-        if (SPECIES != null) {
-            int bound = SPECIES.loopBound(n);
-            for (; i < bound; i += SPECIES.length()) {
-                FloatVector.fromArray(SPECIES, values, i)
-                        .intoMemorySegment(dst, (floatIndex + i) * Float.BYTES, ByteOrder.nativeOrder());
+    /**
+     * {@code dst[c][r] = src[r][c]} for a {@code rows x cols} float matrix at {@code srcAt}; destination rows are
+     * contiguous {@code rows}-float rows at {@code dstAt}. Works on heap copies: array code and bulk copies beat
+     * element-wise segment access by a wide margin.
+     */
+    static void transpose(MemorySegment src, long srcAt, int rows, int cols, MemorySegment dst, long dstAt) {
+        float[] in = Scratch.heapFloats(0, rows * cols);
+        float[] out = Scratch.heapFloats(1, rows * cols);
+        MemorySegment.copy(src, F32, srcAt * Float.BYTES, in, 0, rows * cols);
+        // 16x16 tiles: a power-of-two row stride would otherwise map a column walk onto a few L1 sets
+        final int tile = 16;
+        for (int r0 = 0; r0 < rows; r0 += tile) {
+            int r1 = Math.min(rows, r0 + tile);
+            for (int c0 = 0; c0 < cols; c0 += tile) {
+                int c1 = Math.min(cols, c0 + tile);
+                for (int c = c0; c < c1; c++) {
+                    int to = c * rows;
+                    for (int r = r0; r < r1; r++) {
+                        out[to + r] = in[r * cols + c];
+                    }
+                }
             }
         }
-        for (; i < n; i++) {
-            dst.setAtIndex(F32, floatIndex + i, values[i]);
-        }
-    }
-
-    private static void scatter(float[] values, int n, MemorySegment dst, long floatIndex, int stride) {
-        for (int i = 0; i < n; i++) {
-            dst.setAtIndex(F32, floatIndex + (long) i * stride, values[i]);
-        }
+        MemorySegment.copy(out, 0, dst, F32, dstAt * Float.BYTES, rows * cols);
     }
 
     @Override

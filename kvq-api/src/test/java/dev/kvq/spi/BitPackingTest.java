@@ -39,18 +39,35 @@ class BitPackingTest {
     }
 
     @ParameterizedTest
-    @ValueSource(ints = {1, 2, 3, 4, 5, 6, 7, 8})
-    void packsDenselyLeastSignificantBitFirst(int bits) {
+    @ValueSource(ints = {1, 3, 5, 6, 7})
+    void oddWidthsFormALittleEndianBitStream(int bits) {
         assertEquals((10L * bits + 7) / 8, BitPacking.packedBytes(10, bits));
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment packed = arena.allocate(BitPacking.packedBytes(2, bits));
             BitPacking.pack(new int[] {1, 1}, 0, 2, bits, packed, 0);
-            // code 0 at bit 0, code 1 at bit `bits`
             long word = 0;
             for (int i = 0; i < packed.byteSize(); i++) {
                 word |= (packed.get(java.lang.foreign.ValueLayout.JAVA_BYTE, i) & 0xFFL) << (8 * i);
             }
             assertEquals(1L | 1L << bits, word);
+        }
+    }
+
+    @ParameterizedTest
+    @ValueSource(ints = {2, 4})
+    void twoAndFourBitsUsePlanarSixteenByteChunks(int bits) {
+        int perChunk = 128 / bits;
+        assertEquals(16, BitPacking.packedBytes(perChunk, bits));
+        assertEquals(32, BitPacking.packedBytes(perChunk + 1, bits));
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment packed = arena.allocate(16);
+            int[] codes = new int[perChunk];
+            codes[0] = 1;                // plane 0, byte 0, bits [0, bits)
+            codes[16] = 1;               // plane 1, byte 0, bits [bits, 2 bits)
+            codes[17] = (1 << bits) - 1; // plane 1, byte 1
+            BitPacking.pack(codes, 0, perChunk, bits, packed, 0);
+            assertEquals(1 | 1 << bits, packed.get(java.lang.foreign.ValueLayout.JAVA_BYTE, 0) & 0xFF);
+            assertEquals(((1 << bits) - 1) << bits, packed.get(java.lang.foreign.ValueLayout.JAVA_BYTE, 1) & 0xFF);
         }
     }
 }

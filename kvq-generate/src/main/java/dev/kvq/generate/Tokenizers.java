@@ -1,5 +1,7 @@
 package dev.kvq.generate;
 
+import dev.kvq.generate.model.ModelConfig;
+import dev.kvq.generate.model.ModelDir;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.kvq.ErrorCode;

@@ -15,8 +15,11 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SegmentAllocator;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
+import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -38,18 +41,24 @@ final class VanillaQuantizer implements Quantizer {
     private final int bits;
     private final int qmin;
     private final int qmax;
-    private final VectorSpecies<Float> species;
+    /** A static final species is a compile-time constant, which C2 needs to turn vector code into SIMD. */
+    private static final VectorSpecies<Float> SPECIES = VectorSupport.floatSpecies();
+    private static final VectorSpecies<Byte> BYTE_SPECIES = SPECIES == null || SPECIES.length() < 8
+            || SPECIES.length() > 16 ? null : VectorSpecies.of(byte.class, VectorShape.forBitSize(SPECIES.length() * 8));
+
+    private final boolean vectorized;
 
     VanillaQuantizer(QuantSpec spec) {
-        this(spec, VectorSupport.floatSpecies());
+        this(spec, SPECIES != null);
     }
 
-    VanillaQuantizer(QuantSpec spec, VectorSpecies<Float> species) {
+    /** {@code vectorized = false} forces the scalar reference kernel (tests compare both). */
+    VanillaQuantizer(QuantSpec spec, boolean vectorized) {
         this.spec = spec;
         this.bits = spec.bits();
         this.qmin = -(1 << (bits - 1));
         this.qmax = (1 << (bits - 1)) - 1;
-        this.species = species;
+        this.vectorized = vectorized && SPECIES != null;
     }
 
     @Override
@@ -71,11 +80,16 @@ final class VanillaQuantizer implements Quantizer {
         long groups = n / gs;
         int[] codes = new int[gs];
         float[] params = new float[2];
+        // Whole 16-code segments of 8-bit or planar codes are written straight from vector registers.
+        boolean direct = vectorized && BYTE_SPECIES != null && gs % 16 == 0
+                && (bits == 8 || BitPacking.planar(bits));
         try (GroupedInput in = GroupedInput.of(input, order, gs)) {
             MemorySegment seg = in.segment();
             for (long g = 0; g < groups; g++) {
                 long first = in.offset() + g * gs;
-                if (species != null && gs >= species.length()) {
+                if (direct) {
+                    groupVectorPacked(seg, first, gs, block.codes(), g * gs, params);
+                } else if (vectorized && gs >= SPECIES.length()) {
                     groupVector(seg, first, gs, codes, params);
                 } else {
                     groupScalar(seg, first, gs, codes, params);
@@ -84,7 +98,9 @@ final class VanillaQuantizer implements Quantizer {
                     throw new KvqException(ErrorCode.NON_FINITE_INPUT, "vanilla: group " + g
                             + " has a non-finite scale or zero point; the input holds NaN or infinite values");
                 }
-                BitPacking.pack(codes, 0, gs, bits, block.codes(), g * gs);
+                if (!direct) {
+                    BitPacking.pack(codes, 0, gs, bits, block.codes(), g * gs);
+                }
                 block.setGroup(g, params[0], params[1]);
             }
         }
@@ -130,14 +146,52 @@ final class VanillaQuantizer implements Quantizer {
         return (float) Math.rint(Math.min(Math.max(y, (float) qmin), (float) qmax));
     }
 
-    private void groupVector(MemorySegment seg, long first, int gs, int[] codes, float[] params) {
-        VectorSpecies<Float> sp = species;
+    /** The vector kernel writing codes directly into {@code packed} at code position {@code codeIndex}. */
+    private void groupVectorPacked(MemorySegment seg, long first, int gs, MemorySegment packed, long codeIndex,
+                                   float[] params) {
+        groupParams(seg, first, gs, params);
+        float s = params[0];
+        float z = params[1];
+        float lo = qmin;
+        float hi = qmax;
+        int lanes = SPECIES.length();
+        ByteOrder order = ByteOrder.nativeOrder();
+        long base = first * Float.BYTES;
+        long byteIndex = BitPacking.segmentByte(codeIndex, bits);
+        int planes = bits == 8 ? 1 : 8 / bits;
+        int plane = bits == 8 ? 0 : BitPacking.segmentShift(codeIndex, bits) / bits;
+        for (int i = 0; i < gs; i += 16) {
+            int shift = bits == 8 ? 0 : plane * bits;
+            for (int half = 0; half < 16; half += lanes) {
+                FloatVector y = FloatVector.fromMemorySegment(SPECIES, seg, base + (long) (i + half) * Float.BYTES, order)
+                        .div(s);
+                if (spec.asym()) {
+                    y = y.sub(z);
+                }
+                y = y.max(lo).min(hi).add(ROUND_MAGIC).sub(ROUND_MAGIC).sub(lo);
+                ByteVector b = (ByteVector) ((IntVector) y.convert(VectorOperators.F2I, 0))
+                        .lanewise(VectorOperators.LSHL, shift).convertShape(VectorOperators.I2B, BYTE_SPECIES, 0);
+                if (shift != 0) {
+                    b = b.or(ByteVector.fromMemorySegment(BYTE_SPECIES, packed, byteIndex + half, ByteOrder.LITTLE_ENDIAN));
+                }
+                b.intoMemorySegment(packed, byteIndex + half, ByteOrder.LITTLE_ENDIAN);
+            }
+            if (bits == 8) {
+                byteIndex += 16;
+            } else if (++plane == planes) {
+                plane = 0;
+                byteIndex += BitPacking.CHUNK_BYTES;
+            }
+        }
+    }
+
+    /** Scale and zero of one group (vector reductions). */
+    private void groupParams(MemorySegment seg, long first, int gs, float[] params) {
+        VectorSpecies<Float> sp = SPECIES;
         int len = sp.length();
         int bound = sp.loopBound(gs);
         long base = first * Float.BYTES;
         ByteOrder order = ByteOrder.nativeOrder();
-        float s;
-        float z;
         if (spec.asym()) {
             FloatVector vmin = FloatVector.broadcast(sp, Float.POSITIVE_INFINITY);
             FloatVector vmax = FloatVector.broadcast(sp, Float.NEGATIVE_INFINITY);
@@ -153,8 +207,9 @@ final class VanillaQuantizer implements Quantizer {
                 mn = Math.min(mn, x);
                 mx = Math.max(mx, x);
             }
-            s = Math.max(mx - mn, RANGE_CLAMP) / (float) (qmax - qmin);
-            z = (float) Math.rint(mn / s) - (float) qmin;
+            float s = Math.max(mx - mn, RANGE_CLAMP) / (float) (qmax - qmin);
+            params[0] = s;
+            params[1] = (float) Math.rint(mn / s) - (float) qmin;
         } else {
             FloatVector vmax = FloatVector.zero(sp);
             for (int i = 0; i < bound; i += len) {
@@ -164,9 +219,20 @@ final class VanillaQuantizer implements Quantizer {
             for (int i = bound; i < gs; i++) {
                 amax = Math.max(amax, Math.abs(seg.getAtIndex(F32, first + i)));
             }
-            s = Math.max(amax, RANGE_CLAMP) / (float) qmax;
-            z = 0f;
+            params[0] = Math.max(amax, RANGE_CLAMP) / (float) qmax;
+            params[1] = 0f;
         }
+    }
+
+    private void groupVector(MemorySegment seg, long first, int gs, int[] codes, float[] params) {
+        groupParams(seg, first, gs, params);
+        float s = params[0];
+        float z = params[1];
+        VectorSpecies<Float> sp = SPECIES;
+        int len = sp.length();
+        int bound = sp.loopBound(gs);
+        long base = first * Float.BYTES;
+        ByteOrder order = ByteOrder.nativeOrder();
         float lo = qmin;
         float hi = qmax;
         for (int i = 0; i < bound; i += len) {
@@ -181,7 +247,5 @@ final class VanillaQuantizer implements Quantizer {
             float x = seg.getAtIndex(F32, first + i) / s;
             codes[i] = (int) clampRint(spec.asym() ? x - z : x) - qmin;
         }
-        params[0] = s;
-        params[1] = z;
     }
 }

@@ -1,6 +1,6 @@
 package dev.kvq.generate.spi;
 
-import dev.kvq.generate.ModelConfig;
+import dev.kvq.generate.model.ModelConfig;
 
 /**
  * A loaded decoder: one forward pass over new tokens given the past K/V, returning logits and the new tokens' K/V.

@@ -1,6 +1,6 @@
 package dev.kvq.generate.spi;
 
-import dev.kvq.generate.ModelDir;
+import dev.kvq.generate.model.ModelDir;
 
 /**
  * An inference runtime (ONNX Runtime, DJL/PyTorch) that runs a decoder with external KV inputs and outputs.

@@ -1,6 +1,6 @@
 package dev.kvq.runtime.onnx;
 
-import dev.kvq.generate.ModelDir;
+import dev.kvq.generate.model.ModelDir;
 import dev.kvq.generate.spi.Decoder;
 import dev.kvq.generate.spi.DecoderRuntime;
 

@@ -8,7 +8,7 @@ import dev.kvq.config.ModelShape;
 import dev.kvq.config.PrecisionPlan;
 import dev.kvq.generate.CacheFactory;
 import dev.kvq.generate.Generator;
-import dev.kvq.generate.ModelDir;
+import dev.kvq.generate.model.ModelDir;
 import dev.kvq.generate.Tokenizer;
 import dev.kvq.generate.Tokenizers;
 import dev.kvq.generate.spi.Decoder;

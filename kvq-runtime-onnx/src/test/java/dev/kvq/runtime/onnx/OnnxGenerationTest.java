@@ -13,7 +13,7 @@ import dev.kvq.config.KvQuantConfig;
 import dev.kvq.generate.CacheFactory;
 import dev.kvq.generate.DecodeSession;
 import dev.kvq.generate.Generator;
-import dev.kvq.generate.ModelDir;
+import dev.kvq.generate.model.ModelDir;
 import dev.kvq.generate.SamplingParams;
 import dev.kvq.generate.Tokenizer;
 import dev.kvq.generate.Tokenizers;

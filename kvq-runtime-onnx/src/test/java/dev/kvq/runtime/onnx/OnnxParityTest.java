@@ -4,7 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.kvq.generate.CacheFactory;
 import dev.kvq.generate.DecodeSession;
-import dev.kvq.generate.ModelDir;
+import dev.kvq.generate.model.ModelDir;
 import dev.kvq.generate.Tokenizer;
 import dev.kvq.generate.Tokenizers;
 import dev.kvq.generate.spi.Decoder;

@@ -1,4 +1,4 @@
-package dev.kvq.generate;
+package dev.kvq.generate.model;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;

@@ -1,4 +1,4 @@
-package dev.kvq.generate;
+package dev.kvq.generate.model;
 
 import dev.kvq.ErrorCode;
 import dev.kvq.KvqException;
