@@ -4,6 +4,9 @@ module dev.kvq.cli {
     requires dev.kvq.io;
     requires dev.kvq.cache;
     requires dev.kvq.generate;
+    requires dev.kvq.eval;
+    requires dev.kvq.tuner;
+    requires me.tongfei.progressbar;
     requires info.picocli;
     requires com.fasterxml.jackson.databind;
 

@@ -24,7 +24,7 @@ class ConfigValidationTest {
         assertEquals(4, c.effectiveValueBits());
         assertEquals(64, c.groupSize());
         assertEquals(128, c.residualLength());
-        assertEquals(CachePolicy.KVTUNER, c.policy());
+        assertEquals(CachePolicy.APPEND, c.policy());
         assertEquals("vanilla", c.backend());
     }
 

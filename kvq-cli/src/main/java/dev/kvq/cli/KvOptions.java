@@ -13,8 +13,8 @@ import picocli.CommandLine.Option;
  */
 final class KvOptions {
     @Option(names = "--kv-config", paramLabel = "FILE", description = "KV configuration (JSON/YAML) or a KVTuner "
-            + "per-layer/per-head precision file.")
-    Path kvConfig;
+            + "per-layer/per-head precision file; repeat it where a command compares several.")
+    java.util.List<Path> kvConfigs = new java.util.ArrayList<>();
 
     @Option(names = "--fp", description = "Run with the full-precision (float32) cache: no quantization.")
     boolean fp;
@@ -58,8 +58,20 @@ final class KvOptions {
             + "(residual 0, group -1, axes 0/0, asym) or KIVI preset (residual 32, group 32, axes 1/0, asym).")
     String scheme;
 
-    /** The configuration these options describe, starting from {@code base} when no file is given. */
+    /** The configuration these options describe (the first --kv-config when several are given). */
     KvQuantConfig resolve() {
+        return resolve(scheme, keyBits, valueBits, kvConfigs.isEmpty() ? null : kvConfigs.getFirst());
+    }
+
+    KvQuantConfig resolve(String scheme, Integer keyBits, Integer valueBits) {
+        return resolve(scheme, keyBits, valueBits, kvConfigs.isEmpty() ? null : kvConfigs.getFirst());
+    }
+
+    /**
+     * The configuration with a scheme preset and bits that override the flags' (for sweeps); null arguments fall back
+     * to the flags.
+     */
+    KvQuantConfig resolve(String scheme, Integer keyBits, Integer valueBits, Path kvConfig) {
         KvQuantConfig.Builder b;
         if (scheme != null) {
             b = switch (scheme.toLowerCase(java.util.Locale.ROOT).replace("-", "")) {

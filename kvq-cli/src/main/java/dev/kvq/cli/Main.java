@@ -9,7 +9,9 @@ import picocli.CommandLine.Command;
 /** {@code kvq}: KV-cache quantization for the JVM. */
 @Command(name = "kvq", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
         description = "Sensitivity-aware, layer-wise mixed-precision KV-cache quantization (KVTuner) for the JVM.",
-        subcommands = {GenerateCommand.class, BackendsCommand.class, ConfigCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {DemoCommand.class, GenerateCommand.class, EvalCommand.class, BenchCommand.class, CalibrateCommand.class,
+            TuneCommand.class, BackendsCommand.class,
+            ConfigCommand.class, CommandLine.HelpCommand.class})
 public final class Main {
     /** Exit code for bad input: configuration, arguments, files. */
     public static final int EXIT_INPUT = 2;

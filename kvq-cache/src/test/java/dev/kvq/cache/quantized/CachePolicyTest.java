@@ -96,7 +96,7 @@ class CachePolicyTest {
 
     @Test
     void forceQuantKeepsAPromptOfWholeResidualBlocksUnquantizedAsTheReferenceDoes() {
-        KvQuantConfig c = KvQuantConfig.kivi(4, 4).forceQuant(true).build();
+        KvQuantConfig c = KvQuantConfig.kivi(4, 4).forceQuant(true).policy(CachePolicy.KVTUNER).build();
         Random rnd = new Random(3);
         try (QuantizedKvCache cache = KvCaches.open(c, SHAPE)) {
             KvView k = random(rnd, 64);

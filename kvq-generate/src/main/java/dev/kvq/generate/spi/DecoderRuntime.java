@@ -13,9 +13,11 @@ public interface DecoderRuntime {
     /** The model file this runtime loads from a model directory ({@code model.onnx}). */
     String modelFile();
 
-    /**
-     * Loads the decoder of {@code dir} on {@code device} ({@code cpu}, {@code cuda} or {@code cuda:N}); checks that
-     * its inputs and outputs agree with {@code config.json}.
-     */
-    Decoder open(ModelDir dir, String device);
+    /** Loads the decoder of {@code dir}; checks that its inputs and outputs agree with {@code config.json}. */
+    Decoder open(ModelDir dir, RuntimeOptions options);
+
+    /** Loads the decoder of {@code dir} on {@code device} with the runtime's default threads. */
+    default Decoder open(ModelDir dir, String device) {
+        return open(dir, RuntimeOptions.on(device));
+    }
 }

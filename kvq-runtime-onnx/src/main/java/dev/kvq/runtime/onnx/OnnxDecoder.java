@@ -15,6 +15,7 @@ import dev.kvq.generate.model.ModelConfig;
 import dev.kvq.generate.model.ModelDir;
 import dev.kvq.generate.spi.Decoder;
 import dev.kvq.generate.spi.PastBuffers;
+import dev.kvq.generate.spi.RuntimeOptions;
 import dev.kvq.generate.spi.Step;
 import dev.kvq.generate.spi.StepInput;
 import dev.kvq.tensor.KvView;
@@ -141,16 +142,21 @@ final class OnnxDecoder implements Decoder {
         presentValues = growables(layers);
     }
 
-    static OnnxDecoder open(ModelDir dir, String device) {
+    static OnnxDecoder open(ModelDir dir, RuntimeOptions runtimeOptions) {
+        String device = runtimeOptions.device();
         var file = dir.require("model.onnx", "the ONNX decoder with external KV inputs and outputs");
         OrtEnvironment env = OrtEnvironment.getEnvironment();
         try {
             OrtSession.SessionOptions options = new OrtSession.SessionOptions();
             options.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT);
             options.setSessionLogLevel(ai.onnxruntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR);
+            if (runtimeOptions.threads() > 0) {
+                options.setIntraOpNumThreads(runtimeOptions.threads());
+                options.setInterOpNumThreads(1);
+            }
             String actual = "cpu";
-            if (device.startsWith("cuda")) {
-                int id = device.contains(":") ? Integer.parseInt(device.substring(5)) : 0;
+            if (runtimeOptions.cuda()) {
+                int id = runtimeOptions.cudaDevice();
                 if (!OrtEnvironment.getAvailableProviders().contains(OrtProvider.CUDA)) {
                     throw new KvqException(ErrorCode.UNSUPPORTED, "device " + device + " needs ONNX Runtime's CUDA "
                             + "execution provider, but this ONNX Runtime offers " + OrtEnvironment.getAvailableProviders()

@@ -3,6 +3,7 @@ package dev.kvq.runtime.onnx;
 import dev.kvq.generate.model.ModelDir;
 import dev.kvq.generate.spi.Decoder;
 import dev.kvq.generate.spi.DecoderRuntime;
+import dev.kvq.generate.spi.RuntimeOptions;
 
 /** ONNX Runtime: loads {@code model.onnx} of a model directory (Optimum's text-generation-with-past naming). */
 public final class OnnxRuntimeProvider implements DecoderRuntime {
@@ -17,7 +18,7 @@ public final class OnnxRuntimeProvider implements DecoderRuntime {
     }
 
     @Override
-    public Decoder open(ModelDir dir, String device) {
-        return OnnxDecoder.open(dir, device);
+    public Decoder open(ModelDir dir, RuntimeOptions options) {
+        return OnnxDecoder.open(dir, options);
     }
 }

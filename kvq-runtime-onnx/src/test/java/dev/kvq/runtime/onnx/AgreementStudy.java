@@ -1,5 +1,6 @@
 package dev.kvq.runtime.onnx;
 
+import dev.kvq.cache.ForwardingKvCache;
 import dev.kvq.cache.KvCache;
 import dev.kvq.cache.quantized.FullPrecisionKvCache;
 import dev.kvq.cache.quantized.KvCaches;
@@ -83,46 +84,20 @@ class AgreementStudy {
         return new CacheFactory() {
             @Override
             public KvCache newCache() {
-                FullPrecisionKvCache inner = new FullPrecisionKvCache(shape);
-                return new KvCache() {
-                    @Override
-                    public PrecisionPlan plan() {
-                        return inner.plan();
-                    }
-
-                    @Override
-                    public int length(int layer) {
-                        return inner.length(layer);
-                    }
-
+                return new ForwardingKvCache(new FullPrecisionKvCache(shape)) {
                     @Override
                     public void append(int layer, KvView k, KvView v) {
-                        inner.append(layer, round(k), round(v));
-                    }
-
-                    @Override
-                    public void materialize(int layer, KvView k, KvView v) {
-                        inner.materialize(layer, k, v);
+                        super.append(layer, round(k), round(v));
                     }
 
                     @Override
                     public KvPair update(int layer, KvView k, KvView v) {
-                        return inner.update(layer, round(k), round(v));
+                        return super.update(layer, round(k), round(v));
                     }
 
                     @Override
                     public long bytesHeld() {
-                        return inner.bytesHeld() / 2;
-                    }
-
-                    @Override
-                    public long bytesFp16() {
-                        return inner.bytesFp16();
-                    }
-
-                    @Override
-                    public void close() {
-                        inner.close();
+                        return super.bytesHeld() / 2;
                     }
                 };
             }

@@ -1,0 +1,111 @@
+package dev.kvq.cli;
+
+import dev.kvq.KvqException;
+import dev.kvq.config.KvQuantConfig;
+import dev.kvq.eval.Bench;
+import dev.kvq.eval.Report;
+import dev.kvq.generate.CacheFactory;
+import dev.kvq.generate.Tokenizer;
+import dev.kvq.generate.model.ModelDir;
+import dev.kvq.generate.spi.Decoder;
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/** {@code kvq bench}: prefill time, decode speed and memory per context length and configuration. */
+@Command(name = "bench", mixinStandardHelpOptions = true, sortOptions = false,
+        description = {"Prefill ms, decode tokens/s, bytes held and bytes per token for each context length and cache "
+            + "configuration, beside the full-precision cache, measured in one run (best of --repeats after a warm-up)."})
+final class BenchCommand extends ModelCommand implements Callable<Integer> {
+    @Option(names = "--contexts", split = ",", defaultValue = "256,512,1024", paramLabel = "N,N,...",
+            description = "Context lengths (default ${DEFAULT-VALUE}).")
+    List<Integer> contexts;
+
+    @Option(names = "--decode-steps", defaultValue = "64", paramLabel = "N", description = "Decode steps timed per run.")
+    int decodeSteps;
+
+    @Option(names = "--repeats", defaultValue = "2", paramLabel = "N")
+    int repeats;
+
+    @Option(names = "--data", paramLabel = "FILE", description = "Text whose first tokens form the prompts (default: "
+            + "random vocabulary tokens, seed 0).")
+    Path data;
+
+    @Override
+    public Integer call() {
+        ModelDir dir = model.dir();
+        KvQuantConfig primary = primary();
+        int max = contexts.stream().mapToInt(Integer::intValue).max().orElseThrow();
+        List<Bench.Row> rows;
+        String device;
+        try (Decoder decoder = model.open(dir, primary.runtime(), primary.device());
+             Tokenizer tokenizer = model.tokenizer(dir)) {
+            device = decoder.device();
+            int[] tokens = tokens(tokenizer, dir.config().vocabSize(), max);
+            Map<String, CacheFactory> runs = new LinkedHashMap<>();
+            runs.put("fp32", CacheFactory.fullPrecision(dir.config().shape()));
+            configs().forEach((name, c) -> runs.put(name, factory(c, dir)));
+            rows = Bench.run(decoder, runs, contexts.stream().mapToInt(Integer::intValue).toArray(), tokens, decodeSteps,
+                    repeats, progress());
+        }
+        PrintWriter out = out();
+        if (json) {
+            out.println(Json.write(Map.of("model", dir.name(), "device", device, "runtime",
+                    model.runtimeOr(primary.runtime()), "decode_steps", decodeSteps, "results", Bench.toMaps(rows))));
+        } else {
+            out.printf("%s on %s (%s), %d decode steps, best of %d%n", dir.name(), device,
+                    model.runtimeOr(primary.runtime()), decodeSteps, repeats);
+            out.printf("%-22s %7s %9s %11s %12s %10s %9s   %s%n", "config", "context", "avg bits", "prefill ms",
+                    "decode tok/s", "KV bytes", "bytes/tok", "per step: materialize / forward / append ms");
+            for (Bench.Row r : rows) {
+                out.printf("%-22s %7d %9s %11.1f %12.1f %,10d %9.1f   %.3f / %.3f / %.3f%n", r.config(), r.context(),
+                        r.avgBits() == null ? "32" : String.format("%.2f", r.avgBits()), r.prefillMillis(),
+                        r.decodeTokensPerSecond(), r.bytesHeld(), r.bytesPerToken(), r.materializeMillisPerStep(),
+                        r.forwardMillisPerStep(), r.appendMillisPerStep());
+            }
+        }
+        out.flush();
+        if (report != null) {
+            Report rep = new Report("kvq bench: " + dir.name() + " on " + device);
+            List<List<Object>> table = new ArrayList<>();
+            Map<String, List<double[]>> bytes = new LinkedHashMap<>();
+            Map<String, List<double[]>> speed = new LinkedHashMap<>();
+            for (Bench.Row r : rows) {
+                table.add(List.of(r.config(), r.context(), r.avgBits() == null ? 32.0 : r.avgBits(), r.prefillMillis(),
+                        r.decodeTokensPerSecond(), r.bytesHeld(), r.bytesPerToken()));
+                bytes.computeIfAbsent(r.config(), k -> new ArrayList<>()).add(new double[] {r.context(), r.bytesPerToken()});
+                speed.computeIfAbsent(r.config(), k -> new ArrayList<>())
+                        .add(new double[] {r.context(), r.decodeTokensPerSecond()});
+            }
+            rep.table(List.of("config", "context", "avg bits", "prefill ms", "decode tok/s", "KV bytes", "bytes/token"),
+                    table);
+            rep.chart("bytes_per_token.png", "KV bytes per token against context length", "context (tokens)",
+                    "bytes per token", bytes, true);
+            rep.chart("decode_speed.png", "Decode speed against context length", "context (tokens)", "tokens/s", speed,
+                    true);
+            writeReport(rep);
+        }
+        return 0;
+    }
+
+    private int[] tokens(Tokenizer tokenizer, int vocab, int count) {
+        int[] ids;
+        if (data != null) {
+            ids = tokenizer.encode(EvalCommand.readText(data));
+            if (ids.length < count) {
+                throw KvqException.config(data + " gives " + ids.length + " tokens, the largest context needs " + count);
+            }
+        } else {
+            SplittableRandom rnd = new SplittableRandom(0);
+            ids = rnd.ints(count, 0, vocab).toArray();
+        }
+        return ids;
+    }
+}

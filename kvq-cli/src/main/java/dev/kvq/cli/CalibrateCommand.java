@@ -1,0 +1,137 @@
+package dev.kvq.cli;
+
+import dev.kvq.config.CachePolicy;
+import dev.kvq.eval.Progress;
+import dev.kvq.generate.Runtimes;
+import dev.kvq.generate.Tokenizer;
+import dev.kvq.generate.model.ModelDir;
+import dev.kvq.generate.spi.Decoder;
+import dev.kvq.tuner.Calibration;
+import dev.kvq.tuner.Pair;
+import dev.kvq.tuner.Profile;
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+import picocli.CommandLine.Model.CommandSpec;
+
+/** {@code kvq calibrate}: per-layer sensitivity of a model to KV quantization, and the pruned search space. */
+@Command(name = "calibrate", mixinStandardHelpOptions = true, sortOptions = false,
+        description = {"Measure, for every layer and every (key bits, value bits) pair of {2,4,8}, the relative error of "
+            + "the layer's attention output when only its K/V are quantized (both, keys only, values only) and the "
+            + "next-token KL of the model with only that layer quantized; keep each layer's Pareto pairs and cluster "
+            + "similar layers into groups. Writes the profile kvq tune reads.",
+            "Needs model.safetensors (Llama architecture) for the queries, and the model's runtime file for the KL."})
+final class CalibrateCommand implements Callable<Integer> {
+    @Mixin
+    ModelOptions model;
+
+    @Option(names = "--data", required = true, paramLabel = "FILE", description = "Calibration text.")
+    Path data;
+
+    @Option(names = "--offset", defaultValue = "0", paramLabel = "N")
+    int offset;
+
+    @Option(names = "--length", defaultValue = "40000", paramLabel = "N", description = "Characters (default ${DEFAULT-VALUE}).")
+    int length;
+
+    @Option(names = "--scheme", defaultValue = "per-token-asym", paramLabel = "per-token-asym|per-channel-asym")
+    String scheme;
+
+    @Option(names = "--backend", defaultValue = "vanilla", paramLabel = "NAME")
+    String backend;
+
+    @Option(names = "--policy", defaultValue = "append", paramLabel = "kvtuner|append")
+    String policy;
+
+    @Option(names = "--window", defaultValue = "256", paramLabel = "W")
+    int window;
+
+    @Option(names = "--windows", defaultValue = "4", paramLabel = "N", description = "Windows for the attention errors.")
+    int windows;
+
+    @Option(names = "--kl-windows", defaultValue = "2", paramLabel = "N", description = "Windows for the end-to-end KL "
+            + "(0 skips it).")
+    int klWindows;
+
+    @Option(names = "--prefill", defaultValue = "32", paramLabel = "P")
+    int prefill;
+
+    @Option(names = "--groups", paramLabel = "G", description = "Layer groups (default: half the layers, at most 8).")
+    Integer groups;
+
+    @Option(names = "--out", required = true, paramLabel = "profile.json")
+    Path out;
+
+    @Option(names = "--json", description = "Print the profile as JSON.")
+    boolean json;
+
+    @Spec
+    CommandSpec spec;
+
+    @Override
+    public Integer call() {
+        ModelDir dir = model.dir();
+        int g = groups != null ? groups : Math.max(1, Math.min(8, (dir.config().layers() + 1) / 2));
+        Calibration.Options o = new Calibration.Options(scheme, backend, CachePolicy.parse(policy), window, windows,
+                klWindows, prefill, g, Pair.KVTUNER);
+        Profile profile;
+        Progress progress = json ? Progress.none() : ConsoleProgress.forConsole();
+        try (Decoder decoder = klWindows > 0 ? Runtimes.discover().get(model.runtimeOr("onnx")).open(dir,
+                model.device != null ? model.device : "cpu") : null; Tokenizer tokenizer = model.tokenizer(dir)) {
+            profile = Calibration.run(dir, decoder, tokenizer, EvalCommand.readText(data), offset, length, o, progress);
+        }
+        profile.write(out);
+        PrintWriter w = spec.commandLine().getOut();
+        if (json) {
+            w.println(Json.write(profile));
+        } else {
+            List<String> pairs = Pair.KVTUNER.stream().map(Pair::name).toList();
+            w.printf("%s, %s, backend %s: relative error of each layer's attention output (K and V quantized)%n",
+                    dir.name(), profile.scheme(), backend);
+            w.printf("%-6s", "layer");
+            pairs.forEach(p -> w.printf(" %8s", p));
+            w.printf("   Pareto pairs%n");
+            for (Profile.LayerProfile l : profile.layers()) {
+                w.printf("%-6d", l.layer());
+                pairs.forEach(p -> w.printf(" %8.4f", l.errors().get(p).attention()));
+                w.printf("   %s%n", String.join(" ", l.pareto()));
+            }
+            if (klWindows > 0) {
+                w.printf("%nmean next-token KL with only that layer quantized%n%-6s", "layer");
+                pairs.forEach(p -> w.printf(" %8s", p));
+                w.println();
+                for (Profile.LayerProfile l : profile.layers()) {
+                    w.printf("%-6d", l.layer());
+                    pairs.forEach(p -> w.printf(" %8.5f", l.errors().get(p).kl()));
+                    w.println();
+                }
+            }
+            Map<String, Object> kv = profile.keysVersusValues();
+            w.printf("%nkeys vs values: attention error with only keys / only values at 2 bits %.4f / %.4f (%s)",
+                    kv.get("mean_key_only_error_at_2_bits"), kv.get("mean_value_only_error_at_2_bits"),
+                    Boolean.TRUE.equals(kv.get("keys_matter_more_by_attention_error")) ? "keys matter more"
+                            : "values matter more");
+            if (kv.containsKey("mean_kl_K2V8")) {
+                w.printf("; next-token KL of K2V8 / K8V2 %.5f / %.5f (%s)", kv.get("mean_kl_K2V8"), kv.get("mean_kl_K8V2"),
+                        Boolean.TRUE.equals(kv.get("keys_matter_more_by_kl")) ? "keys matter more" : "values matter more");
+            }
+            w.println();
+            w.printf("groups (layers sharing one choice) and their candidates:%n");
+            long space = 1;
+            for (Profile.Group grp : profile.groups()) {
+                w.printf("  layers %-16s %s%n", grp.layers(), String.join(" ", grp.candidates()));
+                space *= grp.candidates().size();
+            }
+            w.printf("search space: %,d configurations (9^%d = %,.0f before pruning); profile written to %s%n", space,
+                    dir.config().layers(), Math.pow(9, dir.config().layers()), out);
+        }
+        w.flush();
+        return 0;
+    }
+}

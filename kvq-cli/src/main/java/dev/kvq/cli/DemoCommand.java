@@ -1,0 +1,190 @@
+package dev.kvq.cli;
+
+import dev.kvq.KvqException;
+import dev.kvq.cache.quantized.KvCaches;
+import dev.kvq.config.KvQuantConfig;
+import dev.kvq.eval.Distributions;
+import dev.kvq.generate.CacheFactory;
+import dev.kvq.generate.DecodeSession;
+import dev.kvq.generate.Generator;
+import dev.kvq.generate.Runtimes;
+import dev.kvq.generate.Tokenizer;
+import dev.kvq.generate.Tokenizers;
+import dev.kvq.generate.model.ModelDir;
+import dev.kvq.generate.spi.Decoder;
+import dev.kvq.io.config.ConfigFiles;
+import java.io.PrintWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+import picocli.CommandLine.Model.CommandSpec;
+
+/** {@code kvq demo}: kvq's own small model, three caches, one table. Offline. */
+@Command(name = "demo", mixinStandardHelpOptions = true, sortOptions = false,
+        description = {"Generate from a fixed prompt with kvq's demo model three ways (full-precision cache, uniform "
+            + "KV4, and the mixed per-layer config shipped beside the model) and compare memory, agreement and speed.",
+            "Needs no network and no data outside the repository."})
+final class DemoCommand implements Callable<Integer> {
+    static final String PROMPT = "ROMEO:\nBut soft, what light through yonder window breaks?\n";
+
+    @Option(names = "--model", paramLabel = "DIR", description = "Model directory (default: the demo model, "
+            + "models/kvq-demo-char).")
+    Path model;
+
+    @Option(names = "--max-new-tokens", defaultValue = "400", paramLabel = "N")
+    int maxNewTokens;
+
+    @Option(names = "--prompt", paramLabel = "TEXT", description = "Prompt (default: a line of Romeo and Juliet).")
+    String prompt = PROMPT;
+
+    @Option(names = "--device", defaultValue = "cpu", paramLabel = "cpu|cuda")
+    String device;
+
+    @Spec
+    CommandSpec spec;
+
+    /** One row of the table. */
+    record Row(String name, String bits, long bytes, long fp16, int tokens, double sameChars, double top1,
+               double tokensPerSecond, String text) {
+    }
+
+    @Override
+    public Integer call() {
+        PrintWriter out = spec.commandLine().getOut();
+        ModelDir dir = ModelDir.open(model != null ? model : defaultModel());
+        Map<String, CacheFactory> caches = new LinkedHashMap<>();
+        caches.put("full precision", CacheFactory.fullPrecision(dir.config().shape()));
+        caches.put("KV4 (per-token)", CacheFactory.quantized(KvCaches.spec(KvQuantConfig.perToken(4, 4).build(),
+                dir.config().shape())));
+        Path mixed = dir.root().resolve("kv-mixed.yaml");
+        if (Files.isRegularFile(mixed)) {
+            KvQuantConfig c = ConfigFiles.load(mixed, KvQuantConfig.perToken(4, 4).build());
+            caches.put("mixed (kv-mixed.yaml)", CacheFactory.quantized(KvCaches.spec(c, dir.config().shape())));
+        }
+        List<Row> rows = new ArrayList<>();
+        String runtimeName;
+        try (Decoder decoder = Runtimes.discover().get("onnx").open(dir, device); Tokenizer tokenizer = Tokenizers.load(dir)) {
+            runtimeName = "ONNX Runtime on " + decoder.device();
+            // warm-up, so the first row's speed is not the JIT's
+            new Generator(decoder, tokenizer, caches.values().iterator().next()).generate(List.of(prompt),
+                    Generator.Options.greedy(32), null);
+            Generator.Result reference = null;
+            for (Map.Entry<String, CacheFactory> e : caches.entrySet()) {
+                Generator.Output o = new Generator(decoder, tokenizer, e.getValue()).generate(List.of(prompt),
+                        Generator.Options.greedy(maxNewTokens), null);
+                Generator.Result r = o.results().getFirst();
+                if (reference == null) {
+                    reference = r;
+                }
+                double same = sameChars(reference.text(), r.text());
+                double top1 = reference == r ? 1.0 : teacherForcedTop1(decoder, tokenizer, e.getValue(), caches.values()
+                        .iterator().next(), prompt, reference.text());
+                String bits = e.getValue().plan() == null ? "32 (fp32)" : String.format("%.2f", e.getValue().plan()
+                        .averageBits());
+                int held = r.promptTokens() + r.tokens().length - 1;
+                rows.add(new Row(e.getKey(), bits, o.stats().kvBytes(), o.stats().kvBytesFp16(), held, same, top1,
+                        o.stats().decodeTokensPerSecond(), r.text()));
+            }
+        }
+        out.printf("kvq demo: %s (%d layers, %d KV heads x %d, %,d-token context), %s%n", dir.name(),
+                dir.config().layers(), dir.config().kvHeads(), dir.config().headDim(), rows.getFirst().tokens(), runtimeName);
+        out.printf("prompt %s, %d new characters, greedy%n%n", quote(prompt), maxNewTokens);
+        out.printf("%-22s %9s %10s %9s %10s %10s %12s %9s%n", "cache", "avg bits", "KV bytes", "bytes/tok", "vs fp16",
+                "same text", "top-1 agree", "tokens/s");
+        for (Row r : rows) {
+            out.printf("%-22s %9s %,10d %9.1f %9.2fx %9.1f%% %11.1f%% %9.0f%n", r.name(), r.bits(), r.bytes(),
+                    r.bytes() / (double) r.tokens(), r.fp16() / (double) r.bytes(), 100 * r.sameChars(), 100 * r.top1(),
+                    r.tokensPerSecond());
+        }
+        out.println();
+        out.println("full-precision continuation:");
+        out.println(indent(rows.getFirst().text().substring(0, Math.min(240, rows.getFirst().text().length()))));
+        for (Row r : rows.subList(1, rows.size())) {
+            int div = firstDifference(rows.getFirst().text(), r.text());
+            out.printf("%s: %s%n", r.name(), div < 0 ? "identical" : "first differs at character " + div);
+        }
+        out.println();
+        out.println("same text: characters equal to the full-precision continuation at the same position; top-1 agree:");
+        out.println("share of positions where the cache's next-token choice equals full precision's on the same text;");
+        out.println("vs fp16: how many times smaller than a float16 cache of the same tokens (fp32 holds twice fp16).");
+        out.flush();
+        return 0;
+    }
+
+    static Path defaultModel() {
+        String home = System.getProperty("kvq.home");
+        Path base = home != null ? Path.of(home) : Path.of("");
+        Path p = base.resolve("models").resolve("kvq-demo-char");
+        if (!Files.isDirectory(p)) {
+            throw new KvqException(dev.kvq.ErrorCode.MODEL_INVALID, "the demo model is not at " + p.toAbsolutePath()
+                    + "; run kvq from the repository (./kvq demo) or pass --model DIR");
+        }
+        return p;
+    }
+
+    /** Share of positions where the cache's greedy choice equals the reference's, feeding the reference text. */
+    static double teacherForcedTop1(Decoder decoder, Tokenizer tokenizer, CacheFactory caches, CacheFactory reference,
+                                    String prompt, String text) {
+        int[] p = tokenizer.encode(prompt);
+        int[] t = tokenizer.encode(text);
+        int same = 0;
+        try (DecodeSession q = new DecodeSession(decoder, List.of(caches.newCache()));
+             DecodeSession f = new DecodeSession(decoder, List.of(reference.newCache()))) {
+            float[] lq = q.feed(new int[][] {p}, false)[0][0];
+            float[] lf = f.feed(new int[][] {p}, false)[0][0];
+            for (int i = 0; i < t.length; i++) {
+                same += argmax(lq) == argmax(lf) ? 1 : 0;
+                if (i + 1 < t.length) {
+                    lq = q.feed(new int[][] {{t[i]}}, false)[0][0];
+                    lf = f.feed(new int[][] {{t[i]}}, false)[0][0];
+                }
+            }
+        }
+        return same / (double) t.length;
+    }
+
+    private static int argmax(float[] x) {
+        return Distributions.argmax(Arrays.stream(toDouble(x)).toArray());
+    }
+
+    private static double[] toDouble(float[] x) {
+        double[] d = new double[x.length];
+        for (int i = 0; i < x.length; i++) {
+            d[i] = x[i];
+        }
+        return d;
+    }
+
+    static double sameChars(String a, String b) {
+        int same = 0;
+        for (int i = 0; i < a.length(); i++) {
+            same += i < b.length() && a.charAt(i) == b.charAt(i) ? 1 : 0;
+        }
+        return a.isEmpty() ? 1 : same / (double) a.length();
+    }
+
+    static int firstDifference(String a, String b) {
+        for (int i = 0; i < Math.min(a.length(), b.length()); i++) {
+            if (a.charAt(i) != b.charAt(i)) {
+                return i;
+            }
+        }
+        return a.length() == b.length() ? -1 : Math.min(a.length(), b.length());
+    }
+
+    private static String quote(String s) {
+        return "\"" + s.replace("\n", "\\n") + "\"";
+    }
+
+    private static String indent(String s) {
+        return "  " + s.replace("\n", "\n  ");
+    }
+}

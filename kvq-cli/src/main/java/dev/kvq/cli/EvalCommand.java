@@ -1,0 +1,350 @@
+package dev.kvq.cli;
+
+import dev.kvq.config.KvQuantConfig;
+import dev.kvq.eval.Gsm8k;
+import dev.kvq.eval.LikelihoodEval;
+import dev.kvq.eval.Passkey;
+import dev.kvq.eval.Report;
+import dev.kvq.eval.TextWindows;
+import dev.kvq.generate.CacheFactory;
+import dev.kvq.generate.Tokenizer;
+import dev.kvq.generate.model.ModelDir;
+import dev.kvq.generate.spi.Decoder;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/** {@code kvq eval}: what quantization costs. */
+@Command(name = "eval", mixinStandardHelpOptions = true, description = "Measure what KV quantization costs.",
+        subcommands = {EvalCommand.Ppl.class, EvalCommand.Agree.class, EvalCommand.Gsm8kCommand.class,
+            EvalCommand.PasskeyCommand.class})
+final class EvalCommand {
+
+    static String readText(Path file) {
+        try {
+            return Files.readString(file, StandardCharsets.UTF_8);
+        } catch (IOException e) {
+            throw new dev.kvq.KvqException(dev.kvq.ErrorCode.IO, "cannot read " + file + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** Likelihood of text windows: {@code eval ppl} and {@code eval agree} differ only in what they print. */
+    abstract static class Likelihood extends ModelCommand implements Callable<Integer> {
+        @Option(names = "--data", required = true, paramLabel = "FILE", description = "Text file.")
+        Path data;
+
+        @Option(names = "--offset", defaultValue = "0", paramLabel = "N", description = "First character of the slice.")
+        int offset;
+
+        @Option(names = "--length", defaultValue = "20000", paramLabel = "N",
+                description = "Characters of the slice (default ${DEFAULT-VALUE}; 0 = to the end).")
+        int length;
+
+        @Option(names = "--window", defaultValue = "256", paramLabel = "W", description = "Tokens per window.")
+        int window;
+
+        @Option(names = "--prefill", defaultValue = "32", paramLabel = "P", description = "Prompt tokens per window.")
+        int prefill;
+
+        @Option(names = "--batch", defaultValue = "8", paramLabel = "B", description = "Windows run together.")
+        int batch;
+
+        @Option(names = "--no-fp", description = "Skip the full-precision run (no fp_ppl, KL or agreement).")
+        boolean noFp;
+
+        abstract boolean agreement();
+
+        @Override
+        public Integer call() {
+            ModelDir dir = model.dir();
+            KvQuantConfig primary = primary();
+            Map<String, KvQuantConfig> configs = configs();
+            List<Map<String, Object>> rows = new ArrayList<>();
+            try (Decoder decoder = model.open(dir, primary.runtime(), primary.device());
+                 Tokenizer tokenizer = model.tokenizer(dir)) {
+                List<int[]> windows = TextWindows.of(tokenizer, readText(data), offset, length, window);
+                LikelihoodEval.Options options = new LikelihoodEval.Options(prefill, batch, !noFp);
+                if (configs.isEmpty()) {
+                    rows.add(row("fp", LikelihoodEval.run(decoder, CacheFactory.fullPrecision(dir.config().shape()),
+                            windows, new LikelihoodEval.Options(prefill, batch, false), progress())));
+                }
+                for (Map.Entry<String, KvQuantConfig> e : configs.entrySet()) {
+                    rows.add(row(e.getKey(), LikelihoodEval.run(decoder, factory(e.getValue(), dir), windows, options,
+                            progress())));
+                }
+                print(dir, decoder, windows, rows);
+            }
+            return 0;
+        }
+
+        private Map<String, Object> row(String name, LikelihoodEval.Result r) {
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("config", name);
+            m.put("ppl", r.ppl());
+            m.put("nll", r.nll());
+            m.put("tokens", r.tokens());
+            m.put("fp_ppl", r.fpPpl());
+            m.put("avg_k_bits", r.avgKeyBits());
+            m.put("avg_v_bits", r.avgValueBits());
+            m.put("kv_bytes", r.peakKvBytes());
+            m.put("kv_bytes_fp16", r.kvBytesFp16());
+            m.put("bytes_per_token", r.peakKvBytes() / (double) Math.max(1, window - 1));
+            m.put("mean_kl", r.meanKl());
+            m.put("top1_agreement", r.top1Agreement());
+            return m;
+        }
+
+        private void print(ModelDir dir, Decoder decoder, List<int[]> windows, List<Map<String, Object>> rows) {
+            PrintWriter out = out();
+            if (json) {
+                out.println(Json.write(rows.size() == 1 ? rows.getFirst() : Map.of("results", rows)));
+            } else {
+                out.printf("%s on %s: %d windows of %d tokens from %s [%d, +%d), prefill %d, %d scored tokens per "
+                        + "config%n", dir.name(), decoder.device(), windows.size(), window, data.getFileName(), offset,
+                        length, prefill, rows.getFirst().get("tokens"));
+                if (agreement()) {
+                    out.printf("%-22s %9s %10s %10s %9s %12s%n", "config", "avg bits", "mean KL", "top-1 agree", "ppl",
+                            "fp ppl");
+                } else {
+                    out.printf("%-22s %9s %9s %9s %8s %12s %10s%n", "config", "avg bits", "ppl", "fp ppl", "vs fp",
+                            "KV bytes", "bytes/tok");
+                }
+                for (Map<String, Object> r : rows) {
+                    Double k = (Double) r.get("avg_k_bits");
+                    Double v = (Double) r.get("avg_v_bits");
+                    String bits = k == null ? "32" : String.format("%.2f", (k + v) / 2);
+                    double ppl = (Double) r.get("ppl");
+                    Double fp = (Double) r.get("fp_ppl");
+                    if (agreement()) {
+                        out.printf("%-22s %9s %10s %10s %9.4f %12s%n", r.get("config"), bits, fmt(r.get("mean_kl"), "%.6f"),
+                                fmt(r.get("top1_agreement"), "%.4f"), ppl, fmt(fp, "%.4f"));
+                    } else {
+                        out.printf("%-22s %9s %9.4f %9s %8s %,12d %10.1f%n", r.get("config"), bits, ppl, fmt(fp, "%.4f"),
+                                fp == null ? "-" : String.format("%+.2f%%", 100 * (ppl / fp - 1)), r.get("kv_bytes"),
+                                r.get("bytes_per_token"));
+                    }
+                }
+            }
+            out.flush();
+            if (report != null) {
+                Report rep = new Report("kvq eval " + (agreement() ? "agree" : "ppl") + ": " + dir.name());
+                rep.paragraph(windows.size() + " windows of " + window + " tokens of " + data + " from character " + offset
+                        + ", prefill " + prefill + " tokens.");
+                List<List<Object>> table = new ArrayList<>();
+                Map<String, List<double[]>> series = new LinkedHashMap<>();
+                for (Map<String, Object> r : rows) {
+                    table.add(List.of(r.get("config"), nz(r.get("avg_k_bits")), nz(r.get("avg_v_bits")), r.get("ppl"),
+                            nz(r.get("fp_ppl")), nz(r.get("mean_kl")), nz(r.get("top1_agreement")), r.get("kv_bytes"),
+                            r.get("bytes_per_token")));
+                    if (r.get("avg_k_bits") != null) {
+                        String scheme = String.valueOf(r.get("config")).split(" ")[0];
+                        double bits = ((Double) r.get("avg_k_bits") + (Double) r.get("avg_v_bits")) / 2;
+                        series.computeIfAbsent(scheme, s -> new ArrayList<>()).add(new double[] {bits, (Double) r.get("ppl")});
+                    }
+                }
+                rep.table(List.of("config", "avg K bits", "avg V bits", "ppl", "fp ppl", "mean KL", "top-1", "KV bytes",
+                        "bytes/token"), table);
+                if (!series.isEmpty()) {
+                    Object fp = rows.getFirst().get("fp_ppl");
+                    if (fp != null) {
+                        double lo = series.values().stream().flatMap(List::stream).mapToDouble(p -> p[0]).min().orElse(2);
+                        double hi = series.values().stream().flatMap(List::stream).mapToDouble(p -> p[0]).max().orElse(8);
+                        series.put("full precision", List.of(new double[] {lo, (Double) fp}, new double[] {hi, (Double) fp}));
+                    }
+                    rep.chart("ppl_vs_bits.png", "Perplexity against average KV bits", "average KV bits", "perplexity",
+                            series, true);
+                }
+                writeReport(rep);
+            }
+        }
+
+        private static Object nz(Object o) {
+            return o;
+        }
+
+        private static String fmt(Object v, String pattern) {
+            return v == null ? "-" : String.format(pattern, v);
+        }
+    }
+
+    @Command(name = "ppl", mixinStandardHelpOptions = true, sortOptions = false,
+            description = {"Perplexity of text windows through the quantized cache, beside the full-precision cache.",
+                "Each window: the first P tokens are the prompt, every later token is predicted by a decode step."})
+    static final class Ppl extends Likelihood {
+        @Override
+        boolean agreement() {
+            return false;
+        }
+    }
+
+    @Command(name = "agree", mixinStandardHelpOptions = true, sortOptions = false,
+            description = "Mean KL divergence and top-1 agreement of next-token distributions against full precision.")
+    static final class Agree extends Likelihood {
+        @Override
+        boolean agreement() {
+            return true;
+        }
+    }
+
+    @Command(name = "gsm8k", mixinStandardHelpOptions = true, sortOptions = false,
+            description = {"GSM8K exact match, KVTuner's protocol (few-shot demonstrations from the training split, "
+                + "greedy, stop at the next 'Question:').",
+                "The small models shipped with kvq cannot do arithmetic: expect an accuracy near zero; this proves the "
+                + "harness."})
+    static final class Gsm8kCommand extends ModelCommand implements Callable<Integer> {
+        @Option(names = "--data", required = true, paramLabel = "test.jsonl")
+        Path data;
+
+        @Option(names = "--train", paramLabel = "train.jsonl", description = "Demonstrations (default: train.jsonl "
+                + "beside --data).")
+        Path train;
+
+        @Option(names = "--shots", defaultValue = "4", paramLabel = "N")
+        int shots;
+
+        @Option(names = "--limit", defaultValue = "0", paramLabel = "N", description = "Problems (0 = all).")
+        int limit;
+
+        @Option(names = "--max-new-tokens", defaultValue = "256", paramLabel = "N")
+        int maxNewTokens;
+
+        @Option(names = "--batch", defaultValue = "8", paramLabel = "B")
+        int batch;
+
+        @Option(names = "--no-fp", description = "Skip the full-precision run.")
+        boolean noFp;
+
+        @Override
+        public Integer call() {
+            ModelDir dir = model.dir();
+            Path trainFile = train != null ? train : data.resolveSibling("train.jsonl");
+            List<Gsm8k.Example> demos = shots > 0 ? Gsm8k.read(trainFile, shots) : List.of();
+            List<Gsm8k.Example> tests = Gsm8k.read(data, limit);
+            KvQuantConfig primary = primary();
+            List<Map<String, Object>> rows = new ArrayList<>();
+            try (Decoder decoder = model.open(dir, primary.runtime(), primary.device());
+                 Tokenizer tokenizer = model.tokenizer(dir)) {
+                Map<String, CacheFactory> runs = new LinkedHashMap<>();
+                if (!noFp || configs().isEmpty()) {
+                    runs.put("fp", CacheFactory.fullPrecision(dir.config().shape()));
+                }
+                configs().forEach((name, c) -> runs.put(name, factory(c, dir)));
+                for (Map.Entry<String, CacheFactory> e : runs.entrySet()) {
+                    Gsm8k.Result r = Gsm8k.run(decoder, tokenizer, e.getValue(), demos, tests, maxNewTokens, batch,
+                            progress());
+                    Map<String, Object> m = new LinkedHashMap<>();
+                    m.put("config", e.getKey());
+                    m.put("accuracy", r.accuracy());
+                    m.put("correct", r.correct());
+                    m.put("n", r.n());
+                    m.put("avg_bits", e.getValue().plan() == null ? null : e.getValue().plan().averageBits());
+                    m.put("first_completion", r.outcomes().isEmpty() ? null : r.outcomes().getFirst().completion());
+                    rows.add(m);
+                }
+            }
+            PrintWriter out = out();
+            if (json) {
+                out.println(Json.write(Map.of("shots", shots, "results", rows)));
+            } else {
+                out.printf("GSM8K, %d-shot, %d problems%n", shots, tests.size());
+                for (Map<String, Object> r : rows) {
+                    out.printf("%-22s accuracy %.4f (%s/%s)%n", r.get("config"), r.get("accuracy"), r.get("correct"),
+                            r.get("n"));
+                }
+            }
+            out.flush();
+            return 0;
+        }
+    }
+
+    @Command(name = "passkey", mixinStandardHelpOptions = true, sortOptions = false,
+            description = "Passkey retrieval accuracy (first 5 generated characters against answer[:5]), with the "
+                    + "full-precision accuracy beside it.")
+    static final class PasskeyCommand extends ModelCommand implements Callable<Integer> {
+        @Option(names = "--data", required = true, paramLabel = "test.jsonl")
+        Path data;
+
+        @Option(names = "--offset", defaultValue = "0", paramLabel = "N", description = "First prompt.")
+        int offset;
+
+        @Option(names = "--limit", defaultValue = "0", paramLabel = "N", description = "Prompts (0 = all).")
+        int limit;
+
+        @Option(names = "--batch", defaultValue = "16", paramLabel = "B")
+        int batch;
+
+        @Option(names = "--no-fp", description = "Skip the full-precision run.")
+        boolean noFp;
+
+        @Override
+        public Integer call() {
+            ModelDir dir = model.dir();
+            List<Passkey.Item> items = Passkey.read(data, offset, limit);
+            KvQuantConfig primary = primary();
+            List<Map<String, Object>> rows = new ArrayList<>();
+            Double fpAccuracy = null;
+            try (Decoder decoder = model.open(dir, primary.runtime(), primary.device());
+                 Tokenizer tokenizer = model.tokenizer(dir)) {
+                if (!noFp || configs().isEmpty()) {
+                    fpAccuracy = Passkey.run(decoder, tokenizer, CacheFactory.fullPrecision(dir.config().shape()), items,
+                            batch, progress()).accuracy();
+                }
+                for (Map.Entry<String, KvQuantConfig> e : configs().entrySet()) {
+                    CacheFactory f = factory(e.getValue(), dir);
+                    Passkey.Result r = Passkey.run(decoder, tokenizer, f, items, batch, progress());
+                    Map<String, Object> m = new LinkedHashMap<>();
+                    m.put("config", e.getKey());
+                    m.put("accuracy", r.accuracy());
+                    m.put("fp_accuracy", fpAccuracy);
+                    m.put("n", r.n());
+                    m.put("avg_k_bits", f.plan().averageKeyBits());
+                    m.put("avg_v_bits", f.plan().averageValueBits());
+                    m.put("kv_bytes", r.peakKvBytes());
+                    m.put("kv_bytes_fp16", r.kvBytesFp16());
+                    rows.add(m);
+                }
+            }
+            PrintWriter out = out();
+            if (json) {
+                if (rows.isEmpty()) {
+                    out.println(Json.write(Map.of("fp_accuracy", fpAccuracy, "n", items.size())));
+                } else {
+                    out.println(Json.write(rows.size() == 1 ? rows.getFirst() : Map.of("results", rows)));
+                }
+            } else {
+                out.printf("passkey, %d prompts from %d; fp accuracy %s%n", items.size(), offset,
+                        fpAccuracy == null ? "-" : String.format("%.4f", fpAccuracy));
+                for (Map<String, Object> r : rows) {
+                    out.printf("%-22s accuracy %.4f, avg bits K %.2f V %.2f, peak KV %,d bytes%n", r.get("config"),
+                            r.get("accuracy"), r.get("avg_k_bits"), r.get("avg_v_bits"), r.get("kv_bytes"));
+                }
+            }
+            out.flush();
+            if (report != null && !rows.isEmpty()) {
+                Report rep = new Report("kvq eval passkey: " + dir.name());
+                Map<String, List<double[]>> series = new LinkedHashMap<>();
+                List<List<Object>> table = new ArrayList<>();
+                for (Map<String, Object> r : rows) {
+                    double bits = ((Double) r.get("avg_k_bits") + (Double) r.get("avg_v_bits")) / 2;
+                    series.computeIfAbsent(String.valueOf(r.get("config")).split(" ")[0], s -> new ArrayList<>())
+                            .add(new double[] {bits, (Double) r.get("accuracy")});
+                    table.add(List.of(r.get("config"), bits, r.get("accuracy"), r.get("kv_bytes")));
+                }
+                rep.table(List.of("config", "avg bits", "accuracy", "peak KV bytes"), table);
+                rep.chart("accuracy_vs_bits.png", "Passkey accuracy against average KV bits", "average KV bits",
+                        "accuracy", series, true);
+                writeReport(rep);
+            }
+            return 0;
+        }
+    }
+}

@@ -1,0 +1,9 @@
+/** kvq's evaluation harness: likelihood and agreement, GSM8K, passkey, LongBench, benchmarks, reports. */
+module dev.kvq.eval {
+    requires transitive dev.kvq.generate;
+    requires com.fasterxml.jackson.databind;
+    requires org.jfree.jfreechart;
+    requires java.desktop;
+
+    exports dev.kvq.eval;
+}

@@ -1,0 +1,196 @@
+package dev.kvq.tuner;
+
+import dev.kvq.KvqException;
+import dev.kvq.config.KvQuantConfig;
+import dev.kvq.config.LayerBits;
+import dev.kvq.config.ModelShape;
+import dev.kvq.config.PrecisionPlan;
+import dev.kvq.eval.Progress;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.function.Supplier;
+import org.moeaframework.algorithm.NSGAII;
+import org.moeaframework.core.PRNG;
+import org.moeaframework.core.Solution;
+import org.moeaframework.core.variable.EncodingUtils;
+import org.moeaframework.parallel.DistributedProblem;
+import org.moeaframework.problem.AbstractProblem;
+
+/**
+ * The multi-objective search over the grouped space of a profile: each group of layers picks one of its candidate
+ * pairs; objectives are the average KV bits (minimize) and the evaluator's score (minimize), under the budget
+ * {@code avg bits <= maxAvgBits} as a constraint. NSGA-II (MOEA Framework) runs the search; when the whole space is no
+ * larger than the trial budget every point is evaluated instead. Evaluations are memoized and run in parallel, one
+ * evaluator per thread.
+ */
+public final class Tuner {
+    private Tuner() {
+    }
+
+    /**
+     * @param maxAvgBits budget on the average KV bits
+     * @param trials evaluations at most
+     * @param seed NSGA-II's random seed
+     * @param threads evaluations run at once
+     */
+    public record Options(double maxAvgBits, int trials, long seed, int threads) {
+    }
+
+    /** One evaluated configuration. */
+    public record Point(List<String> groupChoice, Map<Integer, LayerBits> layers, double avgBits, double avgKeyBits,
+                        double avgValueBits, double score, boolean feasible) {
+    }
+
+    /** Everything the search evaluated, the Pareto front of the feasible points, and how it searched. */
+    public record Result(List<Point> evaluated, List<Point> front, boolean exhaustive, long spaceSize) {
+        /** The best feasible point within {@code budget} bits (lowest score, then fewest bits), or null. */
+        public Point best(double budget) {
+            return evaluated.stream().filter(p -> p.avgBits() <= budget + 1e-9)
+                    .min(Comparator.comparingDouble(Point::score).thenComparingDouble(Point::avgBits)).orElse(null);
+        }
+    }
+
+    public static Result run(Profile profile, ModelShape shape, KvQuantConfig base, Supplier<Evaluator> evaluators,
+                             Options o, Progress progress) {
+        List<Profile.Group> groups = profile.groups();
+        long space = 1;
+        for (Profile.Group g : groups) {
+            if (g.candidates().isEmpty()) {
+                throw KvqException.config("profile group " + g.layers() + " has no candidates");
+            }
+            space = Math.multiplyExact(space, g.candidates().size());
+        }
+        Map<String, Point> memo = new ConcurrentHashMap<>();
+        ThreadLocal<Evaluator> local = ThreadLocal.withInitial(evaluators);
+        List<Evaluator> opened = java.util.Collections.synchronizedList(new ArrayList<>());
+        Supplier<Evaluator> evaluator = () -> {
+            Evaluator e = local.get();
+            if (!opened.contains(e)) {
+                opened.add(e);
+            }
+            return e;
+        };
+        boolean exhaustive = space <= o.trials();
+        ExecutorService pool = Executors.newFixedThreadPool(Math.max(1, o.threads()));
+        try (Progress.Task task = progress.start("tune", exhaustive ? space : o.trials())) {
+            if (exhaustive) {
+                List<Future<?>> futures = new ArrayList<>();
+                for (long index = 0; index < space; index++) {
+                    int[] choice = decode(index, groups);
+                    futures.add(pool.submit(() -> {
+                        evaluate(choice, groups, shape, base, o, evaluator, memo);
+                        task.step(1);
+                    }));
+                }
+                for (Future<?> f : futures) {
+                    f.get();
+                }
+            } else {
+                PRNG.setSeed(o.seed());
+                AbstractProblem problem = new AbstractProblem(groups.size(), 2, 1) {
+                    @Override
+                    public void evaluate(Solution s) {
+                        int[] choice = EncodingUtils.getInt(s);
+                        Point p = Tuner.evaluate(choice, groups, shape, base, o, evaluator, memo);
+                        s.setObjective(0, p.avgBits());
+                        s.setObjective(1, p.score());
+                        s.setConstraint(0, p.feasible() ? 0 : p.avgBits() - o.maxAvgBits());
+                        task.step(1);
+                    }
+
+                    @Override
+                    public Solution newSolution() {
+                        Solution s = new Solution(groups.size(), 2, 1);
+                        for (int i = 0; i < groups.size(); i++) {
+                            s.setVariable(i, EncodingUtils.newInt(0, groups.get(i).candidates().size() - 1));
+                        }
+                        return s;
+                    }
+                };
+                try (DistributedProblem parallel = new DistributedProblem(problem, pool, false)) {
+                    NSGAII nsga = new NSGAII(parallel);
+                    nsga.setInitialPopulationSize(Math.max(8, Math.min(o.trials() / 4, 40)));
+                    nsga.run(o.trials());
+                }
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new KvqException(dev.kvq.ErrorCode.RUNTIME_FAILURE, "the search was interrupted", e);
+        } catch (java.util.concurrent.ExecutionException e) {
+            Throwable c = e.getCause();
+            throw c instanceof KvqException k ? k : new KvqException(dev.kvq.ErrorCode.RUNTIME_FAILURE,
+                    "an evaluation failed: " + c, c);
+        } finally {
+            pool.shutdownNow();
+            opened.forEach(Evaluator::close);
+        }
+        List<Point> all = new ArrayList<>(memo.values());
+        all.sort(Comparator.comparingDouble(Point::avgBits).thenComparingDouble(Point::score));
+        return new Result(all, front(all), exhaustive, space);
+    }
+
+    private static int[] decode(long index, List<Profile.Group> groups) {
+        int[] choice = new int[groups.size()];
+        for (int i = groups.size() - 1; i >= 0; i--) {
+            int n = groups.get(i).candidates().size();
+            choice[i] = (int) (index % n);
+            index /= n;
+        }
+        return choice;
+    }
+
+    static Point evaluate(int[] choice, List<Profile.Group> groups, ModelShape shape, KvQuantConfig base, Options o,
+                          Supplier<Evaluator> evaluator, Map<String, Point> memo) {
+        List<String> names = new ArrayList<>();
+        Map<Integer, LayerBits> layers = new TreeMap<>();
+        for (int i = 0; i < groups.size(); i++) {
+            String pair = groups.get(i).candidates().get(choice[i]);
+            names.add(pair);
+            for (int layer : groups.get(i).layers()) {
+                layers.put(layer, Pair.parse(pair).bits());
+            }
+        }
+        String key = String.join(",", names);
+        Point known = memo.get(key);
+        if (known != null) {
+            return known;
+        }
+        KvQuantConfig config = config(base, layers);
+        PrecisionPlan plan = PrecisionPlan.resolve(config, shape);
+        double bits = plan.averageBits();
+        boolean feasible = bits <= o.maxAvgBits() + 1e-9;
+        // an infeasible point is never deployed; score it without running the model
+        double score = feasible ? evaluator.get().score(config) : Double.MAX_VALUE;
+        Point p = new Point(List.copyOf(names), layers, bits, plan.averageKeyBits(), plan.averageValueBits(), score,
+                feasible);
+        memo.putIfAbsent(key, p);
+        return p;
+    }
+
+    /** {@code base} with per-layer bits. */
+    public static KvQuantConfig config(KvQuantConfig base, Map<Integer, LayerBits> layers) {
+        return base.toBuilder().perLayer(layers, null).build();
+    }
+
+    /** The feasible points no other feasible point beats on both bits and score. */
+    static List<Point> front(List<Point> points) {
+        List<Point> feasible = points.stream().filter(Point::feasible).toList();
+        List<Point> out = new ArrayList<>();
+        for (Point p : feasible) {
+            boolean dominated = feasible.stream().anyMatch(q -> q != p && q.avgBits() <= p.avgBits()
+                    && q.score() <= p.score() && (q.avgBits() < p.avgBits() || q.score() < p.score()));
+            if (!dominated) {
+                out.add(p);
+            }
+        }
+        out.sort(Comparator.comparingDouble(Point::avgBits));
+        return out;
+    }
+}
