@@ -4,6 +4,7 @@ module dev.kvq.eval {
     requires com.fasterxml.jackson.databind;
     requires org.jfree.jfreechart;
     requires java.desktop;
+    requires jieba.analysis;
 
     exports dev.kvq.eval;
 }

@@ -26,7 +26,7 @@ import picocli.CommandLine.Option;
 /** {@code kvq eval}: what quantization costs. */
 @Command(name = "eval", mixinStandardHelpOptions = true, description = "Measure what KV quantization costs.",
         subcommands = {EvalCommand.Ppl.class, EvalCommand.Agree.class, EvalCommand.Gsm8kCommand.class,
-            EvalCommand.PasskeyCommand.class})
+            EvalCommand.PasskeyCommand.class, LongBenchCommand.class})
 final class EvalCommand {
 
     static String readText(Path file) {

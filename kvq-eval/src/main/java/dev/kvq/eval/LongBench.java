@@ -1,0 +1,186 @@
+package dev.kvq.eval;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.kvq.ErrorCode;
+import dev.kvq.KvqException;
+import dev.kvq.generate.CacheFactory;
+import dev.kvq.generate.Generator;
+import dev.kvq.generate.SamplingParams;
+import dev.kvq.generate.Tokenizer;
+import dev.kvq.generate.spi.Decoder;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeMap;
+
+/**
+ * LongBench (v1) as its {@code pred.py}/{@code eval.py} run it: each task's template filled with the example's
+ * context and input; a prompt longer than {@code maxLength} tokens keeps its first and last {@code maxLength/2}
+ * tokens (the middle of the context goes); greedy generation of up to the task's {@code dataset2maxlen} tokens; the
+ * first line only for trec, triviaqa, samsum and lsht; each example scored by the best of its answers under the task's
+ * metric; a task's score is 100 times the mean. kvq applies no chat template (its models have none).
+ */
+public final class LongBench {
+    private static final Set<String> FIRST_LINE = Set.of("trec", "triviaqa", "samsum", "lsht");
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    private LongBench() {
+    }
+
+    public record Example(String input, String context, List<String> answers, List<String> allClasses, String id) {
+    }
+
+    public record Task(String name, String template, int maxNewTokens, List<Example> examples) {
+    }
+
+    /** One task's outcome; {@code score} is 100 x the mean, rounded to 2 decimals. */
+    public record TaskResult(String task, String metric, int n, double score, long replacedCharacters,
+                             List<String> predictions) {
+    }
+
+    /**
+     * Reads the tasks of a LongBench data directory: {@code dataset2prompt.json}, {@code dataset2maxlen.json} and
+     * {@code <task>.jsonl} (also looked for in {@code damaged/}). {@code tasks} empty means every task file present.
+     */
+    public static List<Task> load(Path dir, List<String> tasks, int limit) {
+        Map<String, String> templates = stringMap(dir.resolve("dataset2prompt.json"));
+        Map<String, String> maxLens = stringMap(dir.resolve("dataset2maxlen.json"));
+        List<String> names = new ArrayList<>(tasks);
+        if (names.isEmpty()) {
+            for (String t : templates.keySet()) {
+                if (file(dir, t) != null) {
+                    names.add(t);
+                }
+            }
+        }
+        List<Task> out = new ArrayList<>();
+        for (String t : names) {
+            if (!templates.containsKey(t)) {
+                throw KvqException.config("unknown LongBench task '" + t + "'; dataset2prompt.json knows " + templates.keySet());
+            }
+            Path f = file(dir, t);
+            if (f == null) {
+                throw new KvqException(ErrorCode.IO, "no " + t + ".jsonl in " + dir + " or " + dir.resolve("damaged"));
+            }
+            out.add(new Task(t, templates.get(t), Integer.parseInt(maxLens.get(t)), read(f, limit)));
+        }
+        if (out.isEmpty()) {
+            throw KvqException.config(dir + " holds no LongBench task files");
+        }
+        return out;
+    }
+
+    private static Path file(Path dir, String task) {
+        for (Path p : List.of(dir.resolve(task + ".jsonl"), dir.resolve("damaged").resolve(task + ".jsonl"))) {
+            if (Files.isRegularFile(p)) {
+                return p;
+            }
+        }
+        return null;
+    }
+
+    private static Map<String, String> stringMap(Path file) {
+        try {
+            JsonNode n = JSON.readTree(file.toFile());
+            Map<String, String> m = new TreeMap<>();
+            n.fields().forEachRemaining(e -> m.put(e.getKey(), e.getValue().asText()));
+            return m;
+        } catch (IOException e) {
+            throw new KvqException(ErrorCode.IO, "cannot read " + file + ": " + e.getMessage(), e);
+        }
+    }
+
+    static List<Example> read(Path file, int limit) {
+        List<Example> out = new ArrayList<>();
+        try {
+            for (String line : Files.readAllLines(file)) {
+                if (line.isBlank()) {
+                    continue;
+                }
+                JsonNode n = JSON.readTree(line);
+                List<String> answers = new ArrayList<>();
+                n.path("answers").forEach(a -> answers.add(a.asText()));
+                List<String> classes = new ArrayList<>();
+                n.path("all_classes").forEach(a -> classes.add(a.asText()));
+                out.add(new Example(n.path("input").asText(""), n.path("context").asText(""), answers, classes,
+                        n.path("_id").asText("")));
+                if (limit > 0 && out.size() >= limit) {
+                    break;
+                }
+            }
+        } catch (IOException e) {
+            throw new KvqException(ErrorCode.CORRUPT_DATA, "cannot read " + file + ": " + e.getMessage(), e);
+        }
+        return out;
+    }
+
+    /** The template with {@code {context}} and {@code {input}} substituted. */
+    public static String prompt(Task task, Example e) {
+        return task.template().replace("{context}", e.context()).replace("{input}", e.input());
+    }
+
+    /** LongBench's truncation: over {@code maxLength} tokens, keep the first and the last {@code maxLength/2}. */
+    public static String truncate(Tokenizer tokenizer, String prompt, int maxLength) {
+        int[] ids = tokenizer.encode(prompt);
+        if (ids.length <= maxLength) {
+            return prompt;
+        }
+        int half = maxLength / 2;
+        return tokenizer.decode(Arrays.copyOf(ids, half)) + tokenizer.decode(ids, ids.length - half, ids.length);
+    }
+
+    /** Post-processing of a prediction before scoring. */
+    public static String postprocess(String task, String prediction) {
+        if (FIRST_LINE.contains(task)) {
+            return prediction.replaceFirst("^\n+", "").split("\n", -1)[0];
+        }
+        return prediction;
+    }
+
+    public static double score(String task, String prediction, Example e) {
+        LongBenchMetrics.Metric metric = LongBenchMetrics.forTask(task);
+        double best = 0;
+        for (String answer : e.answers()) {
+            best = Math.max(best, metric.score(postprocess(task, prediction), answer, e.allClasses()));
+        }
+        return best;
+    }
+
+    /**
+     * Runs one task. {@code maxLength} of 0 uses the model's positions minus the task's generation length.
+     * {@code replaced} reads how many characters a replacing character tokenizer has mapped so far (or null).
+     */
+    public static TaskResult run(Decoder decoder, Tokenizer tokenizer, CacheFactory caches, Task task, int maxLength,
+                                 int batch, java.util.function.LongSupplier replaced, Progress progress) {
+        int positions = decoder.config().maxPositions();
+        int limit = maxLength > 0 ? maxLength : positions > 0 ? Math.max(16, positions - task.maxNewTokens()) : 3500;
+        long before = replaced == null ? 0 : replaced.getAsLong();
+        Generator generator = new Generator(decoder, tokenizer, caches);
+        List<String> stops = task.name().equals("samsum") ? List.of("\n") : List.of();
+        Generator.Options options = new Generator.Options(task.maxNewTokens(), SamplingParams.greedy(), stops);
+        List<String> predictions = new ArrayList<>();
+        double sum = 0;
+        try (Progress.Task t = progress.start(task.name(), task.examples().size())) {
+            for (int from = 0; from < task.examples().size(); from += batch) {
+                List<Example> part = task.examples().subList(from, Math.min(task.examples().size(), from + batch));
+                List<String> prompts = part.stream().map(e -> truncate(tokenizer, prompt(task, e), limit)).toList();
+                List<Generator.Result> results = generator.generate(prompts, options, null).results();
+                for (int i = 0; i < part.size(); i++) {
+                    String p = results.get(i).text();
+                    predictions.add(p);
+                    sum += score(task.name(), p, part.get(i));
+                }
+                t.step(part.size());
+            }
+        }
+        double score = Math.round(100 * 100.0 * sum / task.examples().size()) / 100.0;
+        return new TaskResult(task.name(), LongBenchMetrics.forTask(task.name()).name().toLowerCase(java.util.Locale.ROOT),
+                task.examples().size(), score, replaced == null ? 0 : replaced.getAsLong() - before, predictions);
+    }
+}

@@ -1,0 +1,315 @@
+package dev.kvq.runtime.djl;
+
+import ai.djl.Device;
+import ai.djl.MalformedModelException;
+import ai.djl.Model;
+import ai.djl.engine.Engine;
+import ai.djl.engine.EngineException;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+import ai.djl.pytorch.engine.PtNDArray;
+import ai.djl.pytorch.engine.PtNDManager;
+import ai.djl.pytorch.engine.PtSymbolBlock;
+import ai.djl.pytorch.jni.IValue;
+import dev.kvq.ErrorCode;
+import dev.kvq.KvqException;
+import dev.kvq.generate.model.ModelConfig;
+import dev.kvq.generate.model.ModelDir;
+import dev.kvq.generate.spi.Decoder;
+import dev.kvq.generate.spi.PastBuffers;
+import dev.kvq.generate.spi.RuntimeOptions;
+import dev.kvq.generate.spi.Step;
+import dev.kvq.generate.spi.StepInput;
+import dev.kvq.tensor.KvView;
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.LongBuffer;
+import java.nio.file.Path;
+
+/**
+ * A TorchScript decoder ({@code forward(input_ids, attention_mask, position_ids, past: List[Tensor]) -> (logits,
+ * present)}, past and present holding key0, value0, key1, ... of {@code [B, H, P(+T), D]}) run by DJL's PyTorch
+ * engine through its IValue API. Past K/V come from kvq's caches in direct buffers; each step's arrays live in a
+ * sub-manager closed at the next step.
+ */
+final class DjlDecoder implements Decoder {
+    private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED;
+
+    private final ModelConfig config;
+    private final Model model;
+    private final PtSymbolBlock block;
+    private final Device device;
+    private final int layers;
+    private final int heads;
+    private final int dim;
+    private final int vocab;
+    private ByteBuffer[] pastKeys;
+    private ByteBuffer[] pastValues;
+    private DjlPast past;
+    private NDManager stepManager;
+    private float[] logits = new float[0];
+    private float[][] newKeys;
+    private float[][] newValues;
+    private boolean closed;
+
+    private DjlDecoder(ModelConfig config, Model model, Device device) {
+        this.config = config;
+        this.model = model;
+        this.block = (PtSymbolBlock) model.getBlock();
+        this.device = device;
+        this.layers = config.layers();
+        this.heads = config.kvHeads();
+        this.dim = config.headDim();
+        this.vocab = config.vocabSize();
+        this.pastKeys = new ByteBuffer[layers];
+        this.pastValues = new ByteBuffer[layers];
+        this.newKeys = new float[layers][];
+        this.newValues = new float[layers][];
+        for (int l = 0; l < layers; l++) {
+            pastKeys[l] = ByteBuffer.allocateDirect(0);
+            pastValues[l] = ByteBuffer.allocateDirect(0);
+        }
+    }
+
+    static DjlDecoder open(ModelDir dir, RuntimeOptions options) {
+        Path file = dir.require("model.torchscript.pt", "the TorchScript decoder of kvq's contract");
+        Engine engine;
+        try {
+            engine = Engine.getEngine("PyTorch");
+        } catch (EngineException | IllegalArgumentException e) {
+            throw new KvqException(ErrorCode.UNSUPPORTED, "DJL cannot start its PyTorch engine: " + e.getMessage()
+                    + "; kvq-runtime-djl needs ai.djl.pytorch:pytorch-native-cpu (or -cu124) and pytorch-jni on the path, "
+                    + "and runs offline (-Dai.djl.offline=true)", e);
+        }
+        Device device = options.cuda() ? Device.gpu(options.cudaDevice()) : Device.cpu();
+        if (options.cuda() && engine.getGpuCount() <= options.cudaDevice()) {
+            throw new KvqException(ErrorCode.UNSUPPORTED, "device " + options.device() + " needs a CUDA build of libtorch "
+                    + "and a GPU, but DJL's PyTorch engine (" + engine.getVersion() + ") sees " + engine.getGpuCount()
+                    + " GPUs; stage pytorch-native-cu124 (tools/stage-djl-cuda.sh) or use --device cpu");
+        }
+        Model model = Model.newInstance(dir.name(), device, "PyTorch");
+        try {
+            model.load(file.getParent(), file.getFileName().toString());
+        } catch (IOException | MalformedModelException | RuntimeException e) {
+            model.close();
+            throw new KvqException(ErrorCode.MODEL_INVALID, "DJL cannot load " + file + ": " + e.getMessage(), e);
+        }
+        DjlDecoder decoder = new DjlDecoder(dir.config(), model, device);
+        decoder.checkContract();
+        return decoder;
+    }
+
+    /** One tiny forward to check the model's past list and outputs against config.json. */
+    private void checkContract() {
+        try {
+            PastBuffers p = past(1, 0);
+            Step s = forward(new StepInput(1, 1, 0, new long[] {0}, new long[] {1}, new long[] {0}, p));
+            s.newKeys(0, 0);
+        } catch (KvqException e) {
+            close();
+            throw new KvqException(ErrorCode.MODEL_INVALID, "model.torchscript.pt does not follow kvq's TorchScript "
+                    + "contract for a model with config.json's " + layers + " layers, " + heads + " KV heads and head_dim "
+                    + dim + ": " + e.getMessage(), e);
+        }
+    }
+
+    @Override
+    public ModelConfig config() {
+        return config;
+    }
+
+    @Override
+    public String device() {
+        return device.isGpu() ? "cuda:" + device.getDeviceId() : "cpu";
+    }
+
+    @Override
+    public PastBuffers past(int batch, int pastLength) {
+        checkOpen();
+        long bytes = (long) batch * heads * pastLength * dim * Float.BYTES;
+        for (int l = 0; l < layers; l++) {
+            pastKeys[l] = ensure(pastKeys[l], bytes);
+            pastValues[l] = ensure(pastValues[l], bytes);
+        }
+        past = new DjlPast(batch, pastLength);
+        return past;
+    }
+
+    private static ByteBuffer ensure(ByteBuffer b, long bytes) {
+        if (b.capacity() >= bytes) {
+            return b;
+        }
+        return ByteBuffer.allocateDirect(Math.toIntExact(Math.max(bytes, (long) (b.capacity() * 1.5))))
+                .order(ByteOrder.nativeOrder());
+    }
+
+    @Override
+    public Step forward(StepInput in) {
+        checkOpen();
+        if (in.past() != past) {
+            throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "forward needs the buffers of the last past() call");
+        }
+        if (stepManager != null) {
+            stepManager.close();
+        }
+        stepManager = model.getNDManager().newSubManager(device);
+        int b = in.batch();
+        int t = in.tokens();
+        int p = in.pastLength();
+        PtNDManager m = (PtNDManager) stepManager;
+        IValue[] args = new IValue[4];
+        IValue result = null;
+        try {
+            args[0] = IValue.from((PtNDArray) m.create(LongBuffer.wrap(in.inputIds()), new Shape(b, t), DataType.INT64));
+            args[1] = IValue.from((PtNDArray) m.create(LongBuffer.wrap(in.attentionMask()), new Shape(b, p + t),
+                    DataType.INT64));
+            args[2] = IValue.from((PtNDArray) m.create(LongBuffer.wrap(in.positionIds()), new Shape(b, t),
+                    DataType.INT64));
+            PtNDArray[] pastArrays = new PtNDArray[2 * layers];
+            int floats = b * heads * p * dim;
+            Shape shape = new Shape(b, heads, p, dim);
+            for (int l = 0; l < layers; l++) {
+                pastArrays[2 * l] = (PtNDArray) m.create(slice(pastKeys[l], floats), shape, DataType.FLOAT32);
+                pastArrays[2 * l + 1] = (PtNDArray) m.create(slice(pastValues[l], floats), shape, DataType.FLOAT32);
+            }
+            args[3] = IValue.listFrom(pastArrays);
+            result = block.forward(args);
+            IValue[] tuple = result.toIValueTuple();
+            if (tuple.length != 2) {
+                throw new KvqException(ErrorCode.MODEL_INVALID, "forward returned " + tuple.length + " values, expected "
+                        + "(logits, present)");
+            }
+            NDArray logitArray = tuple[0].toTensor(m);
+            PtNDArray[] present = tuple[1].toTensorArray(m);
+            if (present.length != 2 * layers) {
+                throw new KvqException(ErrorCode.MODEL_INVALID, "present holds " + present.length + " tensors, expected "
+                        + 2 * layers + " (key and value of " + layers + " layers)");
+            }
+            Shape expected = new Shape(b, heads, p + t, dim);
+            if (!present[0].getShape().equals(expected)) {
+                throw new KvqException(ErrorCode.MODEL_INVALID, "present.0.key has shape " + present[0].getShape()
+                        + ", expected " + expected);
+            }
+            logits = logitArray.toFloatArray();
+            if (logits.length != b * t * vocab) {
+                throw new KvqException(ErrorCode.MODEL_INVALID, "logits hold " + logits.length + " values, expected "
+                        + b * t * vocab + " (vocab_size " + vocab + ")");
+            }
+            String newTokens = ":, :, " + p + ":, :";
+            for (int l = 0; l < layers; l++) {
+                newKeys[l] = present[2 * l].get(newTokens).toFloatArray();
+                newValues[l] = present[2 * l + 1].get(newTokens).toFloatArray();
+            }
+            for (IValue v : tuple) {
+                v.close();
+            }
+            return new DjlStep(b, t);
+        } catch (ai.djl.engine.EngineException e) {
+            throw new KvqException(ErrorCode.RUNTIME_FAILURE, "PyTorch failed on a step of " + b + "x" + t + " tokens "
+                    + "after " + p + ": " + e.getMessage(), e);
+        } finally {
+            for (IValue a : args) {
+                if (a != null) {
+                    a.close();
+                }
+            }
+            if (result != null) {
+                result.close();
+            }
+        }
+    }
+
+    private static ByteBuffer slice(ByteBuffer b, int floats) {
+        return b.duplicate().order(ByteOrder.nativeOrder()).limit(floats * Float.BYTES).slice()
+                .order(ByteOrder.nativeOrder());
+    }
+
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        if (stepManager != null) {
+            stepManager.close();
+        }
+        model.close();
+    }
+
+    private void checkOpen() {
+        if (closed) {
+            throw new KvqException(ErrorCode.CLOSED, "this decoder was closed");
+        }
+    }
+
+    private final class DjlPast implements PastBuffers {
+        private final int batch;
+        private final int length;
+
+        DjlPast(int batch, int length) {
+            this.batch = batch;
+            this.length = length;
+        }
+
+        @Override
+        public int batch() {
+            return batch;
+        }
+
+        @Override
+        public int length() {
+            return length;
+        }
+
+        @Override
+        public KvView keys(int layer, int sequence) {
+            return view(pastKeys[layer], sequence);
+        }
+
+        @Override
+        public KvView values(int layer, int sequence) {
+            return view(pastValues[layer], sequence);
+        }
+
+        private KvView view(ByteBuffer buffer, int b) {
+            return new KvView(MemorySegment.ofBuffer(buffer), (long) b * heads * length * dim, heads, length, dim,
+                    (long) length * dim);
+        }
+    }
+
+    /** The outputs of a step, copied out of PyTorch: logits and only the new tokens of each present tensor. */
+    private final class DjlStep implements Step {
+        private final int batch;
+        private final int tokens;
+
+        DjlStep(int batch, int tokens) {
+            this.batch = batch;
+            this.tokens = tokens;
+        }
+
+        @Override
+        public void logits(int b, int t, float[] out) {
+            System.arraycopy(logits, (b * tokens + t) * vocab, out, 0, vocab);
+        }
+
+        @Override
+        public KvView newKeys(int layer, int b) {
+            return view(newKeys[layer], b);
+        }
+
+        @Override
+        public KvView newValues(int layer, int b) {
+            return view(newValues[layer], b);
+        }
+
+        private KvView view(float[] data, int b) {
+            return new KvView(MemorySegment.ofArray(data), (long) b * heads * tokens * dim, heads, tokens, dim,
+                    (long) tokens * dim);
+        }
+    }
+}
