@@ -4,7 +4,8 @@
 #   shakespeare-char-llama, objective ppl: calibration text = a slice of the first 90% of tiny-shakespeare,
 #     evaluation = the last 10% (from character 1003854).
 #   passkey-char-llama, objective passkey: calibration = prompts 150-299, evaluation = prompts 0-149.
-# Usage: tools/acceptance.sh [OUT_DIR] [shakespeare|passkey|all]   (about an hour on 2 cores)
+# Usage: tools/acceptance.sh [OUT_DIR] [shakespeare|passkey|all]   (a few hours on 2 cores)
+# A step whose output exists is skipped, so an interrupted run resumes where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-docs/results}
@@ -12,6 +13,13 @@ which=${2:-all}
 shared=${KVQ_SHARED:-../shared}
 text=$shared/data/tinyshakespeare/input.txt
 mkdir -p "$out"
+# step OUTPUT COMMAND...: runs COMMAND with stdout to OUTPUT unless OUTPUT exists (written atomically)
+step() {
+  local target=$1; shift
+  if [ -s "$target" ]; then echo "exists: $target"; return; fi
+  echo "$(date +%T) $target"
+  "$@" > "$target.partial" && mv "$target.partial" "$target"
+}
 schemes="per-token-asym per-channel-asym"
 
 if [ "$which" = all ] || [ "$which" = shakespeare ]; then
@@ -19,16 +27,16 @@ if [ "$which" = all ] || [ "$which" = shakespeare ]; then
   for scheme in $schemes; do
     tag=shakespeare-$scheme
     sweep=$([ $scheme = per-token-asym ] && echo pertoken || echo kivi)
-    ./kvq calibrate --model $model --data $text --offset 0 --length 40000 --scheme $scheme \
-      --out $out/$tag/profile.json > $out/$tag.calibrate.txt
-    ./kvq tune --model $model --profile $out/$tag/profile.json --data $text --offset 100000 --length 60000 \
-      --windows 8 --objective ppl --max-avg-bits 4.0 --budgets 3.0,3.5,4.0 --trials 300 --threads 1 \
-      --out-dir $out/$tag > $out/$tag.tune.txt
-    ./kvq eval ppl --model $model --data $text --offset 1003854 --length 60000 --sweep $sweep \
-      --pairs 8-8,8-4,8-2,4-8,4-4,4-2,2-8,2-4,2-2 --json > $out/$tag.eval-uniform.json
-    ./kvq eval ppl --model $model --data $text --offset 1003854 --length 60000 \
+    step $out/$tag.calibrate.txt ./kvq calibrate --model $model --data $text --offset 0 --length 40000 \
+      --scheme $scheme --out $out/$tag/profile.json
+    step $out/$tag.tune.txt ./kvq tune --model $model --profile $out/$tag/profile.json --data $text --offset 100000 \
+      --length 60000 --windows 24 --objective ppl --max-avg-bits 4.0 --budgets 3.0,3.5,4.0 --trials 240 \
+      --out-dir $out/$tag
+    step $out/$tag.eval-uniform.json ./kvq eval ppl --model $model --data $text --offset 1003854 --length 60000 \
+      --sweep $sweep --pairs 8-8,8-4,8-2,4-8,4-4,4-2,2-8,2-4,2-2 --json
+    step $out/$tag.eval-tuned.json ./kvq eval ppl --model $model --data $text --offset 1003854 --length 60000 \
       --kv-config $out/$tag/best-3.00bits.kvq.yaml --kv-config $out/$tag/best-3.50bits.kvq.yaml \
-      --kv-config $out/$tag/best-4.00bits.kvq.yaml --json > $out/$tag.eval-tuned.json
+      --kv-config $out/$tag/best-4.00bits.kvq.yaml --json
   done
 fi
 
@@ -36,20 +44,18 @@ if [ "$which" = all ] || [ "$which" = passkey ]; then
   model=$shared/models/passkey-char-llama
   data=$shared/data/passkey/test.jsonl
   # calibration text for the attention errors: the calibration prompts themselves
-  python3 -c "import json,sys; [print(json.loads(l)['prompt']+json.loads(l)['answer']) for l in open('$data').readlines()[150:300]]" > $out/passkey-calibration.txt
+  [ -s $out/passkey-calibration.txt ] || python3 -c "import json,sys; [print(json.loads(l)['prompt']+json.loads(l)['answer']) for l in open('$data').readlines()[150:300]]" > $out/passkey-calibration.txt
   for scheme in $schemes; do
     tag=passkey-$scheme
     sweep=$([ $scheme = per-token-asym ] && echo pertoken || echo kivi)
-    ./kvq calibrate --model $model --data $out/passkey-calibration.txt --length 0 --window 384 --scheme $scheme \
-      --out $out/$tag/profile.json > $out/$tag.calibrate.txt
-    ./kvq tune --model $model --profile $out/$tag/profile.json --data $data --offset 150 --limit 150 \
-      --objective passkey --max-avg-bits 3.5 --budgets 3.0,3.5 --trials 120 --threads 1 \
-      --out-dir $out/$tag > $out/$tag.tune.txt
-    ./kvq eval passkey --model $model --data $data --limit 150 --sweep $sweep \
-      --pairs 8-8,8-4,8-2,4-8,4-4,4-2,2-8,2-4,2-2 --json > $out/$tag.eval-uniform.json
-    ./kvq eval passkey --model $model --data $data --limit 150 --no-fp \
-      --kv-config $out/$tag/best-3.00bits.kvq.yaml --kv-config $out/$tag/best-3.50bits.kvq.yaml \
-      --json > $out/$tag.eval-tuned.json
+    step $out/$tag.calibrate.txt ./kvq calibrate --model $model --data $out/passkey-calibration.txt --length 0 \
+      --window 384 --scheme $scheme --out $out/$tag/profile.json
+    step $out/$tag.tune.txt ./kvq tune --model $model --profile $out/$tag/profile.json --data $data --offset 150 \
+      --limit 150 --objective passkey --max-avg-bits 3.5 --budgets 3.0,3.5 --trials 120 --out-dir $out/$tag
+    step $out/$tag.eval-uniform.json ./kvq eval passkey --model $model --data $data --limit 150 --sweep $sweep \
+      --pairs 8-8,8-4,8-2,4-8,4-4,4-2,2-8,2-4,2-2 --json
+    step $out/$tag.eval-tuned.json ./kvq eval passkey --model $model --data $data --limit 150 --no-fp \
+      --kv-config $out/$tag/best-3.00bits.kvq.yaml --kv-config $out/$tag/best-3.50bits.kvq.yaml --json
   done
 fi
 echo "done: $out"

@@ -49,11 +49,11 @@ abstract class ModelCommand {
 
     /** The configurations to evaluate: the sweep, else the one the KV options describe (or fp with --fp). */
     Map<String, KvQuantConfig> configs() {
-        if (sweep.active()) {
-            return sweep.configs(kv);
-        }
         Map<String, KvQuantConfig> out = new LinkedHashMap<>();
-        if (kv.kvConfigs.size() > 1) {
+        if (sweep.active()) {
+            out.putAll(sweep.configs(kv));
+        }
+        if (sweep.active() || kv.kvConfigs.size() > 1) {
             for (Path file : kv.kvConfigs) {
                 out.put(file.getFileName().toString(), kv.resolve(null, kv.keyBits, kv.valueBits, file));
             }

@@ -14,7 +14,8 @@ import picocli.CommandLine.Option;
  */
 final class SweepOptions {
     @Option(names = "--sweep", split = ",", paramLabel = "pertoken|kivi",
-            description = "Evaluate every --pairs entry under these schemes (with the other KV options on top).")
+            description = "Evaluate every --pairs entry under these schemes (with the other KV flags on top); "
+                + "--kv-config files are evaluated beside them.")
     List<String> schemes = new ArrayList<>();
 
     @Option(names = "--pairs", split = ",", paramLabel = "K-V", defaultValue = "8-8,8-4,4-4,4-2,2-2",
@@ -36,7 +37,7 @@ final class SweepOptions {
                 }
                 int k = Integer.parseInt(kvBits[0].trim());
                 int v = Integer.parseInt(kvBits[1].trim());
-                KvQuantConfig c = kv.resolve(scheme, k, v);
+                KvQuantConfig c = kv.resolve(scheme, k, v, null);
                 out.put(scheme + " " + (k == v ? "KV" + k : "K" + k + "V" + v), c);
             }
         }

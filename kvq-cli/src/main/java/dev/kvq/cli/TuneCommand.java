@@ -130,8 +130,13 @@ final class TuneCommand implements Callable<Integer> {
             fp = e.metric(null);
             if (!noBaselines) {
                 for (Pair pair : Pair.KVTUNER) {
-                    KvQuantConfig uniform = base.toBuilder().bits(pair.keyBits(), pair.valueBits()).build();
-                    baselines.put(pair.name(), e.metric(uniform));
+                    // the search already scored the uniform configurations its space holds within the budget
+                    LayerBits bits = pair.bits();
+                    Double known = result.evaluated().stream().filter(pt -> pt.feasible()
+                            && pt.layers().values().stream().allMatch(bits::equals)).findFirst()
+                            .map(pt -> metric(obj, pt.score())).orElse(null);
+                    baselines.put(pair.name(), known != null ? known
+                            : e.metric(base.toBuilder().bits(pair.keyBits(), pair.valueBits()).build()));
                 }
             }
         }

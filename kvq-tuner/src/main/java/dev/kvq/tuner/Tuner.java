@@ -19,6 +19,7 @@ import java.util.function.Supplier;
 import org.moeaframework.algorithm.NSGAII;
 import org.moeaframework.core.PRNG;
 import org.moeaframework.core.Solution;
+import org.moeaframework.core.initialization.InjectedInitialization;
 import org.moeaframework.core.variable.EncodingUtils;
 import org.moeaframework.parallel.DistributedProblem;
 import org.moeaframework.problem.AbstractProblem;
@@ -116,7 +117,19 @@ public final class Tuner {
                 };
                 try (DistributedProblem parallel = new DistributedProblem(problem, pool, false)) {
                     NSGAII nsga = new NSGAII(parallel);
-                    nsga.setInitialPopulationSize(Math.max(8, Math.min(o.trials() / 4, 40)));
+                    List<Solution> uniform = new ArrayList<>();
+                    for (int[] choice : uniformChoices(groups)) {
+                        Solution s = parallel.newSolution();
+                        for (int i = 0; i < choice.length; i++) {
+                            EncodingUtils.setInt(s.getVariable(i), choice[i]);
+                        }
+                        uniform.add(s);
+                    }
+                    int population = Math.max(8, Math.min(o.trials() / 4, 40));
+                    nsga.setInitialPopulationSize(Math.max(population, uniform.size()));
+                    // the uniform configurations seed the search, so the front is never worse than the best uniform
+                    // configuration the pruned space holds
+                    nsga.setInitialization(new InjectedInitialization(parallel, uniform));
                     nsga.run(o.trials());
                 }
             }
@@ -134,6 +147,23 @@ public final class Tuner {
         List<Point> all = new ArrayList<>(memo.values());
         all.sort(Comparator.comparingDouble(Point::avgBits).thenComparingDouble(Point::score));
         return new Result(all, front(all), exhaustive, space);
+    }
+
+    /** The choices that give every group the same pair, for each pair that all groups hold. */
+    static List<int[]> uniformChoices(List<Profile.Group> groups) {
+        List<int[]> out = new ArrayList<>();
+        for (String pair : groups.getFirst().candidates()) {
+            int[] choice = new int[groups.size()];
+            boolean everywhere = true;
+            for (int i = 0; i < groups.size() && everywhere; i++) {
+                choice[i] = groups.get(i).candidates().indexOf(pair);
+                everywhere = choice[i] >= 0;
+            }
+            if (everywhere) {
+                out.add(choice);
+            }
+        }
+        return out;
     }
 
     private static int[] decode(long index, List<Profile.Group> groups) {

@@ -94,6 +94,17 @@ class CalibrateAndTuneTest {
         }
         Tuner.Point best = r.best(3.5);
         assertNotNull(best);
+        // the uniform configurations seed the search: each is evaluated and none beats the best
+        List<int[]> uniform = Tuner.uniformChoices(profile.groups());
+        assertFalse(uniform.isEmpty());
+        for (int[] choice : uniform) {
+            String pair = profile.groups().getFirst().candidates().get(choice[0]);
+            Tuner.Point u = r.evaluated().stream().filter(p -> p.groupChoice().stream().allMatch(pair::equals))
+                    .findFirst().orElseThrow(() -> new AssertionError("uniform " + pair + " not evaluated"));
+            if (u.feasible()) {
+                assertTrue(best.score() <= u.score(), "best " + best.score() + " vs uniform " + pair);
+            }
+        }
         Path yaml = tmp.resolve("best.yaml");
         ConfigFiles.writePerLayer(yaml, best.layers());
         KvQuantConfig loaded = ConfigFiles.load(yaml);

@@ -1,0 +1,99 @@
+package dev.kvq.cli;
+
+import static dev.kvq.cli.CommandTest.kvq;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.kvq.testkit.Repo;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The model commands end to end on the demo model that ships with kvq, through {@link Main}. */
+class ModelCommandsTest {
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    @TempDir
+    Path dir;
+
+    private static String model() {
+        return Repo.demoModel().toString();
+    }
+
+    private static JsonNode json(CommandTest.Run r) throws IOException {
+        assertEquals(0, r.exit(), r.err());
+        return JSON.readTree(r.out());
+    }
+
+    private static List<String> names(JsonNode rows) {
+        List<String> out = new ArrayList<>();
+        rows.forEach(row -> out.add(row.path("config").asText()));
+        return out;
+    }
+
+    @Test
+    void evalPplScoresSweepAndConfigFilesAsSeparateRows() throws IOException {
+        Path layers = Files.writeString(dir.resolve("layers.yaml"), "0: {nbits_key: 8, nbits_value: 4}\n"
+                + "1: {nbits_key: 4, nbits_value: 2}\n2: {nbits_key: 4, nbits_value: 2}\n3: {nbits_key: 2, nbits_value: 2}\n");
+        JsonNode rows = json(kvq("eval", "ppl", "--model", model(), "--data", Repo.demoText().toString(), "--length",
+                "1200", "--sweep", "pertoken", "--pairs", "8-8,4-2", "--kv-config", layers.toString(), "--json"))
+                .path("results");
+        assertEquals(List.of("pertoken KV8", "pertoken K4V2", "layers.yaml"), names(rows));
+        // a --kv-config file must not leak into the sweep's rows, nor they into it
+        assertEquals(8.0, rows.get(0).path("avg_k_bits").asDouble());
+        assertEquals(2.0, rows.get(1).path("avg_v_bits").asDouble());
+        assertEquals(4.5, rows.get(2).path("avg_k_bits").asDouble());
+        assertEquals(2.5, rows.get(2).path("avg_v_bits").asDouble());
+        double fp = rows.get(0).path("fp_ppl").asDouble();
+        assertEquals(fp, rows.get(0).path("ppl").asDouble(), fp * 1e-3, "8-bit is near-lossless");
+        assertTrue(rows.get(1).path("ppl").asDouble() > rows.get(0).path("ppl").asDouble() + 0.01);
+        assertTrue(rows.get(1).path("kv_bytes").asLong() < rows.get(0).path("kv_bytes").asLong());
+    }
+
+    @Test
+    void generateIsGreedyAndDeterministic() throws IOException {
+        String[] args = {"generate", "--model", model(), "--prompt", "ROMEO:", "--max-new-tokens", "24", "--scheme",
+            "kivi", "--k-bits", "4", "--v-bits", "2", "--json"};
+        JsonNode a = json(kvq(args));
+        JsonNode b = json(kvq(args));
+        assertEquals(24, a.path("new_tokens").asInt());
+        assertEquals(a.path("text").asText(), b.path("text").asText());
+        assertFalse(a.path("text").asText().isBlank());
+    }
+
+    @Test
+    void benchReportsEveryConfigurationBesideFullPrecision() throws IOException {
+        JsonNode doc = json(kvq("bench", "--model", model(), "--contexts", "48", "--decode-steps", "4", "--repeats",
+                "1", "--scheme", "pertoken", "--k-bits", "4", "--v-bits", "4", "--json"));
+        JsonNode rows = doc.path("results");
+        assertEquals(List.of("fp32", "KV4"), names(rows));
+        for (JsonNode row : rows) {
+            assertEquals(48, row.path("context").asInt());
+            assertTrue(row.path("decode_tokens_per_s").asDouble() > 0);
+        }
+        assertTrue(rows.get(1).path("kv_bytes").asLong() < rows.get(0).path("kv_bytes").asLong());
+    }
+
+    @Test
+    void badInputExitsWith2AndNamesTheProblem() {
+        CommandTest.Run missing = kvq("generate", "--model", dir.resolve("nope").toString(), "--prompt", "x");
+        assertEquals(2, missing.exit());
+        assertTrue(missing.err().contains("does not exist"), missing.err());
+
+        CommandTest.Run bits = kvq("generate", "--model", model(), "--prompt", "x", "--k-bits", "9");
+        assertEquals(2, bits.exit());
+        assertTrue(bits.err().contains("nbits_key must be between 1 and 8, was 9"), bits.err());
+
+        CommandTest.Run pairs = kvq("eval", "ppl", "--model", model(), "--data", Repo.demoText().toString(),
+                "--sweep", "pertoken", "--pairs", "8");
+        assertEquals(2, pairs.exit());
+        assertTrue(pairs.err().contains("--pairs entries look like 8-4"), pairs.err());
+    }
+}
