@@ -39,10 +39,12 @@ def main():
     lx.write_json(os.path.join(args.out, "config.json"), c.hf_json({"kvq_vocab": {"type": "char", "chars": chars}}))
     params = sum(p.numel() for p in model.parameters())
     print(f"bench model: {params / 1e6:.1f}M parameters -> {args.out}")
-    layers = "\n".join(f"{i}: {{nbits_key: {8 if i < 2 else 4}, nbits_value: {4 if i < 2 else 2}}}"
+    layers = "\n".join(f"  {i}: {{nbits_key: {8 if i < 2 else 4}, nbits_value: {4 if i < 2 else 2}}}"
                        for i in range(args.layers))
     with open(os.path.join(args.out, "mixed.yaml"), "w") as f:
-        f.write("# first two layers K8V4, the rest K4V2\n" + layers + "\n")
+        f.write("# per-token scheme; the first two layers K8V4, the rest K4V2\n"
+                "axis_key: 0\naxis_value: 0\nq_group_size: -1\nresidual_length: 0\nasym: true\n"
+                "per_layer_quant: true\nper_layer_config:\n" + layers + "\n")
 
 
 if __name__ == "__main__":

@@ -210,14 +210,16 @@ public final class PackedBlock {
 
     /**
      * Decodes codes {@code [j, j+n)} (grouped order) into {@code n} consecutive floats of {@code dst} starting at float
-     * index {@code at}. Takes the vector path when the run is made of 16-code plane segments that each lie in one
-     * group; otherwise the scalar reference path, which computes the same values.
+     * index {@code at}. Takes the vector path when the run is made of whole 16-byte chunks and each 16-code plane
+     * segment lies in one group of a power-of-two number of segments; otherwise the scalar reference path, which
+     * computes the same values.
      */
     private void decode(long j, long n, MemorySegment dst, long at) {
-        boolean fast = BYTE_SPECIES != null && (bits == 8
-                || BitPacking.planar(bits)) && j % 16 == 0 && n % 16 == 0 && groupSize % 16 == 0;
+        int chunkCodes = bits == 8 ? 16 : BitPacking.planar(bits) ? 16 * (8 / bits) : 0;
+        boolean fast = BYTE_SPECIES != null && chunkCodes > 0 && j % chunkCodes == 0 && n % chunkCodes == 0
+                && groupSize % 16 == 0 && Integer.bitCount(groupSize / 16) == 1;
         if (fast) {
-            decodeVector(j, n, dst, at);
+            decodeVector(j / chunkCodes, n / chunkCodes, dst, at);
         } else {
             decodeScalar(j, n, dst, at);
         }
@@ -236,45 +238,99 @@ public final class PackedBlock {
         }
     }
 
-    private void decodeVector(long j, long n, MemorySegment dst, long at) {
+    /**
+     * Decodes {@code chunks} 16-byte chunks from chunk {@code first}. A chunk holds {@code planes} segments of 16 codes
+     * (byte k holds code k of each plane at shift {@code plane * bits}; an 8-bit chunk is one plane of bytes). The
+     * innermost loop walks chunks of one plane with every address linear in its counter and no data-dependent branch:
+     * C2 compiles such loops once, where conditional counters made it speculate, trap and recompile for seconds.
+     */
+    private void decodeVector(long first, long chunks, MemorySegment dst, long at) {
+        int planes = bits == 8 ? 1 : 8 / bits;
+        int segmentsPerGroup = groupSize / 16;
+        if (segmentsPerGroup <= planes) {
+            // several groups per chunk: group = chunk * (planes / segmentsPerGroup) + plane / segmentsPerGroup.
+            // Their scales and zeros are copied to arrays once: indexing the segments with a strided counter made
+            // C2 trap and recompile the loop for seconds.
+            int stride = planes / segmentsPerGroup;
+            long firstGroup = first * stride;
+            int count = Math.toIntExact(chunks * stride);
+            float[] s = Scratch.heapFloats(0, count);
+            float[] z = Scratch.heapFloats(1, count);
+            MemorySegment.copy(scales, F32, firstGroup * Float.BYTES, s, 0, count);
+            MemorySegment.copy(zeros, F32, firstGroup * Float.BYTES, z, 0, count);
+            for (int p = 0; p < planes; p++) {
+                decodePlaneStrided(p, planes, first, (int) chunks, p / segmentsPerGroup, stride, s, z, dst, at);
+            }
+        } else {
+            // several chunks per group: one scale and zero for each run of chunksPerGroup chunks
+            int chunksPerGroup = segmentsPerGroup / planes;
+            long end = first + chunks;
+            for (long g = first / chunksPerGroup; g * chunksPerGroup < end; g++) {
+                long from = Math.max(first, g * chunksPerGroup);
+                long to = Math.min(end, (g + 1) * chunksPerGroup);
+                for (int p = 0; p < planes; p++) {
+                    decodePlane(p, planes, first, (int) (from - first), (int) (to - first), g, 0, dst, at);
+                }
+            }
+        }
+    }
+
+    /**
+     * Plane {@code p} of chunks {@code [first + c0, first + c1)}; chunk {@code first + c} uses group
+     * {@code group0 + c * groupStride}.
+     */
+    private void decodePlane(int p, int planes, long first, int c0, int c1, long group0, int groupStride,
+                             MemorySegment dst, long at) {
         int lanes = SPECIES.length();
+        int shift = p * bits;
         int mask = (1 << bits) - 1;
         boolean zeroPoint = form == AffineForm.ZERO_POINT;
         ByteOrder order = ByteOrder.nativeOrder();
-        // Walk 16-code segments with counters: no division in the loop. A segment is one plane of 16 bytes
-        // (planar widths) or 16 bytes (8 bits), and lies in one group since groups are multiples of 16 codes.
-        int planes = bits == 8 ? 1 : 8 / bits;
-        long segment = j / 16;
-        int plane = (int) (segment % planes);
-        long chunkByte = bits == 8 ? j : segment / planes * BitPacking.CHUNK_BYTES;
-        int segmentsPerGroup = groupSize / 16;
-        long group = j / groupSize;
-        int inGroup = (int) (segment % segmentsPerGroup);
-        float scale = scale(group);
-        float zero = zero(group);
-        for (long k = 0; k < n; k += 16) {
-            int shift = plane * bits;
-            for (int half = 0; half < 16; half += lanes) {
-                // sign-extending B2I is the cast C2 compiles on every x86 target; the mask removes the sign
-                IntVector u = (IntVector) ByteVector.fromMemorySegment(BYTE_SPECIES, codes, chunkByte + half,
-                        ByteOrder.LITTLE_ENDIAN).convertShape(VectorOperators.B2I, INT_SPECIES, 0);
-                u = u.lanewise(VectorOperators.LSHR, shift).and(mask);
-                FloatVector v = zeroPoint
-                        ? ((FloatVector) u.add(codeOffset).convert(VectorOperators.I2F, 0)).add(zero).mul(scale)
-                        : ((FloatVector) u.convert(VectorOperators.I2F, 0)).mul(scale).add(zero);
-                v.intoMemorySegment(dst, (at + k + half) * Float.BYTES, order);
-            }
-            if (++plane == planes) {
-                plane = 0;
-                chunkByte += 16;
-            }
-            if (++inGroup == segmentsPerGroup && k + 16 < n) {
-                inGroup = 0;
-                group++;
-                scale = scale(group);
-                zero = zero(group);
+        for (int c = c0; c < c1; c++) {
+            long group = group0 + (long) c * groupStride;
+            float scale = scales.getAtIndex(F32, group);
+            float zero = zeros.getAtIndex(F32, group);
+            long byteAt = (first + c) * BitPacking.CHUNK_BYTES;
+            long out = (at + ((long) c * planes + p) * 16) * Float.BYTES;
+            decodeLanes(byteAt, shift, mask, scale, zero, zeroPoint, dst, out, order);
+            if (lanes == 8) {
+                decodeLanes(byteAt + 8, shift, mask, scale, zero, zeroPoint, dst, out + 8 * Float.BYTES, order);
             }
         }
+    }
+
+    /** Like {@link #decodePlane} with chunk {@code first + c} using {@code s[g0 + c * stride]}, {@code z[...]}. */
+    private void decodePlaneStrided(int p, int planes, long first, int chunks, int g0, int stride, float[] s, float[] z,
+                                    MemorySegment dst, long at) {
+        int lanes = SPECIES.length();
+        int shift = p * bits;
+        int mask = (1 << bits) - 1;
+        boolean zeroPoint = form == AffineForm.ZERO_POINT;
+        ByteOrder order = ByteOrder.nativeOrder();
+        for (int c = 0; c < chunks; c++) {
+            float scale = s[g0 + c * stride];
+            float zero = z[g0 + c * stride];
+            long byteAt = (first + c) * BitPacking.CHUNK_BYTES;
+            long out = (at + ((long) c * planes + p) * 16) * Float.BYTES;
+            decodeLanes(byteAt, shift, mask, scale, zero, zeroPoint, dst, out, order);
+            if (lanes == 8) {
+                decodeLanes(byteAt + 8, shift, mask, scale, zero, zeroPoint, dst, out + 8 * Float.BYTES, order);
+            }
+        }
+    }
+
+    /** One vector of codes (8 or 16 lanes) from byte {@code byteAt} into floats at byte {@code out} of {@code dst}. */
+    private void decodeLanes(long byteAt, int shift, int mask, float scale, float zero, boolean zeroPoint,
+                             MemorySegment dst, long out, ByteOrder order) {
+        // sign-extending B2I is the cast C2 compiles on every x86 target; the mask removes the sign
+        IntVector u = (IntVector) ByteVector.fromMemorySegment(BYTE_SPECIES, codes, byteAt, ByteOrder.LITTLE_ENDIAN)
+                .convertShape(VectorOperators.B2I, INT_SPECIES, 0);
+        u = u.lanewise(VectorOperators.LSHR, shift).and(mask);
+        // the scalar path's operations in its order, so both give the same floats
+        FloatVector v = zeroPoint
+                ? ((FloatVector) u.add(codeOffset).convert(VectorOperators.I2F, 0)).add(zero).mul(scale)
+                : ((FloatVector) u.convert(VectorOperators.I2F, 0)).mul(scale).add(zero);
+        v.intoMemorySegment(dst, out, order);
     }
 
     /**

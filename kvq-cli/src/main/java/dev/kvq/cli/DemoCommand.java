@@ -3,10 +3,10 @@ package dev.kvq.cli;
 import dev.kvq.KvqException;
 import dev.kvq.cache.quantized.KvCaches;
 import dev.kvq.config.KvQuantConfig;
-import dev.kvq.eval.Distributions;
 import dev.kvq.generate.CacheFactory;
 import dev.kvq.generate.DecodeSession;
 import dev.kvq.generate.Generator;
+import dev.kvq.generate.Sampler;
 import dev.kvq.generate.Runtimes;
 import dev.kvq.generate.Tokenizer;
 import dev.kvq.generate.Tokenizers;
@@ -17,7 +17,6 @@ import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -141,7 +140,7 @@ final class DemoCommand implements Callable<Integer> {
             float[] lq = q.feed(new int[][] {p}, false)[0][0];
             float[] lf = f.feed(new int[][] {p}, false)[0][0];
             for (int i = 0; i < t.length; i++) {
-                same += argmax(lq) == argmax(lf) ? 1 : 0;
+                same += Sampler.argmax(lq) == Sampler.argmax(lf) ? 1 : 0;
                 if (i + 1 < t.length) {
                     lq = q.feed(new int[][] {{t[i]}}, false)[0][0];
                     lf = f.feed(new int[][] {{t[i]}}, false)[0][0];
@@ -149,18 +148,6 @@ final class DemoCommand implements Callable<Integer> {
             }
         }
         return same / (double) t.length;
-    }
-
-    private static int argmax(float[] x) {
-        return Distributions.argmax(Arrays.stream(toDouble(x)).toArray());
-    }
-
-    private static double[] toDouble(float[] x) {
-        double[] d = new double[x.length];
-        for (int i = 0; i < x.length; i++) {
-            d[i] = x[i];
-        }
-        return d;
     }
 
     static double sameChars(String a, String b) {
