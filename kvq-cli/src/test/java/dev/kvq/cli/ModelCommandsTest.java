@@ -82,6 +82,21 @@ class ModelCommandsTest {
     }
 
     @Test
+    void demoComparesThreeCachesOnTheShippedModel() {
+        CommandTest.Run r = kvq("demo", "--model", model(), "--max-new-tokens", "48");
+        assertEquals(0, r.exit(), r.err());
+        List<String> lines = r.out().lines().toList();
+        String fp = lines.stream().filter(l -> l.startsWith("full precision ")).findFirst().orElseThrow();
+        String kv4 = lines.stream().filter(l -> l.startsWith("KV4 (per-token)")).findFirst().orElseThrow();
+        String mixed = lines.stream().filter(l -> l.startsWith("mixed (kv-mixed.yaml)")).findFirst().orElseThrow();
+        // full precision agrees with itself; the shipped mixed config averages 3.5 bits
+        assertTrue(fp.contains("100.0%"), fp);
+        assertTrue(mixed.contains(" 3.50 "), mixed);
+        assertTrue(kv4.contains(" 4.00 "), kv4);
+        assertTrue(r.out().contains("full-precision continuation:"), r.out());
+    }
+
+    @Test
     void badInputExitsWith2AndNamesTheProblem() {
         CommandTest.Run missing = kvq("generate", "--model", dir.resolve("nope").toString(), "--prompt", "x");
         assertEquals(2, missing.exit());
