@@ -102,7 +102,7 @@ class ThirdPartyBackendTest {
                 asym: false
                 """);
         Result list = kvq(jar, "backends", "--json");
-        assertEquals(0, list.exit(), list.err());
+        assertEquals(0, list.exit(), list.err() + list.out());
         JsonNode rows = new ObjectMapper().readTree(list.out());
         JsonNode plugin = null;
         for (JsonNode r : rows) {
@@ -134,16 +134,24 @@ class ThirdPartyBackendTest {
         // kvq's modules and their libraries: the class path minus the test tooling
         Pattern testTools = Pattern.compile(".*(junit|opentest4j|apiguardian|archunit|jspecify|surefire|kvq-testkit"
                 + "|test-classes).*");
+        // native-library jars (libtorch, DJL's JNI bridge) are no valid modules: the class path, as ./kvq does
+        Pattern nativeJars = Pattern.compile(".*/(pytorch-native-|pytorch-jni-)[^/]*\\.jar");
         List<String> modulePath = new ArrayList<>();
+        List<String> classPath = new ArrayList<>();
         for (String entry : System.getProperty("java.class.path").split(File.pathSeparator)) {
-            if (!testTools.matcher(entry).matches()) {
+            if (nativeJars.matcher(entry).matches()) {
+                classPath.add(entry);
+            } else if (!testTools.matcher(entry).matches()) {
                 modulePath.add(entry);
             }
         }
         modulePath.add(plugin.toString());
         List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                "--add-modules", "jdk.incubator.vector", "-p", String.join(File.pathSeparator, modulePath),
-                "-m", "dev.kvq.cli/dev.kvq.cli.Main"));
+                "--add-modules", "jdk.incubator.vector", "-p", String.join(File.pathSeparator, modulePath)));
+        if (!classPath.isEmpty()) {
+            cmd.addAll(List.of("-cp", String.join(File.pathSeparator, classPath)));
+        }
+        cmd.addAll(List.of("-m", "dev.kvq.cli/dev.kvq.cli.Main"));
         cmd.addAll(List.of(args));
         Process p = new ProcessBuilder(cmd).redirectOutput(work.resolve("out.txt").toFile())
                 .redirectError(work.resolve("err.txt").toFile()).start();
