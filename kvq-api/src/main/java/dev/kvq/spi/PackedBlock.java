@@ -153,6 +153,58 @@ public final class PackedBlock {
         return form == AffineForm.ZERO_POINT ? ((float) (u + codeOffset) + zero) * scale : u * scale + zero;
     }
 
+    /**
+     * Whether whole token rows of this block can be copied into another block of the same kind
+     * ({@link #copyToken}): token-major order, groups that lie inside one token's row, and rows that start on a byte
+     * (dense widths) or on a 16-byte chunk (planar widths).
+     */
+    public boolean rowCopyable() {
+        if (order != CodeOrder.TOKEN_MAJOR || headDim % groupSize != 0) {
+            return false;
+        }
+        return BitPacking.planar(bits) ? headDim % BitPacking.chunkCodes(bits) == 0 : (long) headDim * bits % 8 == 0;
+    }
+
+    /**
+     * Copies token {@code from} of every head of {@code src} into token {@code to} of this block: codes, scales and
+     * zeros, unchanged. Both blocks must be {@link #rowCopyable} and alike but for their token counts.
+     */
+    public void copyToken(PackedBlock src, int from, int to) {
+        if (!rowCopyable() || !src.rowCopyable() || src.bits != bits || src.form != form || src.codeOffset != codeOffset
+                || src.heads != heads || src.headDim != headDim || src.groupSize != groupSize
+                || from < 0 || from >= src.tokens || to < 0 || to >= tokens) {
+            throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "cannot copy token " + from + " of " + src + " into token "
+                    + to + " of " + this);
+        }
+        long rowBytes = (long) headDim * bits / 8;
+        int groupsPerRow = headDim / groupSize;
+        for (int h = 0; h < heads; h++) {
+            long srcRow = (long) h * src.tokens + from;
+            long dstRow = (long) h * tokens + to;
+            MemorySegment.copy(src.codes, srcRow * rowBytes, codes, dstRow * rowBytes, rowBytes);
+            MemorySegment.copy(src.scales, srcRow * groupsPerRow * Float.BYTES, scales,
+                    dstRow * groupsPerRow * Float.BYTES, (long) groupsPerRow * Float.BYTES);
+            MemorySegment.copy(src.zeros, srcRow * groupsPerRow * Float.BYTES, zeros,
+                    dstRow * groupsPerRow * Float.BYTES, (long) groupsPerRow * Float.BYTES);
+        }
+    }
+
+    /**
+     * Writes the first {@code count} tokens of every head, dequantized, into {@code dst} ({@code [heads, count,
+     * headDim]}): a block filled token by token. Token-major blocks only.
+     */
+    public void dequantizeTokens(KvView dst, int count) {
+        if (order != CodeOrder.TOKEN_MAJOR || count < 0 || count > tokens || dst.heads() != heads
+                || dst.tokens() != count || dst.headDim() != headDim) {
+            throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "cannot dequantize " + count + " tokens of " + this
+                    + " into a " + dst.heads() + "x" + dst.tokens() + "x" + dst.headDim() + " view");
+        }
+        long perHead = (long) tokens * headDim;
+        for (int h = 0; h < heads && count > 0; h++) {
+            decode(h * perHead, (long) count * headDim, dst.segment(), dst.rowIndex(h, 0));
+        }
+    }
+
     /** Writes the dequantized block into {@code dst}, which must have the block's shape. */
     public void dequantize(KvView dst) {
         if (dst.heads() != heads || dst.tokens() != tokens || dst.headDim() != headDim) {

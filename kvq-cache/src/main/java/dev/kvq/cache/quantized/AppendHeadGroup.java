@@ -1,18 +1,32 @@
 package dev.kvq.cache.quantized;
 
+import dev.kvq.spi.PackedBlock;
 import dev.kvq.spi.Quantizer;
 import dev.kvq.tensor.KvView;
 import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SegmentAllocator;
 
 /**
  * Policy {@code append}: new tokens join the full-precision residual; every time it holds {@code R} tokens or
  * more, the largest multiple of {@code R} of its oldest tokens is quantized once, as one block, and appended to
  * the quantized store. Already quantized blocks are never touched again, so each decode step costs the same and
- * history does not drift. With R = 0 every new token is quantized at once.
+ * history does not drift. With R = 0 every new token is quantized at once; where the backend's blocks allow it
+ * ({@link PackedBlock#rowCopyable}), single tokens are written in place into a tail block with room for
+ * {@value #TAIL_TOKENS}, so a long generation leaves a few large blocks rather than one block per token (each block
+ * costs a call per head at every step).
  */
 final class AppendHeadGroup extends HeadGroup {
+    static final int TAIL_TOKENS = 16;
+
     private final int residualLength;
     private final Arena blockArena = Arena.ofShared();
+    /** The tail blocks being filled (null when none), their tokens, and whether the backend's blocks allow one. */
+    private PackedBlock keyTail;
+    private PackedBlock valueTail;
+    private int tailTokens;
+    private boolean tailUnsupported;
+    private MemorySegment scratch = MemorySegment.NULL;
 
     AppendHeadGroup(int heads, int headDim, Quantizer keyQuantizer, Quantizer valueQuantizer, int residualLength) {
         super(heads, headDim, keyQuantizer, valueQuantizer, Math.max(residualLength, 1));
@@ -23,7 +37,13 @@ final class AppendHeadGroup extends HeadGroup {
     void add(KvView keys, KvView values, KvView outKeys, KvView outValues, Scratch scratch) {
         initialized = true;
         if (residualLength == 0) {
-            appendBlock(keys, values);
+            if (tailUnsupported || (tailTokens == 0 && keys.tokens() >= TAIL_TOKENS)) {
+                appendBlock(keys, values);
+            } else {
+                for (int t = 0; t < keys.tokens(); t++) {
+                    appendToTail(keys.tokens(t, t + 1), values.tokens(t, t + 1));
+                }
+            }
         } else if (keyResidual.tokens() == 0 && keys.tokens() >= residualLength) {
             // A long input (prefill) goes straight to quantized blocks without passing through the residual.
             int whole = keys.tokens() - keys.tokens() % residualLength;
@@ -46,6 +66,77 @@ final class AppendHeadGroup extends HeadGroup {
         }
     }
 
+    /** Quantizes one token and writes it into the tail, starting a tail block when there is none. */
+    private void appendToTail(KvView key, KvView value) {
+        // quantize into reused scratch memory, then copy the rows into place
+        SegmentAllocator temp = scratchAllocator(key);
+        PackedBlock k = keyQuantizer.quantize(key, temp);
+        PackedBlock v = valueQuantizer.quantize(value, temp);
+        if (keyTail == null) {
+            if (!k.rowCopyable() || !v.rowCopyable()) {
+                tailUnsupported = true;
+                appendBlock(key, value);
+                return;
+            }
+            keyTail = emptyLike(k);
+            valueTail = emptyLike(v);
+        }
+        keyTail.copyToken(k, 0, tailTokens);
+        valueTail.copyToken(v, 0, tailTokens);
+        tailTokens++;
+        quantizedTokens++;
+        if (tailTokens == TAIL_TOKENS) {
+            keyBlocks.add(keyTail);
+            valueBlocks.add(valueTail);
+            keyTail = null;
+            valueTail = null;
+            tailTokens = 0;
+        }
+    }
+
+    private PackedBlock emptyLike(PackedBlock b) {
+        return PackedBlock.allocate(blockArena, b.bits(), b.order(), b.form(), b.codeOffset(), heads, TAIL_TOKENS,
+                headDim, b.groupSize());
+    }
+
+    /** Slices of a reused segment sized for two one-token blocks, growing (once) if a backend asks for more. */
+    private SegmentAllocator scratchAllocator(KvView token) {
+        long needed = 4L * token.elements() * Float.BYTES + 256;
+        if (scratch.byteSize() < needed) {
+            scratch = blockArena.allocate(needed, 64);
+        }
+        SegmentAllocator slices = SegmentAllocator.slicingAllocator(scratch);
+        return (size, alignment) -> {
+            try {
+                return slices.allocate(size, alignment);
+            } catch (IndexOutOfBoundsException full) {
+                return Arena.ofAuto().allocate(size, alignment);
+            }
+        };
+    }
+
+    @Override
+    void materialize(KvView keys, KvView values) {
+        int t = materializeBlocks(keys, values);
+        if (tailTokens > 0) {
+            keyTail.dequantizeTokens(keys.tokens(t, t + tailTokens), tailTokens);
+            valueTail.dequantizeTokens(values.tokens(t, t + tailTokens), tailTokens);
+            t += tailTokens;
+        }
+        materializeResidual(keys, values, t);
+    }
+
+    @Override
+    long bytesHeld() {
+        long tail = keyTail == null ? 0 : keyTail.byteSize() + valueTail.byteSize();
+        return super.bytesHeld() + tail;
+    }
+
+    @Override
+    int blockCount() {
+        return super.blockCount() + (tailTokens > 0 ? 1 : 0);
+    }
+
     private void appendBlock(KvView keys, KvView values) {
         keyBlocks.add(keyQuantizer.quantize(keys, blockArena));
         valueBlocks.add(valueQuantizer.quantize(values, blockArena));
@@ -55,6 +146,9 @@ final class AppendHeadGroup extends HeadGroup {
     @Override
     public void close() {
         super.close();
+        keyTail = null;
+        valueTail = null;
+        tailTokens = 0;
         if (blockArena.scope().isAlive()) {
             blockArena.close();
         }

@@ -44,6 +44,11 @@ abstract sealed class HeadGroup implements AutoCloseable permits KvtunerHeadGrou
 
     /** Writes quantized history, then residual, into views of {@code length()} tokens. */
     void materialize(KvView keys, KvView values) {
+        materializeResidual(keys, values, materializeBlocks(keys, values));
+    }
+
+    /** Writes the quantized blocks from token 0; returns the tokens written. */
+    final int materializeBlocks(KvView keys, KvView values) {
         int t = 0;
         for (int i = 0; i < keyBlocks.size(); i++) {
             PackedBlock kb = keyBlocks.get(i);
@@ -51,6 +56,11 @@ abstract sealed class HeadGroup implements AutoCloseable permits KvtunerHeadGrou
             valueBlocks.get(i).dequantize(values.tokens(t, t + kb.tokens()));
             t += kb.tokens();
         }
+        return t;
+    }
+
+    /** Copies the residual to tokens {@code [t, t + residual)}. */
+    final void materializeResidual(KvView keys, KvView values, int t) {
         int r = keyResidual.tokens();
         keyResidual.view().copyTo(keys.tokens(t, t + r));
         valueResidual.view().copyTo(values.tokens(t, t + r));

@@ -76,6 +76,61 @@ class CachePolicyTest {
         }
     }
 
+    /**
+     * With residual 0 single tokens go into a tail block in place: the cache then holds a block per 32 tokens, and
+     * every token still dequantizes to exactly what quantizing it alone gives (per-token groups never span tokens).
+     */
+    @Test
+    void appendWithoutResidualFillsTailBlocksInPlaceAndEqualsTokenByTokenQuantization() {
+        for (int[] kv : new int[][] {{4, 4}, {8, 2}, {3, 5}}) {
+            KvQuantConfig c = KvQuantConfig.perToken(kv[0], kv[1]).policy(CachePolicy.APPEND).build();
+            CacheSpec spec = KvCaches.spec(c, SHAPE);
+            Random rnd = new Random(kv[0] * 10 + kv[1]);
+            java.util.List<KvView[]> fed = new java.util.ArrayList<>();
+            try (QuantizedKvCache cache = spec.newCache(); java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofConfined()) {
+                for (int s = 0; s < 75; s++) {
+                    int tokens = s == 0 ? 5 : 1;
+                    KvView k = random(rnd, tokens);
+                    KvView v = random(rnd, tokens);
+                    fed.add(new KvView[] {k, v});
+                    cache.append(0, k, v);
+                }
+                int n = cache.length(0);
+                assertEquals(79, n);
+                int tail = AppendHeadGroup.TAIL_TOKENS;
+                int blocks = (n + tail - 1) / tail;
+                assertEquals(blocks, cache.blockCount(0), "tail blocks of " + tail + " tokens");
+                float[][] got = materialize(cache, 0);
+                int t = 0;
+                for (KvView[] f : fed) {
+                    for (int i = 0; i < f[0].tokens(); i++, t++) {
+                        for (int which = 0; which < 2; which++) {
+                            dev.kvq.spi.Quantizer q = which == 0 ? spec.keyQuantizer(0, 0) : spec.valueQuantizer(0, 0);
+                            float[] one = new float[SHAPE.kvHeads() * SHAPE.headDim()];
+                            q.quantize(f[which].tokens(i, i + 1), arena).dequantize(KvView.of(one, SHAPE.kvHeads(), 1,
+                                    SHAPE.headDim()));
+                            for (int h = 0; h < SHAPE.kvHeads(); h++) {
+                                for (int d = 0; d < SHAPE.headDim(); d++) {
+                                    assertEquals(one[h * SHAPE.headDim() + d],
+                                            got[which][(h * n + t) * SHAPE.headDim() + d],
+                                            "K" + kv[0] + "V" + kv[1] + " token " + t + " head " + h + " dim " + d);
+                                }
+                            }
+                        }
+                    }
+                }
+                // the tail blocks (codes, one scale and zero per row), the last partly filled, plus each layer's
+                // one-token residual buffers for K and V
+                long perToken = 0;
+                for (int bits : kv) {
+                    perToken += SHAPE.kvHeads() * (dev.kvq.spi.BitPacking.packedBytes(SHAPE.headDim(), bits) + 8);
+                }
+                long residual = SHAPE.layers() * 2L * SHAPE.kvHeads() * SHAPE.headDim() * Float.BYTES;
+                assertEquals((long) blocks * tail * perToken + residual, cache.bytesHeld(), "bytes held");
+            }
+        }
+    }
+
     @Test
     void kvtunerRequantizesHistoryAtEachFlush() {
         KvQuantConfig c = KvQuantConfig.kivi(2, 2).policy(CachePolicy.KVTUNER).build();
@@ -118,9 +173,10 @@ class CachePolicyTest {
         KvQuantConfig c = KvQuantConfig.perToken(8, 4).policy(CachePolicy.APPEND).build();
         try (QuantizedKvCache cache = KvCaches.open(c, SHAPE)) {
             step(cache, new Random(4), 10);
-            int groups = 2 * 10; // heads x tokens, one group per 64-float row
-            long keys = 2 * 10 * 64 * 8 / 8 + groups * 8L;
-            long values = 2 * 10 * 64 * 4 / 8 + groups * 8L;
+            // 10 tokens go into a tail block with room for TAIL_TOKENS: its whole capacity is held
+            int rows = 2 * AppendHeadGroup.TAIL_TOKENS; // heads x tokens, one group per 64-float row
+            long keys = rows * 64 * 8 / 8 + rows * 8L;
+            long values = rows * 64 * 4 / 8 + rows * 8L;
             long residual = 2L * (2 * 1 * 64 * 4); // one token of capacity for keys and for values
             assertEquals(SHAPE.layers() * (keys + values + residual), cache.bytesHeld());
             assertEquals(SHAPE.layers() * 10L * 2 * 2 * 64 * 2, cache.bytesFp16());
