@@ -4,7 +4,8 @@
 #   shakespeare-char-llama, objective ppl: calibration text = a slice of the first 90% of tiny-shakespeare,
 #     evaluation = the last 10% (from character 1003854).
 #   passkey-char-llama, objective passkey: calibration = prompts 150-299, evaluation = prompts 0-149.
-# Usage: tools/acceptance.sh [OUT_DIR] [shakespeare|passkey|all]   (a few hours on 2 cores)
+# Usage: [SCHEMES=..] [TRIALS=240] [PASSKEY_TRIALS=120] tools/acceptance.sh [OUT_DIR] [shakespeare|passkey|all]
+#   (a few hours on 2 cores)
 # A step whose output exists is skipped, so an interrupted run resumes where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,9 @@ step() {
   echo "$(date +%T) $target"
   "$@" > "$target.partial" && mv "$target.partial" "$target"
 }
-schemes="per-token-asym per-channel-asym"
+schemes=${SCHEMES:-"per-token-asym per-channel-asym"}
+trials=${TRIALS:-240}                  # NSGA-II budget for the perplexity search
+passkey_trials=${PASSKEY_TRIALS:-120}  # and for the passkey search
 
 if [ "$which" = all ] || [ "$which" = shakespeare ]; then
   model=$shared/models/shakespeare-char-llama
@@ -30,7 +33,7 @@ if [ "$which" = all ] || [ "$which" = shakespeare ]; then
     step $out/$tag.calibrate.txt ./kvq calibrate --model $model --data $text --offset 0 --length 40000 \
       --scheme $scheme --out $out/$tag/profile.json
     step $out/$tag.tune.txt ./kvq tune --model $model --profile $out/$tag/profile.json --data $text --offset 100000 \
-      --length 60000 --windows 24 --objective ppl --max-avg-bits 4.0 --budgets 3.0,3.5,4.0 --trials 240 \
+      --length 60000 --windows 24 --objective ppl --max-avg-bits 4.0 --budgets 3.0,3.5,4.0 --trials $trials \
       --out-dir $out/$tag
     step $out/$tag.eval-uniform.json ./kvq eval ppl --model $model --data $text --offset 1003854 --length 60000 \
       --sweep $sweep --pairs 8-8,8-4,8-2,4-8,4-4,4-2,2-8,2-4,2-2 --json
@@ -51,7 +54,7 @@ if [ "$which" = all ] || [ "$which" = passkey ]; then
     step $out/$tag.calibrate.txt ./kvq calibrate --model $model --data $out/passkey-calibration.txt --length 0 \
       --window 384 --scheme $scheme --out $out/$tag/profile.json
     step $out/$tag.tune.txt ./kvq tune --model $model --profile $out/$tag/profile.json --data $data --offset 150 \
-      --limit 150 --objective passkey --max-avg-bits 3.5 --budgets 3.0,3.5 --trials 120 --out-dir $out/$tag
+      --limit 150 --objective passkey --max-avg-bits 3.5 --budgets 3.0,3.5 --trials $passkey_trials --out-dir $out/$tag
     step $out/$tag.eval-uniform.json ./kvq eval passkey --model $model --data $data --limit 150 --sweep $sweep \
       --pairs 8-8,8-4,8-2,4-8,4-4,4-2,2-8,2-4,2-2 --json
     step $out/$tag.eval-tuned.json ./kvq eval passkey --model $model --data $data --limit 150 --no-fp \
