@@ -23,7 +23,7 @@ step() {
 }
 schemes=${SCHEMES:-"per-token-asym per-channel-asym"}
 trials=${TRIALS:-240}                  # NSGA-II budget for the perplexity search
-passkey_trials=${PASSKEY_TRIALS:-120}  # and for the passkey search
+passkey_trials=${PASSKEY_TRIALS:-80}  # and for the passkey search
 
 if [ "$which" = all ] || [ "$which" = shakespeare ]; then
   model=$shared/models/shakespeare-char-llama

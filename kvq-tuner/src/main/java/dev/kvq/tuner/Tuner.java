@@ -44,6 +44,9 @@ public final class Tuner {
     public record Options(double maxAvgBits, int trials, long seed, int threads) {
     }
 
+    /** Average bits closer than this are equal: the same total reached through different sums differs in the last bit. */
+    static final double BITS_TOLERANCE = 1e-9;
+
     /** One evaluated configuration. */
     public record Point(List<String> groupChoice, Map<Integer, LayerBits> layers, double avgBits, double avgKeyBits,
                         double avgValueBits, double score, boolean feasible) {
@@ -53,7 +56,7 @@ public final class Tuner {
     public record Result(List<Point> evaluated, List<Point> front, boolean exhaustive, long spaceSize) {
         /** The best feasible point within {@code budget} bits (lowest score, then fewest bits), or null. */
         public Point best(double budget) {
-            return evaluated.stream().filter(p -> p.avgBits() <= budget + 1e-9)
+            return evaluated.stream().filter(p -> p.avgBits() <= budget + BITS_TOLERANCE)
                     .min(Comparator.comparingDouble(Point::score).thenComparingDouble(Point::avgBits)).orElse(null);
         }
     }
@@ -195,7 +198,7 @@ public final class Tuner {
         KvQuantConfig config = config(base, layers);
         PrecisionPlan plan = PrecisionPlan.resolve(config, shape);
         double bits = plan.averageBits();
-        boolean feasible = bits <= o.maxAvgBits() + 1e-9;
+        boolean feasible = bits <= o.maxAvgBits() + BITS_TOLERANCE;
         // an infeasible point is never deployed; score it without running the model
         double score = feasible ? evaluator.get().score(config) : Double.MAX_VALUE;
         Point p = new Point(List.copyOf(names), layers, bits, plan.averageKeyBits(), plan.averageValueBits(), score,
@@ -209,18 +212,25 @@ public final class Tuner {
         return base.toBuilder().perLayer(layers, null).build();
     }
 
-    /** The feasible points no other feasible point beats on both bits and score. */
+    /** The feasible points no other feasible point beats on both bits and score, one per (bits, score). */
     static List<Point> front(List<Point> points) {
         List<Point> feasible = points.stream().filter(Point::feasible).toList();
         List<Point> out = new ArrayList<>();
         for (Point p : feasible) {
-            boolean dominated = feasible.stream().anyMatch(q -> q != p && q.avgBits() <= p.avgBits()
-                    && q.score() <= p.score() && (q.avgBits() < p.avgBits() || q.score() < p.score()));
-            if (!dominated) {
+            boolean dominated = feasible.stream().anyMatch(q -> q != p && dominates(q, p));
+            boolean repeated = out.stream().anyMatch(q -> Math.abs(q.avgBits() - p.avgBits()) <= BITS_TOLERANCE
+                    && q.score() == p.score());
+            if (!dominated && !repeated) {
                 out.add(p);
             }
         }
         out.sort(Comparator.comparingDouble(Point::avgBits));
         return out;
+    }
+
+    private static boolean dominates(Point q, Point p) {
+        boolean fewerOrSameBits = q.avgBits() <= p.avgBits() + BITS_TOLERANCE;
+        boolean fewerBits = q.avgBits() < p.avgBits() - BITS_TOLERANCE;
+        return fewerOrSameBits && q.score() <= p.score() && (fewerBits || q.score() < p.score());
     }
 }
