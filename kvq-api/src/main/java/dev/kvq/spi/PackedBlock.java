@@ -199,6 +199,11 @@ public final class PackedBlock {
             throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "cannot dequantize " + count + " tokens of " + this
                     + " into a " + dst.heads() + "x" + dst.tokens() + "x" + dst.headDim() + " view");
         }
+        decodeTokenRows(dst, count);
+    }
+
+    /** Token-major order: each head's first {@code count} rows are one run of codes, decoded straight into place. */
+    private void decodeTokenRows(KvView dst, int count) {
         long perHead = (long) tokens * headDim;
         for (int h = 0; h < heads && count > 0; h++) {
             decode(h * perHead, (long) count * headDim, dst.segment(), dst.rowIndex(h, 0));
@@ -216,12 +221,7 @@ public final class PackedBlock {
         }
         long perHead = (long) tokens * headDim;
         switch (order) {
-            case TOKEN_MAJOR -> {
-                // grouped order is logical order: each head's codes land contiguously in the head's rows
-                for (int h = 0; h < heads; h++) {
-                    decode(h * perHead, perHead, dst.segment(), dst.rowIndex(h, 0));
-                }
-            }
+            case TOKEN_MAJOR -> decodeTokenRows(dst, tokens);
             case HEAD_CHANNEL_MAJOR -> {
                 MemorySegment scratch = Scratch.floats(perHead);
                 for (int h = 0; h < heads; h++) {
@@ -321,40 +321,30 @@ public final class PackedBlock {
                 long from = Math.max(first, g * chunksPerGroup);
                 long to = Math.min(end, (g + 1) * chunksPerGroup);
                 for (int p = 0; p < planes; p++) {
-                    decodePlane(p, planes, first, (int) (from - first), (int) (to - first), g, 0, dst, at);
+                    decodePlane(p, planes, first, (int) (from - first), (int) (to - first), g, dst, at);
                 }
             }
         }
     }
 
-    /**
-     * Plane {@code p} of chunks {@code [first + c0, first + c1)}; chunk {@code first + c} uses group
-     * {@code group0 + c * groupStride}.
-     */
-    private void decodePlane(int p, int planes, long first, int c0, int c1, long group0, int groupStride,
-                             MemorySegment dst, long at) {
-        int lanes = SPECIES.length();
+    /** Plane {@code p} of chunks {@code [first + c0, first + c1)}, all in group {@code group}. */
+    private void decodePlane(int p, int planes, long first, int c0, int c1, long group, MemorySegment dst, long at) {
         int shift = p * bits;
         int mask = (1 << bits) - 1;
         boolean zeroPoint = form == AffineForm.ZERO_POINT;
         ByteOrder order = ByteOrder.nativeOrder();
+        float scale = scales.getAtIndex(F32, group);
+        float zero = zeros.getAtIndex(F32, group);
         for (int c = c0; c < c1; c++) {
-            long group = group0 + (long) c * groupStride;
-            float scale = scales.getAtIndex(F32, group);
-            float zero = zeros.getAtIndex(F32, group);
-            long byteAt = (first + c) * BitPacking.CHUNK_BYTES;
-            long out = (at + ((long) c * planes + p) * 16) * Float.BYTES;
-            decodeLanes(byteAt, shift, mask, scale, zero, zeroPoint, dst, out, order);
-            if (lanes == 8) {
-                decodeLanes(byteAt + 8, shift, mask, scale, zero, zeroPoint, dst, out + 8 * Float.BYTES, order);
-            }
+            decodeChunk(first + c, (at + ((long) c * planes + p) * 16) * Float.BYTES, shift, mask, scale, zero,
+                    zeroPoint, dst, order);
         }
     }
 
-    /** Like {@link #decodePlane} with chunk {@code first + c} using {@code s[g0 + c * stride]}, {@code z[...]}. */
+    /** Plane {@code p} of chunks {@code [first, first + chunks)}, chunk {@code first + c} in group {@code g0 + c * stride}
+     * of {@code s} and {@code z}. */
     private void decodePlaneStrided(int p, int planes, long first, int chunks, int g0, int stride, float[] s, float[] z,
                                     MemorySegment dst, long at) {
-        int lanes = SPECIES.length();
         int shift = p * bits;
         int mask = (1 << bits) - 1;
         boolean zeroPoint = form == AffineForm.ZERO_POINT;
@@ -362,12 +352,18 @@ public final class PackedBlock {
         for (int c = 0; c < chunks; c++) {
             float scale = s[g0 + c * stride];
             float zero = z[g0 + c * stride];
-            long byteAt = (first + c) * BitPacking.CHUNK_BYTES;
-            long out = (at + ((long) c * planes + p) * 16) * Float.BYTES;
-            decodeLanes(byteAt, shift, mask, scale, zero, zeroPoint, dst, out, order);
-            if (lanes == 8) {
-                decodeLanes(byteAt + 8, shift, mask, scale, zero, zeroPoint, dst, out + 8 * Float.BYTES, order);
-            }
+            decodeChunk(first + c, (at + ((long) c * planes + p) * 16) * Float.BYTES, shift, mask, scale, zero,
+                    zeroPoint, dst, order);
+        }
+    }
+
+    /** One plane of chunk {@code chunk}: its 16 codes into floats at byte {@code out} of {@code dst}. */
+    private void decodeChunk(long chunk, long out, int shift, int mask, float scale, float zero, boolean zeroPoint,
+                             MemorySegment dst, ByteOrder order) {
+        long byteAt = chunk * BitPacking.CHUNK_BYTES;
+        decodeLanes(byteAt, shift, mask, scale, zero, zeroPoint, dst, out, order);
+        if (SPECIES.length() == 8) {
+            decodeLanes(byteAt + 8, shift, mask, scale, zero, zeroPoint, dst, out + 8 * Float.BYTES, order);
         }
     }
 

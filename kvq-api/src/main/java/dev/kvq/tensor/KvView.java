@@ -41,6 +41,12 @@ public record KvView(MemorySegment segment, long offset, int heads, int tokens, 
         return new KvView(segment, 0, heads, tokens, headDim, (long) tokens * headDim);
     }
 
+    /** Sequence {@code b} of a dense {@code [batch, heads, tokens, headDim]} tensor, as runtimes lay out K/V. */
+    public static KvView sequence(MemorySegment batchTensor, int b, int heads, int tokens, int headDim) {
+        return new KvView(batchTensor, (long) b * heads * tokens * headDim, heads, tokens, headDim,
+                (long) tokens * headDim);
+    }
+
     /** A contiguous view over a heap array (tests, small inputs). */
     public static KvView of(float[] data, int heads, int tokens, int headDim) {
         return contiguous(MemorySegment.ofArray(data), heads, tokens, headDim);

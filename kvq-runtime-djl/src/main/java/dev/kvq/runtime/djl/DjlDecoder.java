@@ -18,6 +18,7 @@ import dev.kvq.KvqException;
 import dev.kvq.generate.model.ModelConfig;
 import dev.kvq.generate.model.ModelDir;
 import dev.kvq.generate.spi.Decoder;
+import dev.kvq.generate.spi.DensePast;
 import dev.kvq.generate.spi.PastBuffers;
 import dev.kvq.generate.spi.RuntimeOptions;
 import dev.kvq.generate.spi.Step;
@@ -50,7 +51,7 @@ final class DjlDecoder implements Decoder {
     private final int vocab;
     private ByteBuffer[] pastKeys;
     private ByteBuffer[] pastValues;
-    private DjlPast past;
+    private DensePast past;
     private NDManager stepManager;
     private float[] logits = new float[0];
     private float[][] newKeys;
@@ -132,11 +133,15 @@ final class DjlDecoder implements Decoder {
     public PastBuffers past(int batch, int pastLength) {
         checkOpen();
         long bytes = (long) batch * heads * pastLength * dim * Float.BYTES;
+        MemorySegment[] keys = new MemorySegment[layers];
+        MemorySegment[] values = new MemorySegment[layers];
         for (int l = 0; l < layers; l++) {
             pastKeys[l] = ensure(pastKeys[l], bytes);
             pastValues[l] = ensure(pastValues[l], bytes);
+            keys[l] = MemorySegment.ofBuffer(pastKeys[l]);
+            values[l] = MemorySegment.ofBuffer(pastValues[l]);
         }
-        past = new DjlPast(batch, pastLength);
+        past = new DensePast(keys, values, batch, pastLength, heads, dim);
         return past;
     }
 
@@ -247,41 +252,6 @@ final class DjlDecoder implements Decoder {
         }
     }
 
-    private final class DjlPast implements PastBuffers {
-        private final int batch;
-        private final int length;
-
-        DjlPast(int batch, int length) {
-            this.batch = batch;
-            this.length = length;
-        }
-
-        @Override
-        public int batch() {
-            return batch;
-        }
-
-        @Override
-        public int length() {
-            return length;
-        }
-
-        @Override
-        public KvView keys(int layer, int sequence) {
-            return view(pastKeys[layer], sequence);
-        }
-
-        @Override
-        public KvView values(int layer, int sequence) {
-            return view(pastValues[layer], sequence);
-        }
-
-        private KvView view(ByteBuffer buffer, int b) {
-            return new KvView(MemorySegment.ofBuffer(buffer), (long) b * heads * length * dim, heads, length, dim,
-                    (long) length * dim);
-        }
-    }
-
     /** The outputs of a step, copied out of PyTorch: logits and only the new tokens of each present tensor. */
     private final class DjlStep implements Step {
         private final int batch;
@@ -308,8 +278,7 @@ final class DjlDecoder implements Decoder {
         }
 
         private KvView view(float[] data, int b) {
-            return new KvView(MemorySegment.ofArray(data), (long) b * heads * tokens * dim, heads, tokens, dim,
-                    (long) tokens * dim);
+            return KvView.sequence(MemorySegment.ofArray(data), b, heads, tokens, dim);
         }
     }
 }

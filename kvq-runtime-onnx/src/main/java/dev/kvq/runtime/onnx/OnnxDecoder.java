@@ -14,6 +14,7 @@ import dev.kvq.KvqException;
 import dev.kvq.generate.model.ModelConfig;
 import dev.kvq.generate.model.ModelDir;
 import dev.kvq.generate.spi.Decoder;
+import dev.kvq.generate.spi.DensePast;
 import dev.kvq.generate.spi.PastBuffers;
 import dev.kvq.generate.spi.RuntimeOptions;
 import dev.kvq.generate.spi.Step;
@@ -67,7 +68,7 @@ final class OnnxDecoder implements Decoder {
     private final Growable[] presentValues;
     private final Growable logits = new Growable();
     private final Growable scratch32 = new Growable();
-    private OnnxPast past;
+    private DensePast past;
     private OrtSession.Result lastResult;
     private final List<OnnxTensor> stepTensors = new ArrayList<>();
     private boolean closed;
@@ -234,18 +235,20 @@ final class OnnxDecoder implements Decoder {
     public PastBuffers past(int batch, int pastLength) {
         checkOpen();
         long floats = (long) batch * heads * pastLength * dim;
+        MemorySegment[] keys = new MemorySegment[layers];
+        MemorySegment[] values = new MemorySegment[layers];
         for (int l = 0; l < layers; l++) {
-            pastKeys[l].ensure(floats * Float.BYTES);
-            pastValues[l].ensure(floats * Float.BYTES);
+            keys[l] = pastKeys[l].ensure(floats * Float.BYTES).segment();
+            values[l] = pastValues[l].ensure(floats * Float.BYTES).segment();
         }
-        past = new OnnxPast(batch, pastLength);
+        past = new DensePast(keys, values, batch, pastLength, heads, dim);
         return past;
     }
 
     @Override
     public Step forward(StepInput in) {
         checkOpen();
-        if (past == null || in.past() != past || past.batch != in.batch() || past.length != in.pastLength()) {
+        if (past == null || in.past() != past || past.batch() != in.batch() || past.length() != in.pastLength()) {
             throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "forward needs the buffers of the last past() call");
         }
         releaseStep();
@@ -356,41 +359,6 @@ final class OnnxDecoder implements Decoder {
         return g;
     }
 
-    /** The past buffers of the current step, {@code [B, H, P, D]} float32 per layer. */
-    private final class OnnxPast implements PastBuffers {
-        private final int batch;
-        private final int length;
-
-        OnnxPast(int batch, int length) {
-            this.batch = batch;
-            this.length = length;
-        }
-
-        @Override
-        public int batch() {
-            return batch;
-        }
-
-        @Override
-        public int length() {
-            return length;
-        }
-
-        @Override
-        public KvView keys(int layer, int sequence) {
-            return view(pastKeys[layer].segment(), sequence);
-        }
-
-        @Override
-        public KvView values(int layer, int sequence) {
-            return view(pastValues[layer].segment(), sequence);
-        }
-
-        private KvView view(MemorySegment seg, int b) {
-            return new KvView(seg, (long) b * heads * length * dim, heads, length, dim, (long) length * dim);
-        }
-    }
-
     /** The outputs of the current step, read from the pinned buffers. */
     private final class OnnxStep implements Step {
         private final int batch;
@@ -455,12 +423,13 @@ final class OnnxDecoder implements Decoder {
         private MemorySegment segment = MemorySegment.ofBuffer(buffer);
         private Growable companion;
 
-        void ensure(long bytes) {
+        Growable ensure(long bytes) {
             if (bytes > buffer.capacity()) {
                 long size = Math.max(bytes, (long) (buffer.capacity() * 1.5));
                 buffer = ByteBuffer.allocateDirect(Math.toIntExact(size)).order(ByteOrder.nativeOrder());
                 segment = MemorySegment.ofBuffer(buffer);
             }
+            return this;
         }
 
         MemorySegment segment() {
