@@ -1,11 +1,13 @@
 package dev.kvq.cli;
 
 import dev.kvq.config.CachePolicy;
+import dev.kvq.config.LayerBits;
 import dev.kvq.eval.Progress;
 import dev.kvq.generate.Runtimes;
 import dev.kvq.generate.Tokenizer;
 import dev.kvq.generate.model.ModelDir;
 import dev.kvq.generate.spi.Decoder;
+import dev.kvq.tuner.AdditiveKl;
 import dev.kvq.tuner.Calibration;
 import dev.kvq.tuner.Pair;
 import dev.kvq.tuner.Profile;
@@ -130,8 +132,57 @@ final class CalibrateCommand implements Callable<Integer> {
             }
             w.printf("search space: %,d configurations (9^%d = %,.0f before pruning); profile written to %s%n", space,
                     dir.config().layers(), Math.pow(9, dir.config().layers()), out);
+            if (klWindows > 0) {
+                printEstimates(w, profile, out.toAbsolutePath().getParent());
+            }
         }
         w.flush();
         return 0;
+    }
+
+    /**
+     * What the profile predicts each budget can reach at best, over the unpruned space: the additive KL estimate's
+     * best mix against the best uniform pair within the same budget. Each best mix is also written beside the profile
+     * ({@code estimate-B.BBbits.yaml} and {@code .kvq.yaml}), ready for {@code --kv-config} without a search.
+     */
+    private static void printEstimates(PrintWriter w, Profile profile, Path dir) {
+        List<Profile.Group> all = AdditiveKl.unpruned(profile);
+        List<AdditiveKl.Estimate> front = AdditiveKl.front(profile, all);
+        if (front.isEmpty()) {
+            return;
+        }
+        w.printf("%nadditive estimate (sum of the single-layer KLs above; layers interact, so a guide, not a measurement;%n"
+                + "each best mix is written to %s as estimate-B.BBbits.yaml and .kvq.yaml)%n", dir);
+        w.printf("%-7s %-9s %-9s %-13s %-9s %s%n", "budget", "mix bits", "est. KL", "best uniform", "est. KL",
+                "best mix (layer 0 first)");
+        for (double budget : new double[] {2.5, 3.0, 3.5, 4.0, 5.0}) {
+            AdditiveKl.Estimate mix = AdditiveKl.best(front, budget);
+            AdditiveKl.Estimate uniform = null;
+            for (Pair p : Pair.KVTUNER) {
+                int index = all.getFirst().candidates().indexOf(p.name());
+                if (p.averageBits() > budget || index < 0) {
+                    continue;
+                }
+                int[] choice = new int[all.size()];
+                java.util.Arrays.fill(choice, index);
+                AdditiveKl.Estimate e = AdditiveKl.estimate(profile, all, choice);
+                if (uniform == null || e.kl() < uniform.kl()) {
+                    uniform = e;
+                }
+            }
+            if (mix != null) {
+                Map<Integer, LayerBits> layers = new java.util.TreeMap<>();
+                for (int i = 0; i < all.size(); i++) {
+                    layers.put(all.get(i).layers().getFirst(), Pair.parse(mix.pairs().get(i)).bits());
+                }
+                PerLayerFiles.write(dir, String.format("estimate-%.2fbits", budget), layers, profile.config(),
+                        String.format("the calibrated scheme with the per-layer bits of the lowest additive KL "
+                                + "estimate within %.2f bits", budget));
+            }
+            if (mix != null && uniform != null) {
+                w.printf("%-7.2f %-9.3f %-9.5f %-13s %-9.5f %s%n", budget, mix.avgBits(), mix.kl(),
+                        uniform.pairs().getFirst(), uniform.kl(), String.join(" ", mix.pairs()));
+            }
+        }
     }
 }

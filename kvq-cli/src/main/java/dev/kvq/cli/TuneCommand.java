@@ -190,9 +190,10 @@ final class TuneCommand implements Callable<Integer> {
             if (pt == null) {
                 continue;
             }
-            String file = String.format("best-%.2fbits.yaml", budget);
-            ConfigFiles.writePerLayer(outDir.resolve(file), pt.layers());
-            writeKvqConfig(base, file, outDir.resolve(String.format("best-%.2fbits.kvq.yaml", budget)));
+            String stem = String.format("best-%.2fbits", budget);
+            String file = stem + ".yaml";
+            PerLayerFiles.write(outDir, stem, pt.layers(), ConfigFiles.toMap(base),
+                    "the calibrated scheme with the tuned per-layer bits");
             best.put(String.format("%.2f", budget), point(pt, obj, file));
         }
         doc.put("best", best);
@@ -263,21 +264,5 @@ final class TuneCommand implements Callable<Integer> {
         StringBuilder sb = new StringBuilder();
         new TreeMap<>(layers).forEach((l, b) -> sb.append(sb.isEmpty() ? "" : " ").append(b.label()));
         return sb.toString();
-    }
-
-    /** A full kvq configuration: the profile's scheme with the per-layer file beside it. */
-    private static void writeKvqConfig(KvQuantConfig base, String perLayerFile, Path out) {
-        Map<String, Object> m = new LinkedHashMap<>(ConfigFiles.toMap(base));
-        m.remove("nbits_key");
-        m.remove("nbits_value");
-        m.put("per_layer_quant", true);
-        m.put("per_layer_config_path", perLayerFile);
-        StringBuilder sb = new StringBuilder("# kvq configuration: the calibrated scheme with the tuned per-layer bits\n");
-        m.forEach((k, v) -> sb.append(k).append(": ").append(v).append('\n'));
-        try {
-            Files.writeString(out, sb.toString());
-        } catch (IOException e) {
-            throw new KvqException(dev.kvq.ErrorCode.IO, "cannot write " + out + ": " + e.getMessage(), e);
-        }
     }
 }

@@ -97,6 +97,38 @@ class ModelCommandsTest {
     }
 
     @Test
+    void calibrateThenTuneWriteConfigsThatEvalAccepts() throws IOException {
+        Path profile = dir.resolve("cal/profile.json");
+        CommandTest.Run cal = kvq("calibrate", "--model", model(), "--data", Repo.demoText().toString(), "--length", "3000",
+                "--window", "96", "--windows", "1", "--kl-windows", "1", "--prefill", "16", "--groups", "2", "--out",
+                profile.toString());
+        assertEquals(0, cal.exit(), cal.err());
+        assertTrue(cal.out().contains("additive estimate"), cal.out());
+        // the estimate's best mix per budget, ready for --kv-config
+        Path estimate = dir.resolve("cal/estimate-3.50bits.kvq.yaml");
+        assertTrue(Files.isRegularFile(dir.resolve("cal/estimate-3.50bits.yaml")));
+        assertTrue(Files.readString(estimate).contains("per_layer_config_path: estimate-3.50bits.yaml"));
+
+        Path out = dir.resolve("tuned");
+        CommandTest.Run tune = kvq("tune", "--model", model(), "--profile", profile.toString(), "--data",
+                Repo.demoText().toString(), "--offset", "3000", "--length", "2000", "--window", "96", "--windows", "1",
+                "--prefill", "16", "--max-avg-bits", "3.5", "--trials", "12", "--threads", "1", "--no-baselines",
+                "--out-dir", out.toString());
+        assertEquals(0, tune.exit(), tune.err());
+        Path best = out.resolve("best-3.50bits.kvq.yaml");
+        assertTrue(Files.isRegularFile(best), tune.out());
+
+        JsonNode rows = json(kvq("eval", "ppl", "--model", model(), "--data", Repo.demoText().toString(), "--length",
+                "1200", "--kv-config", estimate.toString(), "--kv-config", best.toString(), "--json")).path("results");
+        assertEquals(2, rows.size());
+        for (JsonNode row : rows) {
+            double bits = (row.path("avg_k_bits").asDouble() + row.path("avg_v_bits").asDouble()) / 2;
+            assertTrue(bits <= 3.5 + 1e-9, row.toString());
+            assertTrue(row.path("kv_bytes").asLong() < row.path("kv_bytes_fp16").asLong() / 3, row.toString());
+        }
+    }
+
+    @Test
     void badInputExitsWith2AndNamesTheProblem() {
         CommandTest.Run missing = kvq("generate", "--model", dir.resolve("nope").toString(), "--prompt", "x");
         assertEquals(2, missing.exit());

@@ -28,7 +28,8 @@ import org.moeaframework.problem.AbstractProblem;
  * The multi-objective search over the grouped space of a profile: each group of layers picks one of its candidate
  * pairs; objectives are the average KV bits (minimize) and the evaluator's score (minimize), under the budget
  * {@code avg bits <= maxAvgBits} as a constraint. NSGA-II (MOEA Framework) runs the search; when the whole space is no
- * larger than the trial budget every point is evaluated instead. Evaluations are memoized and run in parallel, one
+ * larger than the trial budget every point is evaluated instead. The first generation holds the uniform configurations
+ * and the profile's additive-KL estimates ({@link AdditiveKl}). Evaluations are memoized and run in parallel, one
  * evaluator per thread.
  */
 public final class Tuner {
@@ -120,19 +121,17 @@ public final class Tuner {
                 };
                 try (DistributedProblem parallel = new DistributedProblem(problem, pool, false)) {
                     NSGAII nsga = new NSGAII(parallel);
-                    List<Solution> uniform = new ArrayList<>();
-                    for (int[] choice : uniformChoices(groups)) {
+                    List<Solution> injected = new ArrayList<>();
+                    int population = Math.max(8, Math.min(o.trials() / 4, 40));
+                    for (int[] choice : seeds(profile, groups, o.maxAvgBits(), population)) {
                         Solution s = parallel.newSolution();
                         for (int i = 0; i < choice.length; i++) {
                             EncodingUtils.setInt(s.getVariable(i), choice[i]);
                         }
-                        uniform.add(s);
+                        injected.add(s);
                     }
-                    int population = Math.max(8, Math.min(o.trials() / 4, 40));
-                    nsga.setInitialPopulationSize(Math.max(population, uniform.size()));
-                    // the uniform configurations seed the search, so the front is never worse than the best uniform
-                    // configuration the pruned space holds
-                    nsga.setInitialization(new InjectedInitialization(parallel, uniform));
+                    nsga.setInitialPopulationSize(Math.max(population, injected.size()));
+                    nsga.setInitialization(new InjectedInitialization(parallel, injected));
                     nsga.run(o.trials());
                 }
             }
@@ -150,6 +149,26 @@ public final class Tuner {
         List<Point> all = new ArrayList<>(memo.values());
         all.sort(Comparator.comparingDouble(Point::avgBits).thenComparingDouble(Point::score));
         return new Result(all, front(all), exhaustive, space);
+    }
+
+    /**
+     * The first generation's injected members: every uniform configuration the pruned space holds, so the front is
+     * never worse than the best of them, then the additive KL estimate's best configuration at each bit total within
+     * the budget (when the profile has KL), so the search starts from the mixes the profile predicts rather than
+     * having to find them among thousands by chance. Estimates are added while there are fewer than {@code limit}
+     * (the population size, so seeding does not stretch a generation), nearest the budget first, as the budget is
+     * where the search's answer lies.
+     */
+    static List<int[]> seeds(Profile profile, List<Profile.Group> groups, double maxAvgBits, int limit) {
+        List<int[]> out = new ArrayList<>(uniformChoices(groups));
+        List<AdditiveKl.Estimate> front = AdditiveKl.front(profile, groups);
+        for (AdditiveKl.Estimate e : front.reversed()) {
+            boolean known = out.stream().anyMatch(c -> java.util.Arrays.equals(c, e.choice()));
+            if (e.avgBits() <= maxAvgBits + BITS_TOLERANCE && !known && out.size() < limit) {
+                out.add(e.choice());
+            }
+        }
+        return out;
     }
 
     /** The choices that give every group the same pair, for each pair that all groups hold. */

@@ -105,6 +105,10 @@ class CalibrateAndTuneTest {
                 assertTrue(best.score() <= u.score(), "best " + best.score() + " vs uniform " + pair);
             }
         }
+        // so do the additive estimate's best mixes within the budget
+        AdditiveKl.Estimate estimated = AdditiveKl.best(AdditiveKl.front(profile, profile.groups()), 3.5);
+        assertTrue(r.evaluated().stream().anyMatch(p -> p.groupChoice().equals(estimated.pairs())),
+                "estimate " + estimated.pairs() + " evaluated");
         Path yaml = tmp.resolve("best.yaml");
         ConfigFiles.writePerLayer(yaml, best.layers());
         KvQuantConfig loaded = ConfigFiles.load(yaml);

@@ -1,0 +1,156 @@
+package dev.kvq.tuner;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+
+/**
+ * The profile's additive estimate of a configuration's next-token KL: the sum over layers of the KL measured with only
+ * that layer quantized at its pair. Layers interact, so this is a guide, not a measurement; it is cheap (no model run),
+ * which makes it good for two things: seeding the search with the estimate's best configuration at every bit total,
+ * and showing, right after calibration, what a budget can reach at best.
+ *
+ * <p>The best configuration at each bit total comes from a knapsack over the groups (exact for the estimate): a
+ * layer's pair costs {@code keyBits + valueBits} units, and the average bits are the units over twice the layers.
+ */
+public final class AdditiveKl {
+    private AdditiveKl() {
+    }
+
+    /**
+     * One estimated configuration.
+     *
+     * @param choice index of the chosen pair in each group's candidates
+     * @param pairs the chosen pair of each group
+     * @param avgBits average KV bits over the layers
+     * @param kl the summed single-layer KL
+     */
+    public record Estimate(int[] choice, List<String> pairs, double avgBits, double kl) {
+    }
+
+    /** True when every layer has a KL for every pair the groups name. */
+    public static boolean available(Profile profile, List<Profile.Group> groups) {
+        for (Profile.Group g : groups) {
+            for (int layer : g.layers()) {
+                for (String pair : g.candidates()) {
+                    Profile.Errors e = errors(profile, layer).errors().get(pair);
+                    if (e == null || e.kl() == null) {
+                        return false;
+                    }
+                }
+            }
+        }
+        return true;
+    }
+
+    /** One group per layer with every measured pair: the unpruned space, for what a budget can reach at best. */
+    public static List<Profile.Group> unpruned(Profile profile) {
+        return profile.layers().stream().map(l -> new Profile.Group(List.of(l.layer()),
+                l.errors().keySet().stream().map(Pair::parse).sorted().map(Pair::name).toList())).toList();
+    }
+
+    /** The estimate of one choice. */
+    public static Estimate estimate(Profile profile, List<Profile.Group> groups, int[] choice) {
+        double kl = 0;
+        int units = 0;
+        int layers = 0;
+        List<String> pairs = new ArrayList<>();
+        for (int i = 0; i < groups.size(); i++) {
+            Profile.Group g = groups.get(i);
+            String pair = g.candidates().get(choice[i]);
+            pairs.add(pair);
+            kl += groupKl(profile, g, pair);
+            units += unitsOf(g, pair);
+            layers += g.layers().size();
+        }
+        return new Estimate(choice.clone(), List.copyOf(pairs), units / (2.0 * layers), kl);
+    }
+
+    /**
+     * For each reachable bit total, the choice with the lowest estimated KL, kept only when it beats every cheaper
+     * total: the estimate's Pareto front, cheapest first. Empty when the profile has no KL.
+     */
+    public static List<Estimate> front(Profile profile, List<Profile.Group> groups) {
+        if (!available(profile, groups)) {
+            return List.of();
+        }
+        int maxUnits = 0;
+        for (Profile.Group g : groups) {
+            maxUnits += g.candidates().stream().mapToInt(p -> unitsOf(g, p)).max().orElse(0);
+        }
+        // best[u]: lowest summed KL of the groups so far at exactly u units; pick[i][u]: group i's candidate there
+        double[] best = new double[maxUnits + 1];
+        Arrays.fill(best, Double.POSITIVE_INFINITY);
+        best[0] = 0;
+        int[][] pick = new int[groups.size()][maxUnits + 1];
+        for (int i = 0; i < groups.size(); i++) {
+            Profile.Group g = groups.get(i);
+            double[] next = new double[maxUnits + 1];
+            Arrays.fill(next, Double.POSITIVE_INFINITY);
+            Arrays.fill(pick[i], -1);
+            for (int u = 0; u <= maxUnits; u++) {
+                if (best[u] == Double.POSITIVE_INFINITY) {
+                    continue;
+                }
+                for (int c = 0; c < g.candidates().size(); c++) {
+                    String pair = g.candidates().get(c);
+                    int v = u + unitsOf(g, pair);
+                    double kl = best[u] + groupKl(profile, g, pair);
+                    if (kl < next[v]) {
+                        next[v] = kl;
+                        pick[i][v] = c;
+                    }
+                }
+            }
+            best = next;
+        }
+        List<Estimate> out = new ArrayList<>();
+        double lowest = Double.POSITIVE_INFINITY;
+        for (int u = 0; u <= maxUnits; u++) {
+            if (best[u] < lowest) {
+                lowest = best[u];
+                int[] choice = new int[groups.size()];
+                int at = u;
+                for (int i = groups.size() - 1; i >= 0; i--) {
+                    choice[i] = pick[i][at];
+                    at -= unitsOf(groups.get(i), groups.get(i).candidates().get(choice[i]));
+                }
+                out.add(estimate(profile, groups, choice));
+            }
+        }
+        return out;
+    }
+
+    /** The front's best estimate within {@code budget} average bits, or null. */
+    public static Estimate best(List<Estimate> front, double budget) {
+        Estimate out = null;
+        for (Estimate e : front) {
+            if (e.avgBits() <= budget + Tuner.BITS_TOLERANCE) {
+                out = e;
+            }
+        }
+        return out;
+    }
+
+    private static int unitsOf(Profile.Group g, String pair) {
+        Pair p = Pair.parse(pair);
+        return g.layers().size() * (p.keyBits() + p.valueBits());
+    }
+
+    private static double groupKl(Profile profile, Profile.Group g, String pair) {
+        double kl = 0;
+        for (int layer : g.layers()) {
+            kl += errors(profile, layer).errors().get(pair).kl();
+        }
+        return kl;
+    }
+
+    private static Profile.LayerProfile errors(Profile profile, int layer) {
+        for (Profile.LayerProfile l : profile.layers()) {
+            if (l.layer() == layer) {
+                return l;
+            }
+        }
+        throw dev.kvq.KvqException.config("the profile has no layer " + layer + " although a group names it");
+    }
+}
