@@ -4,9 +4,10 @@
 #   shakespeare-char-llama, objective ppl: calibration text = a slice of the first 90% of tiny-shakespeare,
 #     evaluation = the last 10% (from character 1003854).
 #   passkey-char-llama, objective passkey: calibration = prompts 150-299, evaluation = prompts 0-149.
-# Usage: [SCHEMES=..] [TRIALS=240] [PASSKEY_TRIALS=80] [KL_WINDOWS=16] tools/acceptance.sh [OUT_DIR] [shakespeare|passkey|all]
+# Usage: [SCHEMES=..] [TRIALS=120] [PASSKEY_TRIALS=80] [KL_WINDOWS=16] [TUNE_WINDOWS=96] tools/acceptance.sh [OUT_DIR] [shakespeare|passkey|all]
 #   (a few hours on 2 cores)
 # A step whose output exists is skipped, so an interrupted run resumes where it stopped.
+# tools/acceptance_tables.py OUT_DIR prints the README's shakespeare tables from the outputs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-docs/results}
@@ -22,9 +23,10 @@ step() {
   "$@" > "$target.partial" && mv "$target.partial" "$target"
 }
 schemes=${SCHEMES:-"per-token-asym per-channel-asym"}
-trials=${TRIALS:-240}                  # NSGA-II budget for the perplexity search
+trials=${TRIALS:-120}                  # NSGA-II budget for the perplexity search
 passkey_trials=${PASSKEY_TRIALS:-80}  # and for the passkey search
 kl_windows=${KL_WINDOWS:-16}           # calibration windows for the single-layer KL (the seeds' estimate)
+tune_windows=${TUNE_WINDOWS:-96}       # windows of 256 characters each perplexity evaluation scores
 
 if [ "$which" = all ] || [ "$which" = shakespeare ]; then
   model=$shared/models/shakespeare-char-llama
@@ -34,7 +36,7 @@ if [ "$which" = all ] || [ "$which" = shakespeare ]; then
     step $out/$tag.calibrate.txt ./kvq calibrate --model $model --data $text --offset 0 --length 40000 \
       --kl-windows $kl_windows --scheme $scheme --out $out/$tag/profile.json
     step $out/$tag.tune.txt ./kvq tune --model $model --profile $out/$tag/profile.json --data $text --offset 100000 \
-      --length 60000 --windows 24 --objective ppl --max-avg-bits 4.0 --budgets 3.0,3.5,4.0 --trials $trials \
+      --length 60000 --windows $tune_windows --objective ppl --max-avg-bits 4.0 --budgets 3.0,3.5,4.0 --trials $trials \
       --out-dir $out/$tag
     step $out/$tag.eval-uniform.json ./kvq eval ppl --model $model --data $text --offset 1003854 --length 60000 \
       --sweep $sweep --pairs 8-8,8-4,8-2,4-8,4-4,4-2,2-8,2-4,2-2 --json

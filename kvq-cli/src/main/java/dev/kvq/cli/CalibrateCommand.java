@@ -58,7 +58,7 @@ final class CalibrateCommand implements Callable<Integer> {
     int windows;
 
     @Option(names = "--kl-windows", defaultValue = "2", paramLabel = "N", description = "Windows for the end-to-end KL "
-            + "(0 skips it).")
+            + "(0 skips it and the additive estimate; 16 makes the estimate steadier at 8x the time of the default).")
     int klWindows;
 
     @Option(names = "--prefill", defaultValue = "32", paramLabel = "P")
