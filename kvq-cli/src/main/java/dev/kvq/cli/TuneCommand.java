@@ -173,7 +173,7 @@ final class TuneCommand implements Callable<Integer> {
         doc.put("max_avg_bits", maxAvgBits);
         doc.put("space_size", result.spaceSize());
         doc.put("exhaustive", result.exhaustive());
-        doc.put("evaluations", result.evaluated().size());
+        doc.put("evaluations", result.modelEvaluations());
         doc.put("fp_" + name, fp);
         doc.put("uniform", baselines);
         List<Map<String, Object>> front = new ArrayList<>();
@@ -225,7 +225,7 @@ final class TuneCommand implements Callable<Integer> {
         } else {
             w.printf("%s: %s search over %,d configurations, %d evaluated (%s), objective %s on calibration data%n",
                     dir.name(), result.exhaustive() ? "exhaustive" : "NSGA-II", result.spaceSize(),
-                    result.evaluated().size(), result.exhaustive() ? "all" : "budget " + trials, name);
+                    result.modelEvaluations(), result.exhaustive() ? "all within the budget" : "budget " + trials, name);
             w.printf("full precision %s %.4f%n", name, fp);
             if (!baselines.isEmpty()) {
                 w.printf("uniform:");

@@ -15,6 +15,7 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Supplier;
 import org.moeaframework.algorithm.NSGAII;
 import org.moeaframework.core.PRNG;
@@ -55,6 +56,11 @@ public final class Tuner {
 
     /** Everything the search evaluated, the Pareto front of the feasible points, and how it searched. */
     public record Result(List<Point> evaluated, List<Point> front, boolean exhaustive, long spaceSize) {
+        /** How many points ran the model: the feasible ones (an over-budget point is scored without it). */
+        public long modelEvaluations() {
+            return evaluated.stream().filter(Point::feasible).count();
+        }
+
         /** The best feasible point within {@code budget} bits (lowest score, then fewest bits), or null. */
         public Point best(double budget) {
             return evaluated.stream().filter(p -> p.avgBits() <= budget + BITS_TOLERANCE)
@@ -90,7 +96,7 @@ public final class Tuner {
                 for (long index = 0; index < space; index++) {
                     int[] choice = decode(index, groups);
                     futures.add(pool.submit(() -> {
-                        evaluate(choice, groups, shape, base, o, evaluator, memo);
+                        evaluate(choice, groups, shape, base, o, evaluator, memo, null, () -> { });
                         task.step(1);
                     }));
                 }
@@ -99,15 +105,18 @@ public final class Tuner {
                 }
             } else {
                 PRNG.setSeed(o.seed());
+                // the budget counts distinct model evaluations: NSGA-II proposes the same configuration many times
+                // in a small space, and a memoized repeat costs nothing
+                AtomicInteger left = new AtomicInteger(o.trials());
                 AbstractProblem problem = new AbstractProblem(groups.size(), 2, 1) {
                     @Override
                     public void evaluate(Solution s) {
                         int[] choice = EncodingUtils.getInt(s);
-                        Point p = Tuner.evaluate(choice, groups, shape, base, o, evaluator, memo);
+                        Point p = Tuner.evaluate(choice, groups, shape, base, o, evaluator, memo, left,
+                                () -> task.step(1));
                         s.setObjective(0, p.avgBits());
                         s.setObjective(1, p.score());
-                        s.setConstraint(0, p.feasible() ? 0 : p.avgBits() - o.maxAvgBits());
-                        task.step(1);
+                        s.setConstraint(0, p.feasible() ? 0 : Math.max(BITS_TOLERANCE, p.avgBits() - o.maxAvgBits()));
                     }
 
                     @Override
@@ -132,7 +141,12 @@ public final class Tuner {
                     }
                     nsga.setInitialPopulationSize(Math.max(population, injected.size()));
                     nsga.setInitialization(new InjectedInitialization(parallel, injected));
-                    nsga.run(o.trials());
+                    // stop when the budget is spent, or when the search keeps proposing known points (a space with
+                    // fewer feasible configurations than the budget)
+                    long proposals = 50L * o.trials();
+                    while (left.get() > 0 && nsga.getNumberOfEvaluations() < proposals) {
+                        nsga.step();
+                    }
                 }
             }
         } catch (InterruptedException e) {
@@ -198,8 +212,13 @@ public final class Tuner {
         return choice;
     }
 
+    /**
+     * Scores one choice, memoized. With {@code left} (the evaluations still allowed), a new feasible point takes one;
+     * once none is left it comes back unscored and infeasible, and is not remembered.
+     */
     static Point evaluate(int[] choice, List<Profile.Group> groups, ModelShape shape, KvQuantConfig base, Options o,
-                          Supplier<Evaluator> evaluator, Map<String, Point> memo) {
+                          Supplier<Evaluator> evaluator, Map<String, Point> memo, AtomicInteger left,
+                          Runnable evaluated) {
         List<String> names = new ArrayList<>();
         Map<Integer, LayerBits> layers = new TreeMap<>();
         for (int i = 0; i < groups.size(); i++) {
@@ -218,12 +237,21 @@ public final class Tuner {
         PrecisionPlan plan = PrecisionPlan.resolve(config, shape);
         double bits = plan.averageBits();
         boolean feasible = bits <= o.maxAvgBits() + BITS_TOLERANCE;
-        // an infeasible point is never deployed; score it without running the model
-        double score = feasible ? evaluator.get().score(config) : Double.MAX_VALUE;
-        Point p = new Point(List.copyOf(names), layers, bits, plan.averageKeyBits(), plan.averageValueBits(), score,
-                feasible);
-        memo.putIfAbsent(key, p);
-        return p;
+        // computeIfAbsent: two threads proposing the same point run the model once and take one evaluation
+        Point p = memo.computeIfAbsent(key, k -> {
+            if (feasible && left != null && left.getAndDecrement() <= 0) {
+                return null;
+            }
+            // an infeasible point is never deployed; score it without running the model
+            double score = feasible ? evaluator.get().score(config) : Double.MAX_VALUE;
+            if (feasible) {
+                evaluated.run();
+            }
+            return new Point(List.copyOf(names), layers, bits, plan.averageKeyBits(), plan.averageValueBits(), score,
+                    feasible);
+        });
+        return p != null ? p : new Point(List.copyOf(names), layers, bits, plan.averageKeyBits(),
+                plan.averageValueBits(), Double.MAX_VALUE, false);
     }
 
     /** {@code base} with per-layer bits. */
