@@ -34,18 +34,11 @@ class AdditiveKlTest {
     /** Brute force over every choice: the lowest summed KL at each average-bit value. */
     private static Map<Double, Double> bruteForce(Profile profile, List<Profile.Group> groups) {
         Map<Double, Double> best = new java.util.TreeMap<>();
-        int[] choice = new int[groups.size()];
-        while (true) {
+        for (int[] choice : GroupedChoices.all(groups)) {
             AdditiveKl.Estimate e = AdditiveKl.estimate(profile, groups, choice);
             best.merge(e.avgBits(), e.kl(), Math::min);
-            int i = groups.size() - 1;
-            while (i >= 0 && ++choice[i] == groups.get(i).candidates().size()) {
-                choice[i--] = 0;
-            }
-            if (i < 0) {
-                return best;
-            }
         }
+        return best;
     }
 
     @Test

@@ -122,27 +122,8 @@ class CalibrateAndTuneTest {
 
     /** Configurations of the grouped space within {@code budget} average bits. */
     private static long feasibleConfigurations(double budget) {
-        List<Profile.Group> groups = profile.groups();
-        int layers = groups.stream().mapToInt(g -> g.layers().size()).sum();
-        long count = 0;
-        int[] choice = new int[groups.size()];
-        while (true) {
-            int units = 0;
-            for (int i = 0; i < groups.size(); i++) {
-                Pair p = Pair.parse(groups.get(i).candidates().get(choice[i]));
-                units += groups.get(i).layers().size() * (p.keyBits() + p.valueBits());
-            }
-            if (units / (2.0 * layers) <= budget + 1e-9) {
-                count++;
-            }
-            int i = groups.size() - 1;
-            while (i >= 0 && ++choice[i] == groups.get(i).candidates().size()) {
-                choice[i--] = 0;
-            }
-            if (i < 0) {
-                return count;
-            }
-        }
+        return GroupedChoices.all(profile.groups()).stream()
+                .filter(c -> AdditiveKl.estimate(profile, profile.groups(), c).avgBits() <= budget + 1e-9).count();
     }
 
     @Test
