@@ -157,19 +157,9 @@ final class CalibrateCommand implements Callable<Integer> {
                 "best mix (layer 0 first)");
         for (double budget : new double[] {2.5, 3.0, 3.5, 4.0, 5.0}) {
             AdditiveKl.Estimate mix = AdditiveKl.best(front, budget);
-            AdditiveKl.Estimate uniform = null;
-            for (Pair p : Pair.KVTUNER) {
-                int index = all.getFirst().candidates().indexOf(p.name());
-                if (p.averageBits() > budget || index < 0) {
-                    continue;
-                }
-                int[] choice = new int[all.size()];
-                java.util.Arrays.fill(choice, index);
-                AdditiveKl.Estimate e = AdditiveKl.estimate(profile, all, choice);
-                if (uniform == null || e.kl() < uniform.kl()) {
-                    uniform = e;
-                }
-            }
+            AdditiveKl.Estimate uniform = AdditiveKl.uniforms(profile, all).stream()
+                    .filter(e -> e.avgBits() <= budget).min(java.util.Comparator.comparingDouble(AdditiveKl.Estimate::kl))
+                    .orElse(null);
             if (mix != null) {
                 Map<Integer, LayerBits> layers = new java.util.TreeMap<>();
                 for (int i = 0; i < all.size(); i++) {

@@ -49,6 +49,11 @@ public final class AdditiveKl {
                 l.errors().keySet().stream().map(Pair::parse).sorted().map(Pair::name).toList())).toList();
     }
 
+    /** The estimate of each uniform configuration the groups hold (every group on the same pair). */
+    public static List<Estimate> uniforms(Profile profile, List<Profile.Group> groups) {
+        return Tuner.uniformChoices(groups).stream().map(c -> estimate(profile, groups, c)).toList();
+    }
+
     /** The estimate of one choice. */
     public static Estimate estimate(Profile profile, List<Profile.Group> groups, int[] choice) {
         double kl = 0;
@@ -74,9 +79,15 @@ public final class AdditiveKl {
         if (!available(profile, groups)) {
             return List.of();
         }
+        // each candidate's cost and bits, per group, once: the knapsack reads them for every bit total
+        int[][] units = new int[groups.size()][];
+        double[][] kls = new double[groups.size()][];
         int maxUnits = 0;
-        for (Profile.Group g : groups) {
-            maxUnits += g.candidates().stream().mapToInt(p -> unitsOf(g, p)).max().orElse(0);
+        for (int i = 0; i < groups.size(); i++) {
+            Profile.Group g = groups.get(i);
+            units[i] = g.candidates().stream().mapToInt(p -> unitsOf(g, p)).toArray();
+            kls[i] = g.candidates().stream().mapToDouble(p -> groupKl(profile, g, p)).toArray();
+            maxUnits += Arrays.stream(units[i]).max().orElse(0);
         }
         // best[u]: lowest summed KL of the groups so far at exactly u units; pick[i][u]: group i's candidate there
         double[] best = new double[maxUnits + 1];
@@ -84,20 +95,14 @@ public final class AdditiveKl {
         best[0] = 0;
         int[][] pick = new int[groups.size()][maxUnits + 1];
         for (int i = 0; i < groups.size(); i++) {
-            Profile.Group g = groups.get(i);
             double[] next = new double[maxUnits + 1];
             Arrays.fill(next, Double.POSITIVE_INFINITY);
             Arrays.fill(pick[i], -1);
             for (int u = 0; u <= maxUnits; u++) {
-                if (best[u] == Double.POSITIVE_INFINITY) {
-                    continue;
-                }
-                for (int c = 0; c < g.candidates().size(); c++) {
-                    String pair = g.candidates().get(c);
-                    int v = u + unitsOf(g, pair);
-                    double kl = best[u] + groupKl(profile, g, pair);
-                    if (kl < next[v]) {
-                        next[v] = kl;
+                for (int c = 0; c < units[i].length && best[u] < Double.POSITIVE_INFINITY; c++) {
+                    int v = u + units[i][c];
+                    if (best[u] + kls[i][c] < next[v]) {
+                        next[v] = best[u] + kls[i][c];
                         pick[i][v] = c;
                     }
                 }
@@ -113,7 +118,7 @@ public final class AdditiveKl {
                 int at = u;
                 for (int i = groups.size() - 1; i >= 0; i--) {
                     choice[i] = pick[i][at];
-                    at -= unitsOf(groups.get(i), groups.get(i).candidates().get(choice[i]));
+                    at -= units[i][choice[i]];
                 }
                 out.add(estimate(profile, groups, choice));
             }

@@ -236,22 +236,24 @@ public final class Tuner {
         KvQuantConfig config = config(base, layers);
         PrecisionPlan plan = PrecisionPlan.resolve(config, shape);
         double bits = plan.averageBits();
-        boolean feasible = bits <= o.maxAvgBits() + BITS_TOLERANCE;
+        // an infeasible point is never deployed: it is scored without running the model, as is a point the
+        // evaluation budget no longer covers (that one is not remembered: it was never measured)
+        Point unscored = new Point(List.copyOf(names), layers, bits, plan.averageKeyBits(), plan.averageValueBits(),
+                Double.MAX_VALUE, false);
+        if (bits > o.maxAvgBits() + BITS_TOLERANCE) {
+            return memo.computeIfAbsent(key, k -> unscored);
+        }
         // computeIfAbsent: two threads proposing the same point run the model once and take one evaluation
         Point p = memo.computeIfAbsent(key, k -> {
-            if (feasible && left != null && left.getAndDecrement() <= 0) {
+            if (left != null && left.getAndDecrement() <= 0) {
                 return null;
             }
-            // an infeasible point is never deployed; score it without running the model
-            double score = feasible ? evaluator.get().score(config) : Double.MAX_VALUE;
-            if (feasible) {
-                evaluated.run();
-            }
-            return new Point(List.copyOf(names), layers, bits, plan.averageKeyBits(), plan.averageValueBits(), score,
-                    feasible);
+            double score = evaluator.get().score(config);
+            evaluated.run();
+            return new Point(unscored.groupChoice(), layers, bits, unscored.avgKeyBits(), unscored.avgValueBits(), score,
+                    true);
         });
-        return p != null ? p : new Point(List.copyOf(names), layers, bits, plan.averageKeyBits(),
-                plan.averageValueBits(), Double.MAX_VALUE, false);
+        return p != null ? p : unscored;
     }
 
     /** {@code base} with per-layer bits. */
