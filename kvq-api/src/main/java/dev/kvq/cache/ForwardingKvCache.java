@@ -37,6 +37,11 @@ public abstract class ForwardingKvCache implements KvCache {
     }
 
     @Override
+    public StoredHistory stored(int layer) {
+        return delegate.stored(layer);
+    }
+
+    @Override
     public long bytesHeld() {
         return delegate.bytesHeld();
     }

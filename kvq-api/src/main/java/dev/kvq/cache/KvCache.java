@@ -37,6 +37,15 @@ public interface KvCache extends AutoCloseable {
     /** Bytes a float16 cache of the same tokens would hold. */
     long bytesFp16();
 
+    /**
+     * The layer as stored (quantized blocks and residual), for placement device; caches that cannot be mirrored where
+     * the model runs (full precision, policy kvtuner) refuse.
+     */
+    default StoredHistory stored(int layer) {
+        throw new dev.kvq.KvqException(dev.kvq.ErrorCode.UNSUPPORTED, getClass().getSimpleName()
+                + " cannot be kept where the model runs; use placement host");
+    }
+
     /** Frees the cache's memory; idempotent. */
     @Override
     void close();

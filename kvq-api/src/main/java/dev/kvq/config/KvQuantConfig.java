@@ -41,6 +41,10 @@ import java.util.regex.Pattern;
  * @param perHeadConfig layer index to (KV head index to bits), in file order
  * @param perHeadConfigPath where {@code perHeadConfig} was read from, if from a file
  * @param backendOptions backend-specific options, for example {@code optimize=false} for hqq
+ * @param placement where the cache lives and is read ({@link Placement}); default host
+ * @param scaleDtype {@code float16} or {@code float32}: the precision in which quantization scales and zeros are
+ *     held; default float16 under placement device (a 4-bit cache with groups of 32 then costs 5 bits per element,
+ *     not 6), float32 on the host
  */
 public record KvQuantConfig(
         String backend,
@@ -63,7 +67,9 @@ public record KvQuantConfig(
         boolean perHeadQuant,
         Map<Integer, Map<Integer, LayerBits>> perHeadConfig,
         String perHeadConfigPath,
-        Map<String, String> backendOptions) {
+        Map<String, String> backendOptions,
+        Placement placement,
+        String scaleDtype) {
 
     private static final Pattern NAME = Pattern.compile("[a-z][a-z0-9._-]*");
     private static final Pattern DEVICE = Pattern.compile("cpu|cuda(:\\d+)?");
@@ -122,6 +128,21 @@ public record KvQuantConfig(
                     + "or remove per_head_config");
         }
         backendOptions = backendOptions == null ? Map.of() : Collections.unmodifiableMap(new LinkedHashMap<>(backendOptions));
+        placement = placement == null ? Placement.HOST : placement;
+        scaleDtype = scaleDtype == null ? (placement == Placement.DEVICE ? "float16" : "float32")
+                : normalizeDtype(scaleDtype);
+        if (scaleDtype.equals("bfloat16")) {
+            throw KvqException.config("scale_dtype must be float16 or float32, was bfloat16");
+        }
+        if (placement == Placement.DEVICE && policy == CachePolicy.KVTUNER) {
+            throw KvqException.config("placement device needs policy append: policy kvtuner re-quantizes the whole "
+                    + "history at every flush, which only the host can do. Use policy append or placement host");
+        }
+    }
+
+    /** Whether scales and zeros are held in float16. */
+    public boolean halfScales() {
+        return scaleDtype.equals("float16");
     }
 
     /** Key bits when no per-layer or per-head file decides them. */
@@ -176,6 +197,9 @@ public record KvQuantConfig(
         b.perHeadConfig = perHeadConfig;
         b.perHeadConfigPath = perHeadConfigPath;
         b.backendOptions = new LinkedHashMap<>(backendOptions);
+        b.placement = placement;
+        // a dtype equal to the placement's default stays a default, so a later placement change moves it along
+        b.scaleDtype = scaleDtype.equals(placement == Placement.DEVICE ? "float16" : "float32") ? null : scaleDtype;
         return b;
     }
 
@@ -232,6 +256,8 @@ public record KvQuantConfig(
         private Map<Integer, Map<Integer, LayerBits>> perHeadConfig;
         private String perHeadConfigPath;
         private Map<String, String> backendOptions = new LinkedHashMap<>();
+        private Placement placement = Placement.HOST;
+        private String scaleDtype;
 
         public Builder backend(String v) { this.backend = v; return this; }
         public Builder runtime(String v) { this.runtime = v; return this; }
@@ -246,6 +272,10 @@ public record KvQuantConfig(
         public Builder computeDtype(String v) { this.computeDtype = v; return this; }
         public Builder forceQuant(boolean v) { this.forceQuant = v; return this; }
         public Builder option(String key, String value) { this.backendOptions.put(key, value); return this; }
+        /** Where the cache lives; a scale dtype not set explicitly follows the placement's default. */
+        public Builder placement(Placement v) { this.placement = v; return this; }
+        /** {@code float16}, {@code float32}, or null for the placement's default. */
+        public Builder scaleDtype(String v) { this.scaleDtype = v; return this; }
 
         public Builder perLayer(Map<Integer, LayerBits> config, String path) {
             this.perLayerQuant = config != null;
@@ -272,7 +302,8 @@ public record KvQuantConfig(
         public KvQuantConfig build() {
             return new KvQuantConfig(backend, runtime, device, policy, nbits, nbitsKey, nbitsValue, axisKey, axisValue,
                     asym, groupSize, residualLength, computeDtype, forceQuant, perLayerQuant, perLayerConfig,
-                    perLayerConfigPath, perHeadQuant, perHeadConfig, perHeadConfigPath, backendOptions);
+                    perLayerConfigPath, perHeadQuant, perHeadConfig, perHeadConfigPath, backendOptions, placement,
+                    scaleDtype);
         }
     }
 }

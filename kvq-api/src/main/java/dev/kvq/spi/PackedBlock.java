@@ -143,6 +143,23 @@ public final class PackedBlock {
         return codes.byteSize() + scales.byteSize() + zeros.byteSize();
     }
 
+    /** Bytes held when scales and zeros are stored in float16 ({@code halfParams}) or float32. */
+    public long byteSize(boolean halfParams) {
+        return halfParams ? codes.byteSize() + groups() * 2L * Short.BYTES : byteSize();
+    }
+
+    /**
+     * Rounds every scale and zero to the nearest float16 value, in place: the block then decodes exactly as one whose
+     * parameters are stored in float16 (as placement device stores them).
+     */
+    public void roundParamsToHalf() {
+        long groups = groups();
+        for (long g = 0; g < groups; g++) {
+            scales.setAtIndex(F32, g, Float.float16ToFloat(Float.floatToFloat16(scales.getAtIndex(F32, g))));
+            zeros.setAtIndex(F32, g, Float.float16ToFloat(Float.floatToFloat16(zeros.getAtIndex(F32, g))));
+        }
+    }
+
     /** The value of code position {@code j} (slow path, for tests and tools). */
     public float value(long j) {
         long g = j / groupSize;

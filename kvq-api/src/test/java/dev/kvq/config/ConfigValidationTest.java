@@ -51,7 +51,7 @@ class ConfigValidationTest {
         Map<Integer, LayerBits> layers = Map.of(0, LayerBits.of(8, 4));
         Map<Integer, Map<Integer, LayerBits>> heads = Map.of(0, Map.of(0, LayerBits.of(8, 4)));
         String msg = error(() -> new KvQuantConfig("vanilla", "onnx", "cpu", CachePolicy.KVTUNER, 4, 0, 0, 0, 0, false,
-                64, 128, "float32", false, true, layers, null, true, heads, null, Map.of()));
+                64, 128, "float32", false, true, layers, null, true, heads, null, Map.of(), null, null));
         assertTrue(msg.contains("per_layer_quant and per_head_quant cannot both be true"), msg);
     }
 

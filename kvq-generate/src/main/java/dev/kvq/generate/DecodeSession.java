@@ -3,6 +3,12 @@ package dev.kvq.generate;
 import dev.kvq.ErrorCode;
 import dev.kvq.KvqException;
 import dev.kvq.cache.KvCache;
+import dev.kvq.config.Placement;
+import dev.kvq.generate.device.DeviceStore;
+import dev.kvq.generate.device.PastLayouts;
+import dev.kvq.generate.spi.QuantizedDecoder;
+import dev.kvq.generate.spi.QuantizedPastLayout;
+import dev.kvq.generate.spi.QuantizedStep;
 import dev.kvq.generate.spi.Decoder;
 import dev.kvq.generate.spi.PastBuffers;
 import dev.kvq.generate.spi.Step;
@@ -12,9 +18,10 @@ import java.util.List;
 
 /**
  * The prefill/decode loop shared by every runtime: a batch of sequences, each with its own KV cache. Each
- * {@link #feed} materializes every cache into the runtime's past buffers (left-padded to the longest), runs one
- * forward pass, and appends the new tokens' K/V to each cache, which quantizes them as its policy says.
- * Not thread-safe.
+ * {@link #feed} runs one forward pass and appends the new tokens' K/V to each cache, which quantizes them as its
+ * policy says. Under {@link Placement#HOST} every step first materializes every cache into the runtime's past buffers
+ * (left-padded to the longest); under {@link Placement#DEVICE} the caches are mirrored in the runtime's memory
+ * ({@link DeviceStore}) and the model reads them in place, so a step moves only new tokens. Not thread-safe.
  */
 public final class DecodeSession implements AutoCloseable {
     private final Decoder decoder;
@@ -22,11 +29,25 @@ public final class DecodeSession implements AutoCloseable {
     private final int layers;
     private final int vocab;
     private final int[] lengths;
+    private final Placement placement;
+    private final QuantizedDecoder quantized;
+    private final DeviceStore store;
     private long materializeNanos;
     private long forwardNanos;
     private long appendNanos;
+    private long transferBytes;
+    private long steps;
+    // per-step inputs, reused
+    private long[] ids = new long[0];
+    private long[] mask = new long[0];
+    private long[] positions = new long[0];
 
     public DecodeSession(Decoder decoder, List<KvCache> caches) {
+        this(decoder, caches, Placement.HOST);
+    }
+
+    /** A session whose caches live where {@code placement} says; caches must be empty under placement device. */
+    public DecodeSession(Decoder decoder, List<KvCache> caches, Placement placement) {
         if (caches.isEmpty()) {
             throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "a session needs at least one sequence");
         }
@@ -35,6 +56,63 @@ public final class DecodeSession implements AutoCloseable {
         this.layers = decoder.config().layers();
         this.vocab = decoder.config().vocabSize();
         this.lengths = new int[caches.size()];
+        this.placement = placement;
+        if (placement == Placement.DEVICE) {
+            var config = decoder.config();
+            for (KvCache c : caches) {
+                if (c.length(0) != 0) {
+                    throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "placement device starts from empty caches");
+                }
+            }
+            QuantizedPastLayout layout = PastLayouts.of(caches.getFirst(), layers, config.kvHeads(), config.headDim());
+            this.quantized = decoder.quantized(layout);
+            this.store = new DeviceStore(quantized.memory(), layout, caches, quantized.halfKv());
+        } else {
+            this.quantized = null;
+            this.store = null;
+        }
+    }
+
+    public Placement placement() {
+        return placement;
+    }
+
+    /**
+     * Sizes device storage for {@code tokens} tokens per sequence at once, so a run that knows its length allocates
+     * exactly once (placement device; no effect on the host).
+     */
+    public void reserve(int tokens) {
+        if (store != null) {
+            store.reserve(tokens);
+        }
+    }
+
+    /** Bytes the caches hold in the runtime's memory (placement device), else 0. */
+    public long deviceBytes() {
+        return store == null ? 0 : store.deviceBytes();
+    }
+
+    /** The most bytes the runtime's memory for this session's decoder held at once (placement device), else 0. */
+    public long peakDeviceBytes() {
+        return quantized == null ? 0 : quantized.memory().peakBytesAllocated();
+    }
+
+    /** Bytes used on the whole device where the runtime can tell. */
+    public java.util.OptionalLong deviceBytesInUse() {
+        return quantized == null ? java.util.OptionalLong.empty() : quantized.memory().deviceBytesInUse();
+    }
+
+    /**
+     * Bytes moved between host memory and the runtime so far: past tensors handed over and present tensors read back
+     * (host), or new quantized tokens, residuals, new tokens' K/V (device); plus token inputs and logits.
+     */
+    public long transferBytes() {
+        return transferBytes;
+    }
+
+    /** Forward steps run so far. */
+    public long steps() {
+        return steps;
     }
 
     public int batch() {
@@ -70,9 +148,12 @@ public final class DecodeSession implements AutoCloseable {
         if (t == 0) {
             throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "nothing to feed: every token row is empty");
         }
-        long[] ids = new long[batch * t];
-        long[] mask = new long[batch * (p + t)];
-        long[] positions = new long[batch * t];
+        if (store != null) {
+            return feedDevice(tokens, t, allPositions);
+        }
+        long[] ids = ensure(batch * t, 0);
+        long[] mask = ensure(batch * (p + t), 1);
+        long[] positions = ensure(batch * t, 2);
         for (int b = 0; b < batch; b++) {
             int pad = t - tokens[b].length;
             for (int i = 0; i < tokens[b].length; i++) {
@@ -121,6 +202,10 @@ public final class DecodeSession implements AutoCloseable {
             lengths[b] += real;
         }
         long afterAppend = System.nanoTime();
+        int kvBytes = decoder.halfKv() ? 2 : 4;
+        transferBytes += 2L * layers * batch * heads() * (2L * p + t) * dim() * kvBytes;
+        transferBytes += inputAndLogitBytes(batch, t, p + t);
+        steps++;
         float[][][] out = new float[batch][][];
         for (int b = 0; b < batch; b++) {
             int real = tokens[b].length;
@@ -134,6 +219,130 @@ public final class DecodeSession implements AutoCloseable {
         }
         materializeNanos += afterMaterialize - start;
         forwardNanos += afterForward - afterMaterialize;
+        appendNanos += afterAppend - afterForward;
+        return out;
+    }
+
+    private int heads() {
+        return decoder.config().kvHeads();
+    }
+
+    private int dim() {
+        return decoder.config().headDim();
+    }
+
+    private long inputAndLogitBytes(int rows, int t, int maskLength) {
+        return (long) rows * (2L * t + maskLength) * Long.BYTES + (long) rows * vocab * Float.BYTES;
+    }
+
+    /** Grow-only per-step input arrays, zeroed over the part in use. */
+    private long[] ensure(int n, int which) {
+        long[] a = which == 0 ? ids : which == 1 ? mask : positions;
+        if (a.length != n) {
+            a = new long[n];
+            if (which == 0) {
+                ids = a;
+            } else if (which == 1) {
+                mask = a;
+            } else {
+                positions = a;
+            }
+        } else {
+            java.util.Arrays.fill(a, 0L);
+        }
+        return a;
+    }
+
+    /**
+     * A step over the device-resident history. Rows with tokens form the step's batch when every one of them starts a
+     * sequence (a prefill of some sequences while others wait), otherwise every sequence takes part, empty rows as
+     * padding.
+     */
+    private float[][][] feedDevice(int[][] tokens, int t, boolean allPositions) {
+        int batch = caches.size();
+        int fed = 0;
+        boolean fresh = true;
+        for (int b = 0; b < batch; b++) {
+            if (tokens[b].length > 0) {
+                fed++;
+                fresh &= lengths[b] == 0;
+            }
+        }
+        boolean subset = fresh && fed < batch;
+        int rows = subset ? fed : batch;
+        int[] sequence = new int[rows];
+        for (int b = 0, i = 0; b < batch; b++) {
+            if (!subset || tokens[b].length > 0) {
+                sequence[i++] = b;
+            }
+        }
+        int quantizedLength = subset ? 0 : store.quantizedLength();
+        int residual = store.residualLength();
+        int total = quantizedLength + residual + t;
+        long[] ids = ensure(rows * t, 0);
+        long[] mask = ensure(rows * total, 1);
+        long[] positions = ensure(rows * t, 2);
+        for (int i = 0; i < rows; i++) {
+            int b = sequence[i];
+            int pad = t - tokens[b].length;
+            for (int k = 0; k < tokens[b].length; k++) {
+                int id = tokens[b][k];
+                if (id < 0 || id >= vocab) {
+                    throw new KvqException(ErrorCode.TOKENIZER, "token id " + id + " is outside the model's vocabulary of "
+                            + vocab);
+                }
+                ids[i * t + pad + k] = id;
+                positions[i * t + pad + k] = lengths[b] + k;
+                mask[i * total + quantizedLength + residual + pad + k] = 1;
+            }
+            if (!subset) {
+                java.util.Arrays.fill(mask, i * total, i * total + store.quantized(b), 1L);
+                java.util.Arrays.fill(mask, i * total + quantizedLength,
+                        i * total + quantizedLength + store.residualTokens(b), 1L);
+            }
+        }
+        long start = System.nanoTime();
+        long uploadedBefore = store.uploadedBytes();
+        Step step = quantized.forward(new QuantizedStep(rows, t, quantizedLength, residual, ids, mask, positions,
+                store.pastAddresses()));
+        long afterForward = System.nanoTime();
+        for (int i = 0; i < rows; i++) {
+            int b = sequence[i];
+            int real = tokens[b].length;
+            if (real == 0) {
+                continue;
+            }
+            KvCache cache = caches.get(b);
+            for (int l = 0; l < layers; l++) {
+                cache.append(l, step.newKeys(l, i).tokens(t - real, t), step.newValues(l, i).tokens(t - real, t));
+            }
+            lengths[b] += real;
+        }
+        store.sync();
+        long afterAppend = System.nanoTime();
+        int kvBytes = quantized.halfKv() ? 2 : 4;
+        transferBytes += store.uploadedBytes() - uploadedBefore;
+        transferBytes += 2L * layers * rows * heads() * t * dim() * kvBytes;
+        transferBytes += inputAndLogitBytes(rows, t, total);
+        steps++;
+        float[][][] out = new float[batch][][];
+        for (int i = 0; i < rows; i++) {
+            int b = sequence[i];
+            int real = tokens[b].length;
+            int count = real == 0 ? 0 : allPositions ? real : 1;
+            out[b] = new float[count][];
+            for (int k = 0; k < count; k++) {
+                float[] row = new float[vocab];
+                step.logits(i, t - count + k, row);
+                out[b][k] = row;
+            }
+        }
+        for (int b = 0; b < batch; b++) {
+            if (out[b] == null) {
+                out[b] = new float[0][];
+            }
+        }
+        forwardNanos += afterForward - start;
         appendNanos += afterAppend - afterForward;
         return out;
     }
@@ -154,6 +363,9 @@ public final class DecodeSession implements AutoCloseable {
 
     @Override
     public void close() {
+        if (store != null) {
+            store.close();
+        }
         caches.forEach(KvCache::close);
     }
 

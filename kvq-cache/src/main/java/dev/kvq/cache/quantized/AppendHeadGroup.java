@@ -28,8 +28,9 @@ final class AppendHeadGroup extends HeadGroup {
     private boolean tailUnsupported;
     private MemorySegment scratch = MemorySegment.NULL;
 
-    AppendHeadGroup(int heads, int headDim, Quantizer keyQuantizer, Quantizer valueQuantizer, int residualLength) {
-        super(heads, headDim, keyQuantizer, valueQuantizer, Math.max(residualLength, 1));
+    AppendHeadGroup(int heads, int headDim, Quantizer keyQuantizer, Quantizer valueQuantizer, int residualLength,
+                    boolean halfScales) {
+        super(heads, headDim, keyQuantizer, valueQuantizer, Math.max(residualLength, 1), halfScales);
         this.residualLength = residualLength;
     }
 
@@ -70,8 +71,8 @@ final class AppendHeadGroup extends HeadGroup {
     private void appendToTail(KvView key, KvView value) {
         // quantize into reused scratch memory, then copy the rows into place
         SegmentAllocator temp = scratchAllocator(key);
-        PackedBlock k = keyQuantizer.quantize(key, temp);
-        PackedBlock v = valueQuantizer.quantize(value, temp);
+        PackedBlock k = quantize(keyQuantizer, key, temp);
+        PackedBlock v = quantize(valueQuantizer, value, temp);
         if (keyTail == null) {
             if (!k.rowCopyable() || !v.rowCopyable()) {
                 tailUnsupported = true;
@@ -127,8 +128,16 @@ final class AppendHeadGroup extends HeadGroup {
     }
 
     @Override
+    void blocks(boolean keys, int fromToken, dev.kvq.cache.StoredHistory.BlockVisitor visitor) {
+        super.blocks(keys, fromToken, visitor);
+        if (tailTokens > 0 && quantizedTokens > fromToken) {
+            visitor.block(keys ? keyTail : valueTail, quantizedTokens - tailTokens, tailTokens);
+        }
+    }
+
+    @Override
     long bytesHeld() {
-        long tail = keyTail == null ? 0 : keyTail.byteSize() + valueTail.byteSize();
+        long tail = keyTail == null ? 0 : keyTail.byteSize(halfScales) + valueTail.byteSize(halfScales);
         return super.bytesHeld() + tail;
     }
 
@@ -138,8 +147,8 @@ final class AppendHeadGroup extends HeadGroup {
     }
 
     private void appendBlock(KvView keys, KvView values) {
-        keyBlocks.add(keyQuantizer.quantize(keys, blockArena));
-        valueBlocks.add(valueQuantizer.quantize(values, blockArena));
+        keyBlocks.add(quantize(keyQuantizer, keys, blockArena));
+        valueBlocks.add(quantize(valueQuantizer, values, blockArena));
         quantizedTokens += keys.tokens();
     }
 

@@ -3,6 +3,7 @@ package dev.kvq.cache.quantized;
 import dev.kvq.spi.PackedBlock;
 import dev.kvq.spi.Quantizer;
 import dev.kvq.tensor.KvView;
+import java.lang.foreign.SegmentAllocator;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -20,10 +21,13 @@ abstract sealed class HeadGroup implements AutoCloseable permits KvtunerHeadGrou
     final List<PackedBlock> valueBlocks = new ArrayList<>();
     final ResidualBuffer keyResidual;
     final ResidualBuffer valueResidual;
+    final boolean halfScales;
     int quantizedTokens;
     boolean initialized;
 
-    HeadGroup(int heads, int headDim, Quantizer keyQuantizer, Quantizer valueQuantizer, int residualCapacity) {
+    HeadGroup(int heads, int headDim, Quantizer keyQuantizer, Quantizer valueQuantizer, int residualCapacity,
+              boolean halfScales) {
+        this.halfScales = halfScales;
         this.heads = heads;
         this.headDim = headDim;
         this.keyQuantizer = keyQuantizer;
@@ -41,6 +45,15 @@ abstract sealed class HeadGroup implements AutoCloseable permits KvtunerHeadGrou
      * they receive what KVTuner's {@code update} returns for attention. {@code scratch} is working memory.
      */
     abstract void add(KvView keys, KvView values, KvView outKeys, KvView outValues, Scratch scratch);
+
+    /** Quantizes with {@code q}, rounding scales and zeros to float16 where the cache holds them so. */
+    final PackedBlock quantize(Quantizer q, KvView data, SegmentAllocator allocator) {
+        PackedBlock block = q.quantize(data, allocator);
+        if (halfScales) {
+            block.roundParamsToHalf();
+        }
+        return block;
+    }
 
     /** Writes quantized history, then residual, into views of {@code length()} tokens. */
     void materialize(KvView keys, KvView values) {
@@ -66,13 +79,25 @@ abstract sealed class HeadGroup implements AutoCloseable permits KvtunerHeadGrou
         valueResidual.view().copyTo(values.tokens(t, t + r));
     }
 
+    /** Visits the blocks holding tokens at or after {@code fromToken} (see {@link dev.kvq.cache.StoredHistory}). */
+    void blocks(boolean keys, int fromToken, dev.kvq.cache.StoredHistory.BlockVisitor visitor) {
+        List<PackedBlock> blocks = keys ? keyBlocks : valueBlocks;
+        int start = 0;
+        for (PackedBlock b : blocks) {
+            if (start + b.tokens() > fromToken) {
+                visitor.block(b, start, b.tokens());
+            }
+            start += b.tokens();
+        }
+    }
+
     long bytesHeld() {
         long bytes = keyResidual.byteSize() + valueResidual.byteSize();
         for (PackedBlock b : keyBlocks) {
-            bytes += b.byteSize();
+            bytes += b.byteSize(halfScales);
         }
         for (PackedBlock b : valueBlocks) {
-            bytes += b.byteSize();
+            bytes += b.byteSize(halfScales);
         }
         return bytes;
     }

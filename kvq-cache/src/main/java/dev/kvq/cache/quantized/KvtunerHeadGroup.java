@@ -27,8 +27,8 @@ final class KvtunerHeadGroup extends HeadGroup {
     private boolean placeholder;
 
     KvtunerHeadGroup(int heads, int headDim, Quantizer keyQuantizer, Quantizer valueQuantizer, int residualLength,
-                     boolean forceQuant) {
-        super(heads, headDim, keyQuantizer, valueQuantizer, Math.max(residualLength, 1));
+                     boolean forceQuant, boolean halfScales) {
+        super(heads, headDim, keyQuantizer, valueQuantizer, Math.max(residualLength, 1), halfScales);
         this.residualLength = residualLength;
         this.forceQuant = forceQuant;
     }
@@ -106,8 +106,8 @@ final class KvtunerHeadGroup extends HeadGroup {
         keyBlocks.clear();
         valueBlocks.clear();
         if (keys.tokens() > 0) {
-            keyBlocks.add(keyQuantizer.quantize(keys, next));
-            valueBlocks.add(valueQuantizer.quantize(values, next));
+            keyBlocks.add(quantize(keyQuantizer, keys, next));
+            valueBlocks.add(quantize(valueQuantizer, values, next));
         }
         quantizedTokens = keys.tokens();
         if (blockArena != null) {

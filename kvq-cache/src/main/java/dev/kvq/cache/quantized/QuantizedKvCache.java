@@ -1,5 +1,9 @@
 package dev.kvq.cache.quantized;
 
+import dev.kvq.cache.StoredHistory;
+import dev.kvq.spi.PackedBlock;
+import java.lang.foreign.SegmentAllocator;
+
 import dev.kvq.ErrorCode;
 import dev.kvq.KvqException;
 import dev.kvq.cache.KvCache;
@@ -33,9 +37,9 @@ public final class QuantizedKvCache implements KvCache {
                 int head = g * perGroup;
                 layer[g] = c.policy() == CachePolicy.KVTUNER
                         ? new KvtunerHeadGroup(perGroup, shape.headDim(), spec.keyQuantizer(l, head),
-                                spec.valueQuantizer(l, head), c.residualLength(), c.forceQuant())
+                                spec.valueQuantizer(l, head), c.residualLength(), c.forceQuant(), c.halfScales())
                         : new AppendHeadGroup(perGroup, shape.headDim(), spec.keyQuantizer(l, head),
-                                spec.valueQuantizer(l, head), c.residualLength());
+                                spec.valueQuantizer(l, head), c.residualLength(), c.halfScales());
             }
             groups[l] = layer;
         }
@@ -115,6 +119,66 @@ public final class QuantizedKvCache implements KvCache {
             tokens += groups[l][0].length();
         }
         return tokens * 2L * 2L * shape.kvHeads() * shape.headDim();
+    }
+
+    @Override
+    public StoredHistory stored(int layer) {
+        checkOpen();
+        checkLayer(layer);
+        if (spec.config().policy() != CachePolicy.APPEND) {
+            throw new KvqException(ErrorCode.UNSUPPORTED, "policy " + spec.config().policy().id() + " re-quantizes its "
+                    + "history, so it cannot be mirrored where the model runs; use policy append or placement host");
+        }
+        HeadGroup[] layerGroups = groups[layer];
+        return new StoredHistory() {
+            @Override
+            public int quantizedTokens() {
+                return layerGroups[0].quantizedTokens;
+            }
+
+            @Override
+            public int groups() {
+                return layerGroups.length;
+            }
+
+            @Override
+            public int residualCapacity() {
+                return spec.config().residualLength();
+            }
+
+            @Override
+            public boolean halfParams() {
+                return spec.config().halfScales();
+            }
+
+            @Override
+            public int groupHeads(int group) {
+                return layerGroups[group].heads;
+            }
+
+            @Override
+            public void blocks(int group, boolean keys, int fromToken, BlockVisitor visitor) {
+                layerGroups[group].blocks(keys, fromToken, visitor);
+            }
+
+            @Override
+            public KvView residual(int group, boolean keys) {
+                HeadGroup g = layerGroups[group];
+                return (keys ? g.keyResidual : g.valueResidual).view();
+            }
+
+            @Override
+            public PackedBlock probe(int group, boolean keys, int tokens, SegmentAllocator allocator) {
+                HeadGroup g = layerGroups[group];
+                float[] sample = new float[g.heads * tokens * shape.headDim()];
+                java.util.SplittableRandom random = new java.util.SplittableRandom(group);
+                for (int i = 0; i < sample.length; i++) {
+                    sample[i] = (float) random.nextGaussian();
+                }
+                return g.quantize(keys ? g.keyQuantizer : g.valueQuantizer,
+                        KvView.of(sample, g.heads, tokens, shape.headDim()), allocator);
+            }
+        };
     }
 
     /** Quantized blocks held by a layer (for tests and diagnostics). */

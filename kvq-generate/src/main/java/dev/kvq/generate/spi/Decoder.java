@@ -22,6 +22,21 @@ public interface Decoder extends AutoCloseable {
     /** Runs one step. The returned step is valid until the next forward or close. */
     Step forward(StepInput input);
 
+    /** Whether the model takes and returns K/V in float16 (kvq converts at the boundary). */
+    default boolean halfKv() {
+        return false;
+    }
+
+    /**
+     * A variant of this decoder that reads a quantized history in place, laid out as {@code layout} (placement
+     * {@code device}); made once per layout and closed with this decoder. Runtimes that cannot rewrite their model
+     * refuse.
+     */
+    default QuantizedDecoder quantized(QuantizedPastLayout layout) {
+        throw new dev.kvq.KvqException(dev.kvq.ErrorCode.UNSUPPORTED, "this runtime cannot read a quantized cache in "
+                + "place; use placement host");
+    }
+
     @Override
     void close();
 }

@@ -9,6 +9,7 @@ import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
 import dev.kvq.ErrorCode;
 import dev.kvq.KvqException;
 import dev.kvq.config.CachePolicy;
+import dev.kvq.config.Placement;
 import dev.kvq.config.KvQuantConfig;
 import dev.kvq.config.LayerBits;
 import java.io.IOException;
@@ -36,7 +37,7 @@ public final class ConfigFiles {
     static final Set<String> FIELDS = Set.of("nbits", "nbits_key", "nbits_value", "axis_key", "axis_value", "asym",
             "q_group_size", "residual_length", "compute_dtype", "device", "force_quant", "per_layer_quant",
             "per_layer_config", "per_layer_config_path", "per_head_quant", "per_head_config", "per_head_config_path",
-            "backend", "runtime", "policy", "backend_options", "optimize");
+            "backend", "runtime", "policy", "backend_options", "optimize", "placement", "scale_dtype");
     /** Flag spellings of KVTuner's scripts, accepted as aliases. */
     private static final Map<String, String> ALIASES = Map.of("k_bits", "nbits_key", "v_bits", "nbits_value",
             "group_size", "q_group_size");
@@ -171,6 +172,8 @@ public final class ConfigFiles {
             });
             m.put("per_head_config", layers);
         }
+        m.put("placement", c.placement().id());
+        m.put("scale_dtype", c.scaleDtype());
         if (!c.backendOptions().isEmpty()) {
             m.put("backend_options", c.backendOptions());
         }
@@ -315,6 +318,12 @@ public final class ConfigFiles {
         }
         if (fields.containsKey("policy")) {
             b.policy(CachePolicy.parse(text(file, "policy", fields.get("policy"))));
+        }
+        if (fields.containsKey("placement")) {
+            b.placement(Placement.parse(text(file, "placement", fields.get("placement"))));
+        }
+        if (fields.containsKey("scale_dtype")) {
+            b.scaleDtype(text(file, "scale_dtype", fields.get("scale_dtype")));
         }
         if (fields.containsKey("backend_options")) {
             JsonNode opts = fields.get("backend_options");

@@ -226,8 +226,8 @@ final class OnnxDecoder implements Decoder {
         return device;
     }
 
-    /** Whether this model has float16 KV (converted to and from kvq's float32 at the boundary). */
-    boolean halfKv() {
+    @Override
+    public boolean halfKv() {
         return kvHalf;
     }
 

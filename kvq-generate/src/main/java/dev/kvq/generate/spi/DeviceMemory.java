@@ -1,0 +1,39 @@
+package dev.kvq.generate.spi;
+
+import java.lang.foreign.MemorySegment;
+import java.util.OptionalLong;
+
+/**
+ * Memory where a runtime runs its model (GPU memory on CUDA, native memory on the CPU), as opaque addresses, and
+ * the few transfers kvq's device-resident cache needs. Owned by the decoder that hands it out; everything it
+ * allocated is freed when that decoder closes.
+ */
+public interface DeviceMemory {
+    /** Allocates {@code bytes} (zero-filled) and returns its address. */
+    long allocate(long bytes);
+
+    void free(long address);
+
+    /** Copies {@code bytes} from host memory to {@code dst}. */
+    void upload(MemorySegment src, long srcOffset, long dst, long bytes);
+
+    /** Copies {@code height} rows of {@code width} bytes from host memory to the device, each side with its pitch. */
+    void upload2d(MemorySegment src, long srcOffset, long srcPitch, long dst, long dstPitch, long width, long height);
+
+    /** Copies {@code bytes} within device memory. */
+    void copy(long src, long dst, long bytes);
+
+    /** Host memory that uploads are fast from (pinned on CUDA), freed with this memory. */
+    MemorySegment staging(long bytes);
+
+    void freeStaging(MemorySegment staging);
+
+    /** Bytes this memory holds now, exactly. */
+    long bytesAllocated();
+
+    /** The most bytes it held at once. */
+    long peakBytesAllocated();
+
+    /** Bytes in use on the whole device, where the runtime can tell (CUDA). */
+    OptionalLong deviceBytesInUse();
+}

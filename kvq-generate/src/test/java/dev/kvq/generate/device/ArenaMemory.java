@@ -1,0 +1,85 @@
+package dev.kvq.generate.device;
+
+import dev.kvq.generate.spi.DeviceMemory;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.OptionalLong;
+
+/** Device memory that is host memory, for testing the store without a runtime. */
+final class ArenaMemory implements DeviceMemory, AutoCloseable {
+    private final Arena arena = Arena.ofShared();
+    private final Map<Long, MemorySegment> live = new HashMap<>();
+    private long allocated;
+    private long peak;
+    long uploads;
+
+    @Override
+    public long allocate(long bytes) {
+        MemorySegment s = arena.allocate(bytes, 64);
+        live.put(s.address(), s);
+        allocated += bytes;
+        peak = Math.max(peak, allocated);
+        return s.address();
+    }
+
+    @Override
+    public void free(long address) {
+        MemorySegment s = live.remove(address);
+        allocated -= s.byteSize();
+    }
+
+    MemorySegment at(long address, long bytes) {
+        return MemorySegment.ofAddress(address).reinterpret(bytes);
+    }
+
+    @Override
+    public void upload(MemorySegment src, long srcOffset, long dst, long bytes) {
+        uploads++;
+        MemorySegment.copy(src, srcOffset, at(dst, bytes), 0, bytes);
+    }
+
+    @Override
+    public void upload2d(MemorySegment src, long srcOffset, long srcPitch, long dst, long dstPitch, long width,
+                         long height) {
+        uploads++;
+        for (long r = 0; r < height; r++) {
+            MemorySegment.copy(src, srcOffset + r * srcPitch, at(dst + r * dstPitch, width), 0, width);
+        }
+    }
+
+    @Override
+    public void copy(long src, long dst, long bytes) {
+        MemorySegment.copy(at(src, bytes), 0, at(dst, bytes), 0, bytes);
+    }
+
+    @Override
+    public MemorySegment staging(long bytes) {
+        return arena.allocate(bytes, 64);
+    }
+
+    @Override
+    public void freeStaging(MemorySegment staging) {
+    }
+
+    @Override
+    public long bytesAllocated() {
+        return allocated;
+    }
+
+    @Override
+    public long peakBytesAllocated() {
+        return peak;
+    }
+
+    @Override
+    public OptionalLong deviceBytesInUse() {
+        return OptionalLong.empty();
+    }
+
+    @Override
+    public void close() {
+        arena.close();
+    }
+}

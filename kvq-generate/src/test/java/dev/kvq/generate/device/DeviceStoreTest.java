@@ -1,0 +1,252 @@
+package dev.kvq.generate.device;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.kvq.KvqException;
+import dev.kvq.cache.KvCache;
+import dev.kvq.cache.quantized.KvCaches;
+import dev.kvq.config.KvQuantConfig;
+import dev.kvq.config.LayerBits;
+import dev.kvq.config.ModelShape;
+import dev.kvq.config.Placement;
+import dev.kvq.generate.spi.QuantizedPastLayout;
+import dev.kvq.generate.spi.StoredLayer;
+import dev.kvq.generate.spi.StoredRun;
+import dev.kvq.spi.AffineForm;
+import dev.kvq.spi.BitPacking;
+import dev.kvq.tensor.KvView;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+import java.util.stream.Stream;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The device mirror holds exactly the cache's history: decoding its canonical tensors by {@link StoredRun}'s formulas
+ * (written here independently of the store) gives, for every sequence, layer and step, what the cache materializes.
+ */
+class DeviceStoreTest {
+    private static final ModelShape SHAPE = new ModelShape(3, 4, 64);
+    private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED;
+    private static final ValueLayout.OfShort F16 = ValueLayout.JAVA_SHORT_UNALIGNED;
+
+    static Stream<Arguments> configs() {
+        Map<Integer, LayerBits> mix = new LinkedHashMap<>();
+        mix.put(0, new LayerBits(8, 4));
+        mix.put(1, new LayerBits(4, 2));
+        mix.put(2, new LayerBits(2, 2));
+        Map<Integer, Map<Integer, LayerBits>> heads = new LinkedHashMap<>();
+        for (int l = 0; l < 3; l++) {
+            Map<Integer, LayerBits> h = new LinkedHashMap<>();
+            for (int k = 0; k < 4; k++) {
+                h.put(k, new LayerBits(k % 2 == 0 ? 4 : 8, k < 2 ? 2 : 4));
+            }
+            heads.put(l, h);
+        }
+        return Stream.of(
+                Arguments.of("per-token KV4", KvQuantConfig.perToken(4, 4)),
+                Arguments.of("per-token KV8 float32 scales", KvQuantConfig.perToken(8, 8).scaleDtype("float32")),
+                Arguments.of("per-token K4V2 residual 32 group 32", KvQuantConfig.perToken(4, 2).residualLength(32)
+                        .groupSize(32)),
+                Arguments.of("KIVI K4V2", KvQuantConfig.kivi(4, 2)),
+                Arguments.of("KIVI per-layer mix", KvQuantConfig.kivi(4, 4).perLayer(mix, null)),
+                Arguments.of("per-head mix", KvQuantConfig.perToken(4, 4).perHead(heads, null)));
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("configs")
+    void mirrorDecodesToTheCachesHistory(String name, KvQuantConfig.Builder builder) {
+        KvQuantConfig config = builder.placement(Placement.DEVICE).build();
+        List<KvCache> caches = new ArrayList<>();
+        var spec = KvCaches.spec(config, SHAPE);
+        for (int b = 0; b < 3; b++) {
+            caches.add(spec.newCache());
+        }
+        QuantizedPastLayout layout = PastLayouts.of(caches.getFirst(), SHAPE.layers(), SHAPE.kvHeads(), SHAPE.headDim());
+        SplittableRandom random = new SplittableRandom(name.hashCode());
+        try (ArenaMemory memory = new ArenaMemory(); DeviceStore store = new DeviceStore(memory, layout, caches, false)) {
+            int[] prompts = {37, 70, 0};
+            for (int b = 0; b < caches.size(); b++) {
+                append(caches.get(b), prompts[b], random);
+            }
+            store.sync();
+            check(memory, layout, store, caches);
+            long uploadsBefore = memory.uploads;
+            for (int step = 0; step < 45; step++) {
+                for (KvCache cache : caches) {
+                    append(cache, 1, random);
+                }
+                store.sync();
+                check(memory, layout, store, caches);
+            }
+            assertTrue(memory.uploads > uploadsBefore, "decode steps upload new tokens");
+            // the store holds about what the caches count, beyond the capacity it keeps free
+            long held = caches.stream().mapToLong(KvCache::bytesHeld).sum();
+            assertTrue(store.deviceBytes() > 0 && held > 0);
+        }
+        caches.forEach(KvCache::close);
+    }
+
+    @Test
+    void sequencesInLockstepShareOneUploadPerBuffer() {
+        KvQuantConfig config = KvQuantConfig.perToken(4, 4).placement(Placement.DEVICE).build();
+        var spec = KvCaches.spec(config, SHAPE);
+        List<KvCache> caches = List.of(spec.newCache(), spec.newCache(), spec.newCache(), spec.newCache());
+        QuantizedPastLayout layout = PastLayouts.of(caches.getFirst(), SHAPE.layers(), SHAPE.kvHeads(), SHAPE.headDim());
+        SplittableRandom random = new SplittableRandom(3);
+        try (ArenaMemory memory = new ArenaMemory(); DeviceStore store = new DeviceStore(memory, layout, caches, false)) {
+            store.reserve(200);
+            for (KvCache c : caches) {
+                append(c, 40, random);
+            }
+            store.sync();
+            long before = memory.uploads;
+            for (KvCache c : caches) {
+                append(c, 1, random);
+            }
+            store.sync();
+            // three buffers (codes, scales, zeros) per layer and kind, whatever the batch
+            assertEquals(SHAPE.layers() * 2 * 3, memory.uploads - before);
+            check(memory, layout, store, caches);
+        }
+    }
+
+    @Test
+    void hqqStridedGroupsAndWideCodesAreRefusedWithTheFix() {
+        KvQuantConfig threeBits = KvQuantConfig.perToken(3, 3).placement(Placement.DEVICE).build();
+        KvCache cache = KvCaches.spec(threeBits, SHAPE).newCache();
+        KvqException e = assertThrows(KvqException.class,
+                () -> PastLayouts.of(cache, SHAPE.layers(), SHAPE.kvHeads(), SHAPE.headDim()));
+        assertTrue(e.getMessage().contains("3-bit") && e.getMessage().contains("placement host"), e.getMessage());
+    }
+
+    private static void append(KvCache cache, int tokens, SplittableRandom random) {
+        if (tokens == 0) {
+            return;
+        }
+        for (int l = 0; l < SHAPE.layers(); l++) {
+            float[] k = new float[SHAPE.kvHeads() * tokens * SHAPE.headDim()];
+            float[] v = new float[k.length];
+            for (int i = 0; i < k.length; i++) {
+                k[i] = (float) random.nextGaussian() * (1 + (i % 7));
+                v[i] = (float) random.nextGaussian();
+            }
+            cache.append(l, KvView.of(k, SHAPE.kvHeads(), tokens, SHAPE.headDim()),
+                    KvView.of(v, SHAPE.kvHeads(), tokens, SHAPE.headDim()));
+        }
+    }
+
+    /** Decodes every sequence's mirror and compares it with the cache's materialized history. */
+    private static void check(ArenaMemory memory, QuantizedPastLayout layout, DeviceStore store, List<KvCache> caches) {
+        int batch = caches.size();
+        int t = store.quantizedLength();
+        int r = store.residualLength();
+        long[] past = store.pastAddresses().clone();
+        int heads = SHAPE.kvHeads();
+        int dim = SHAPE.headDim();
+        int i = 0;
+        for (int l = 0; l < SHAPE.layers(); l++) {
+            StoredLayer sl = layout.layers().get(l);
+            float[][][][][] dense = new float[2][batch][heads][t][dim];
+            for (int kind = 0; kind < 2; kind++) {
+                for (StoredRun run : kind == 0 ? sl.keys() : sl.values()) {
+                    decodeRun(memory, run, past[i], past[i + 1], past[i + 2], batch, t, dim, dense[kind]);
+                    i += 3;
+                }
+            }
+            float[][][][][] residual = new float[2][batch][heads][r][dim];
+            if (sl.residualCapacity() > 0) {
+                for (int kind = 0; kind < 2; kind++) {
+                    MemorySegment res = memory.at(past[i++], (long) batch * heads * r * dim * 4);
+                    for (int b = 0; b < batch; b++) {
+                        for (int h = 0; h < heads; h++) {
+                            for (int p = 0; p < r; p++) {
+                                for (int d = 0; d < dim; d++) {
+                                    residual[kind][b][h][p][d] = res.getAtIndex(F32,
+                                            (((long) b * heads + h) * r + p) * dim + d);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            for (int b = 0; b < batch; b++) {
+                KvCache cache = caches.get(b);
+                int length = cache.length(l);
+                int q = store.quantized(b);
+                assertEquals(length - q, store.residualTokens(b), "residual tokens of sequence " + b);
+                try (Arena arena = Arena.ofConfined()) {
+                    KvView keys = KvView.allocate(arena, heads, length, dim);
+                    KvView values = KvView.allocate(arena, heads, length, dim);
+                    cache.materialize(l, keys, values);
+                    for (int h = 0; h < heads; h++) {
+                        for (int p = 0; p < length; p++) {
+                            for (int d = 0; d < dim; d++) {
+                                float k = p < q ? dense[0][b][h][p][d] : residual[0][b][h][p - q][d];
+                                float v = p < q ? dense[1][b][h][p][d] : residual[1][b][h][p - q][d];
+                                if (Float.floatToIntBits(k) != Float.floatToIntBits(keys.get(h, p, d))
+                                        || Float.floatToIntBits(v) != Float.floatToIntBits(values.get(h, p, d))) {
+                                    throw new AssertionError("layer " + l + " sequence " + b + " head " + h + " token "
+                                            + p + " (" + q + " quantized) channel " + d + ": device " + k + "/" + v
+                                            + ", cache " + keys.get(h, p, d) + "/" + values.get(h, p, d));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private static void decodeRun(ArenaMemory memory, StoredRun run, long codesAt, long scalesAt, long zerosAt,
+                                  int batch, int t, int dim, float[][][][] out) {
+        int hr = run.heads();
+        int rowBytes = dim * run.bits() / 8;
+        MemorySegment codes = memory.at(codesAt, (long) t * batch * hr * rowBytes);
+        int g = run.groupSize();
+        int pb = run.paramBytes();
+        MemorySegment scales = memory.at(scalesAt, (long) t * batch * hr * dim * pb + 1);
+        MemorySegment zeros = memory.at(zerosAt, (long) t * batch * hr * dim * pb + 1);
+        for (int p = 0; p < t; p++) {
+            for (int b = 0; b < batch; b++) {
+                for (int h = 0; h < hr; h++) {
+                    long rowStart = (((long) p * batch + b) * hr + h) * rowBytes;
+                    for (int d = 0; d < dim; d++) {
+                        int u = code(codes, rowStart, d, run.bits());
+                        long param = run.axis() == StoredRun.GroupAxis.TOKEN
+                                ? (((long) p * batch + b) * hr + h) * (dim / g) + d / g
+                                : (((long) (p / g) * batch + b) * hr + h) * dim + d;
+                        float s = pb == 2 ? Float.float16ToFloat(scales.get(F16, param * 2)) : scales.get(F32, param * 4);
+                        float z = pb == 2 ? Float.float16ToFloat(zeros.get(F16, param * 2)) : zeros.get(F32, param * 4);
+                        out[b][run.firstHead() + h][p][d] = run.form() == AffineForm.ZERO_POINT
+                                ? ((float) (u + run.codeOffset()) + z) * s : u * s + z;
+                    }
+                }
+            }
+        }
+    }
+
+    /** Code {@code d} of a row: one per byte at 8 bits, else planar chunks of 16 bytes ({@link BitPacking}). */
+    private static int code(MemorySegment codes, long rowStart, int d, int bits) {
+        if (bits == 8) {
+            return codes.get(ValueLayout.JAVA_BYTE, rowStart + d) & 0xFF;
+        }
+        int perChunk = 128 / bits;
+        int chunk = d / perChunk;
+        int within = d % perChunk;
+        int plane = within / 16;
+        int k = within % 16;
+        int b = codes.get(ValueLayout.JAVA_BYTE, rowStart + chunk * 16L + k) & 0xFF;
+        return (b >>> (plane * bits)) & ((1 << bits) - 1);
+    }
+}
