@@ -42,6 +42,19 @@ public interface StoredHistory {
      */
     PackedBlock probe(int group, boolean keys, int tokens, SegmentAllocator allocator);
 
+    /**
+     * Whether the layer holds its history unquantized (a full-precision cache): then every token counts as stored,
+     * {@link #raw(boolean)} gives it, and there are no blocks, residual or probe.
+     */
+    default boolean isRaw() {
+        return false;
+    }
+
+    /** The whole history of a raw layer, {@code [kvHeads, tokens, headDim]} float32. */
+    default KvView raw(boolean keys) {
+        throw new dev.kvq.KvqException(dev.kvq.ErrorCode.UNSUPPORTED, "this layer is quantized, not raw");
+    }
+
     /** Receives blocks. */
     @FunctionalInterface
     interface BlockVisitor {

@@ -34,6 +34,19 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
     @Option(names = "--repeats", defaultValue = "2", paramLabel = "N")
     int repeats;
 
+    @Option(names = "--batch", split = ",", defaultValue = "1", paramLabel = "N,N,...",
+            description = "Sequences decoded together (default ${DEFAULT-VALUE}); each is prefilled alone.")
+    List<Integer> batches;
+
+    @Option(names = "--kv-memory", paramLabel = "SIZE", description = "Capacity mode: for each configuration, the "
+            + "largest batch whose caches (at the context plus the decode steps) fit SIZE (e.g. 8GiB, 512MiB), and its "
+            + "decode speed: the paper's maximum throughput. Takes one context.")
+    String kvMemory;
+
+    @Option(names = "--max-batch", defaultValue = "1024", paramLabel = "N",
+            description = "Capacity mode: never decode more sequences at once than this (default ${DEFAULT-VALUE}).")
+    int maxBatch;
+
     @Option(names = "--data", paramLabel = "FILE", description = "Text whose first tokens form the prompts (default: "
             + "random vocabulary tokens, seed 0).")
     Path data;
@@ -52,23 +65,48 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
             Map<String, CacheFactory> runs = new LinkedHashMap<>();
             runs.put("fp32", CacheFactory.fullPrecision(dir.config().shape()));
             configs().forEach((name, c) -> runs.put(name, factory(c, dir)));
-            rows = Bench.run(decoder, runs, contexts.stream().mapToInt(Integer::intValue).toArray(), tokens, decodeSteps,
-                    repeats, progress());
+            if (kvMemory != null) {
+                if (contexts.size() != 1) {
+                    throw KvqException.config("--kv-memory measures one context; give one in --contexts, was "
+                            + contexts);
+                }
+                rows = Bench.capacity(decoder, runs, contexts.getFirst(), tokens, decodeSteps, repeats,
+                        Sizes.parse("--kv-memory", kvMemory), maxBatch, progress());
+            } else {
+                rows = new ArrayList<>();
+                for (int batch : batches) {
+                    if (batch < 1) {
+                        throw KvqException.config("--batch must be at least 1, was " + batch);
+                    }
+                    rows.addAll(Bench.run(decoder, runs, contexts.stream().mapToInt(Integer::intValue).toArray(),
+                            tokens, decodeSteps, repeats, batch, progress()));
+                }
+            }
         }
         PrintWriter out = out();
         if (json) {
-            out.println(Json.write(Map.of("model", dir.name(), "device", device, "runtime",
-                    model.runtimeOr(primary.runtime()), "decode_steps", decodeSteps, "results", Bench.toMaps(rows))));
+            Map<String, Object> doc = new LinkedHashMap<>();
+            doc.put("model", dir.name());
+            doc.put("device", device);
+            doc.put("runtime", model.runtimeOr(primary.runtime()));
+            doc.put("decode_steps", decodeSteps);
+            if (kvMemory != null) {
+                doc.put("kv_memory_bytes", Sizes.parse("--kv-memory", kvMemory));
+            }
+            doc.put("results", Bench.toMaps(rows));
+            out.println(Json.write(doc));
         } else {
             out.printf("%s on %s (%s), %d decode steps, best of %d%n", dir.name(), device,
                     model.runtimeOr(primary.runtime()), decodeSteps, repeats);
-            out.printf("%-22s %7s %9s %11s %12s %10s %9s   %s%n", "config", "context", "avg bits", "prefill ms",
-                    "decode tok/s", "KV bytes", "bytes/tok", "per step: materialize / forward / append ms");
+            out.printf("%-22s %-9s %5s %7s %9s %11s %12s %14s %14s %14s   %s%n", "config", "placement", "batch",
+                    "context", "avg bits", "prefill ms", "decode tok/s", "KV bytes", "device bytes", "moved/step",
+                    "per step: materialize / forward / append ms");
             for (Bench.Row r : rows) {
-                out.printf("%-22s %7d %9s %11.1f %12.1f %,10d %9.1f   %.3f / %.3f / %.3f%n", r.config(), r.context(),
+                out.printf("%-22s %-9s %5d %7d %9s %11.1f %12.1f %,14d %,14d %,14.0f   %.3f / %.3f / %.3f%n",
+                        r.config(), r.placement().id(), r.batch(), r.context(),
                         r.avgBits() == null ? "32" : String.format("%.2f", r.avgBits()), r.prefillMillis(),
-                        r.decodeTokensPerSecond(), r.bytesHeld(), r.bytesPerToken(), r.materializeMillisPerStep(),
-                        r.forwardMillisPerStep(), r.appendMillisPerStep());
+                        r.decodeTokensPerSecond(), r.bytesHeld(), r.deviceBytes(), r.transferBytesPerStep(),
+                        r.materializeMillisPerStep(), r.forwardMillisPerStep(), r.appendMillisPerStep());
             }
         }
         out.flush();

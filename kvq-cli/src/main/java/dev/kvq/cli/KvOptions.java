@@ -54,6 +54,15 @@ final class KvOptions {
     @Option(names = "--force-quant", description = "KVTuner's force_quant (policy kvtuner).")
     Boolean forceQuant;
 
+    @Option(names = "--placement", paramLabel = "host|device", description = "Where the quantized cache lives: host "
+            + "(dequantized into dense past tensors every step) or device (kept in the runtime's memory and read in place "
+            + "by the model; policy append). Default: the configuration's, else host.")
+    String placement;
+
+    @Option(names = "--scale-dtype", paramLabel = "float16|float32", description = "Precision of quantization scales "
+            + "and zeros. Default: float16 under placement device, float32 on the host.")
+    String scaleDtype;
+
     @Option(names = "--scheme", paramLabel = "pertoken|kivi", description = "Start from KVTuner's per-token preset "
             + "(residual 0, group -1, axes 0/0, asym) or KIVI preset (residual 32, group 32, axes 1/0, asym).")
     String scheme;
@@ -114,6 +123,12 @@ final class KvOptions {
         }
         if (forceQuant != null) {
             b.forceQuant(forceQuant);
+        }
+        if (placement != null) {
+            b.placement(dev.kvq.config.Placement.parse(placement));
+        }
+        if (scaleDtype != null) {
+            b.scaleDtype(scaleDtype);
         }
         return b.build();
     }

@@ -2,30 +2,45 @@ package dev.kvq.eval;
 
 import dev.kvq.KvqException;
 import dev.kvq.cache.KvCache;
+import dev.kvq.config.Placement;
 import dev.kvq.generate.CacheFactory;
 import dev.kvq.generate.DecodeSession;
 import dev.kvq.generate.Sampler;
 import dev.kvq.generate.spi.Decoder;
+import dev.kvq.tensor.KvView;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.SplittableRandom;
 
 /**
- * Speed and memory per context length and cache configuration, in one run: prefill the first {@code context}
- * tokens of a text, then greedy decode steps; prefill time, decode tokens/s, bytes held and bytes per token.
+ * Speed and memory per context length and cache configuration, in one run: prefill {@code batch} sequences with the
+ * first {@code context} tokens of a text, then greedy decode steps for all of them together; prefill time, decode
+ * tokens/s (over the batch), bytes held, bytes moved between host and runtime per step, and device memory.
  */
 public final class Bench {
     private Bench() {
     }
 
-    /** One measurement. */
-    public record Row(String config, int context, double prefillMillis, double decodeTokensPerSecond, long bytesHeld,
-                      long bytesFp16, int tokensHeld, Double avgBits, double materializeMillisPerStep,
-                      double forwardMillisPerStep, double appendMillisPerStep) {
+    /**
+     * One measurement.
+     *
+     * @param batch sequences decoded together
+     * @param bytesHeld bytes all the batch's caches hold, as kvq counts them
+     * @param deviceBytes bytes the caches hold in the runtime's memory (placement device), else 0
+     * @param transferBytesPerStep bytes moved between host memory and the runtime per decode step, averaged
+     * @param peakDeviceBytes the most bytes the runtime's memory held for the caches, else 0
+     * @param deviceBytesInUse bytes in use on the whole device after the run where the runtime tells, else null
+     */
+    public record Row(String config, Placement placement, int batch, int context, double prefillMillis,
+                      double decodeTokensPerSecond, long bytesHeld, long bytesFp16, int tokensHeld, Double avgBits,
+                      double materializeMillisPerStep, double forwardMillisPerStep, double appendMillisPerStep,
+                      long deviceBytes, double transferBytesPerStep, long peakDeviceBytes, Long deviceBytesInUse) {
+        /** Bytes per token of one sequence. */
         public double bytesPerToken() {
-            return tokensHeld == 0 ? 0 : bytesHeld / (double) tokensHeld;
+            return tokensHeld == 0 ? 0 : bytesHeld / (double) tokensHeld / batch;
         }
     }
 
@@ -37,6 +52,82 @@ public final class Bench {
      */
     public static List<Row> run(Decoder decoder, Map<String, CacheFactory> configs, int[] contexts, int[] tokens,
                                 int decodeSteps, int repeats, Progress progress) {
+        return run(decoder, configs, contexts, tokens, decodeSteps, repeats, 1, progress);
+    }
+
+    /** As {@link #run(Decoder, Map, int[], int[], int, int, Progress)}, for {@code batch} sequences at once. */
+    public static List<Row> run(Decoder decoder, Map<String, CacheFactory> configs, int[] contexts, int[] tokens,
+                                int decodeSteps, int repeats, int batch, Progress progress) {
+        checkContexts(contexts, tokens);
+        List<Row> rows = new ArrayList<>();
+        try (Progress.Task task = progress.start("bench", (long) contexts.length * configs.size())) {
+            for (int context : contexts) {
+                int[] prompt = Arrays.copyOf(tokens, context);
+                for (Map.Entry<String, CacheFactory> e : configs.entrySet()) {
+                    rows.add(best(decoder, e.getKey(), e.getValue(), prompt, decodeSteps, repeats, batch));
+                    task.step(1);
+                }
+            }
+        }
+        return rows;
+    }
+
+    /**
+     * The paper's maximum-throughput measure: for each configuration, the largest batch whose caches (bytes as kvq
+     * counts them, at {@code context} plus the decode steps) fit {@code kvMemoryBytes}, and its decode speed. The
+     * full-precision cache counts as it would be held in the model's K/V dtype.
+     */
+    public static List<Row> capacity(Decoder decoder, Map<String, CacheFactory> configs, int context, int[] tokens,
+                                     int decodeSteps, int repeats, long kvMemoryBytes, int maxBatch, Progress progress) {
+        checkContexts(new int[] {context}, tokens);
+        int[] prompt = Arrays.copyOf(tokens, context);
+        List<Row> rows = new ArrayList<>();
+        try (Progress.Task task = progress.start("capacity", configs.size())) {
+            for (Map.Entry<String, CacheFactory> e : configs.entrySet()) {
+                long perSequence = bytesPerSequence(decoder, e.getValue(), context + decodeSteps);
+                int batch = (int) Math.min(maxBatch, kvMemoryBytes / perSequence);
+                if (batch < 1) {
+                    throw KvqException.config("one sequence of " + (context + decodeSteps) + " tokens under "
+                            + e.getKey() + " needs " + perSequence + " bytes of cache, more than --kv-memory "
+                            + kvMemoryBytes + "; give more memory or a shorter context");
+                }
+                rows.add(best(decoder, e.getKey(), e.getValue(), prompt, decodeSteps, repeats, batch));
+                task.step(1);
+            }
+        }
+        return rows;
+    }
+
+    /** Bytes one sequence's cache holds after {@code tokens} tokens, measured on a cache filled with random K/V. */
+    static long bytesPerSequence(Decoder decoder, CacheFactory caches, int tokens) {
+        var config = decoder.config();
+        int heads = config.kvHeads();
+        int dim = config.headDim();
+        SplittableRandom random = new SplittableRandom(0);
+        try (KvCache cache = caches.newCache()) {
+            int chunk = 256;
+            float[] k = new float[heads * chunk * dim];
+            float[] v = new float[k.length];
+            for (int i = 0; i < k.length; i++) {
+                k[i] = (float) random.nextGaussian();
+                v[i] = (float) random.nextGaussian();
+            }
+            for (int done = 0; done < tokens; done += chunk) {
+                int n = Math.min(chunk, tokens - done);
+                for (int l = 0; l < config.layers(); l++) {
+                    cache.append(l, KvView.of(k, heads, chunk, dim).tokens(0, n), KvView.of(v, heads, chunk, dim)
+                            .tokens(0, n));
+                }
+            }
+            if (caches.plan() == null) {
+                // full precision: what a cache in the model's K/V dtype holds
+                return decoder.halfKv() ? cache.bytesFp16() : cache.bytesFp16() * 2;
+            }
+            return cache.bytesHeld();
+        }
+    }
+
+    private static void checkContexts(int[] contexts, int[] tokens) {
         for (int c : contexts) {
             if (c > tokens.length) {
                 throw KvqException.config("context " + c + " needs " + c + " tokens of text, the text gives "
@@ -46,51 +137,68 @@ public final class Bench {
                 throw KvqException.config("contexts must be positive, was " + c);
             }
         }
-        List<Row> rows = new ArrayList<>();
-        try (Progress.Task task = progress.start("bench", (long) contexts.length * configs.size())) {
-            for (int context : contexts) {
-                int[] prompt = Arrays.copyOf(tokens, context);
-                for (Map.Entry<String, CacheFactory> e : configs.entrySet()) {
-                    Row best = null;
-                    double prefill = Double.MAX_VALUE;
-                    for (int r = -1; r < Math.max(1, repeats); r++) {
-                        Row row = once(decoder, e.getKey(), e.getValue(), prompt, decodeSteps);
-                        if (r < 0) {
-                            continue;
-                        }
-                        prefill = Math.min(prefill, row.prefillMillis());
-                        if (best == null || row.decodeTokensPerSecond() > best.decodeTokensPerSecond()) {
-                            best = row;
-                        }
-                    }
-                    rows.add(new Row(best.config(), best.context(), prefill, best.decodeTokensPerSecond(),
-                            best.bytesHeld(), best.bytesFp16(), best.tokensHeld(), best.avgBits(),
-                            best.materializeMillisPerStep(), best.forwardMillisPerStep(), best.appendMillisPerStep()));
-                    task.step(1);
-                }
-            }
-        }
-        return rows;
     }
 
-    private static Row once(Decoder decoder, String name, CacheFactory caches, int[] prompt, int steps) {
-        KvCache cache = caches.newCache();
-        try (DecodeSession s = new DecodeSession(decoder, List.of(cache))) {
+    private static Row best(Decoder decoder, String name, CacheFactory caches, int[] prompt, int decodeSteps,
+                            int repeats, int batch) {
+        Row best = null;
+        double prefill = Double.MAX_VALUE;
+        for (int r = -1; r < Math.max(1, repeats); r++) {
+            Row row = once(decoder, name, caches, prompt, decodeSteps, batch);
+            if (r < 0) {
+                continue;
+            }
+            prefill = Math.min(prefill, row.prefillMillis());
+            if (best == null || row.decodeTokensPerSecond() > best.decodeTokensPerSecond()) {
+                best = row;
+            }
+        }
+        return new Row(best.config(), best.placement(), best.batch(), best.context(), prefill,
+                best.decodeTokensPerSecond(), best.bytesHeld(), best.bytesFp16(), best.tokensHeld(), best.avgBits(),
+                best.materializeMillisPerStep(), best.forwardMillisPerStep(), best.appendMillisPerStep(),
+                best.deviceBytes(), best.transferBytesPerStep(), best.peakDeviceBytes(), best.deviceBytesInUse());
+    }
+
+    private static Row once(Decoder decoder, String name, CacheFactory caches, int[] prompt, int steps, int batch) {
+        try (DecodeSession s = caches.session(decoder, batch)) {
+            s.reserve(prompt.length + steps);
             long t0 = System.nanoTime();
-            float[][][] logits = s.feed(new int[][] {prompt}, false);
+            // each sequence is prefilled alone: a batch of long prompts at once can need more memory than decoding it
+            float[][][] logits = new float[batch][][];
+            for (int b = 0; b < batch; b++) {
+                int[][] feed = new int[batch][];
+                Arrays.fill(feed, new int[0]);
+                feed[b] = prompt;
+                logits[b] = s.feed(feed, false)[b];
+            }
             long t1 = System.nanoTime();
             DecodeSession.Timings before = s.timings();
+            long transferBefore = s.transferBytes();
+            int[][] next = new int[batch][1];
             for (int i = 0; i < steps; i++) {
-                logits = s.feed(new int[][] {{Sampler.argmax(logits[0][0])}}, false);
+                for (int b = 0; b < batch; b++) {
+                    next[b][0] = Sampler.argmax(logits[b][0]);
+                }
+                logits = s.feed(next, false);
             }
             long t2 = System.nanoTime();
             DecodeSession.Timings after = s.timings();
             double perStep = Math.max(1, steps);
-            return new Row(name, prompt.length, (t1 - t0) / 1e6, steps / ((t2 - t1) / 1e9), cache.bytesHeld(),
-                    cache.bytesFp16(), cache.length(0), caches.plan() == null ? null : caches.plan().averageBits(),
+            long held = 0;
+            long fp16 = 0;
+            for (int b = 0; b < batch; b++) {
+                held += s.cache(b).bytesHeld();
+                fp16 += s.cache(b).bytesFp16();
+            }
+            var inUse = s.deviceBytesInUse();
+            return new Row(name, s.placement(), batch, prompt.length, (t1 - t0) / 1e6,
+                    (double) steps * batch / ((t2 - t1) / 1e9), held, fp16, s.cache(0).length(0),
+                    caches.plan() == null ? null : caches.plan().averageBits(),
                     (after.materializeNanos() - before.materializeNanos()) / 1e6 / perStep,
                     (after.forwardNanos() - before.forwardNanos()) / 1e6 / perStep,
-                    (after.appendNanos() - before.appendNanos()) / 1e6 / perStep);
+                    (after.appendNanos() - before.appendNanos()) / 1e6 / perStep,
+                    s.deviceBytes(), (s.transferBytes() - transferBefore) / perStep, s.peakDeviceBytes(),
+                    inUse.isPresent() ? inUse.getAsLong() : null);
         }
     }
 
@@ -100,6 +208,8 @@ public final class Bench {
         for (Row r : rows) {
             Map<String, Object> m = new LinkedHashMap<>();
             m.put("config", r.config());
+            m.put("placement", r.placement().id());
+            m.put("batch", r.batch());
             m.put("context", r.context());
             m.put("prefill_ms", r.prefillMillis());
             m.put("decode_tokens_per_s", r.decodeTokensPerSecond());
@@ -107,6 +217,10 @@ public final class Bench {
             m.put("kv_bytes_fp16", r.bytesFp16());
             m.put("bytes_per_token", r.bytesPerToken());
             m.put("avg_bits", r.avgBits());
+            m.put("kv_device_bytes", r.deviceBytes());
+            m.put("transfer_bytes_per_step", r.transferBytesPerStep());
+            m.put("peak_device_bytes", r.peakDeviceBytes());
+            m.put("device_bytes_in_use", r.deviceBytesInUse());
             m.put("materialize_ms_per_step", r.materializeMillisPerStep());
             m.put("forward_ms_per_step", r.forwardMillisPerStep());
             m.put("append_ms_per_step", r.appendMillisPerStep());

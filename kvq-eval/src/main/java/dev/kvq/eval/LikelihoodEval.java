@@ -136,6 +136,6 @@ public final class LikelihoodEval {
         for (int i = 0; i < batch; i++) {
             list.add(caches.newCache());
         }
-        return new DecodeSession(decoder, list);
+        return new DecodeSession(decoder, list, caches.placement());
     }
 }

@@ -115,5 +115,10 @@ public final class Passkey {
         public String describe() {
             return inner.describe();
         }
+
+        @Override
+        public dev.kvq.config.Placement placement() {
+            return inner.placement();
+        }
     }
 }

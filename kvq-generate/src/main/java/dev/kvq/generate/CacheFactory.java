@@ -1,5 +1,8 @@
 package dev.kvq.generate;
 
+import dev.kvq.config.Placement;
+import dev.kvq.generate.spi.Decoder;
+
 import dev.kvq.cache.KvCache;
 import dev.kvq.cache.quantized.CacheSpec;
 import dev.kvq.cache.quantized.FullPrecisionKvCache;
@@ -15,6 +18,20 @@ public interface CacheFactory {
 
     /** One line: "fp32" or the configuration's gist. */
     String describe();
+
+    /** Where the caches live ({@code placement} of the configuration; the full-precision cache stays on the host). */
+    default Placement placement() {
+        return Placement.HOST;
+    }
+
+    /** A session over {@code batch} new caches of this factory, placed as {@link #placement()} says. */
+    default DecodeSession session(Decoder decoder, int batch) {
+        java.util.List<KvCache> list = new java.util.ArrayList<>(batch);
+        for (int i = 0; i < batch; i++) {
+            list.add(newCache());
+        }
+        return new DecodeSession(decoder, list, placement());
+    }
 
     static CacheFactory fullPrecision(ModelShape shape) {
         return new CacheFactory() {
@@ -45,6 +62,11 @@ public interface CacheFactory {
             @Override
             public PrecisionPlan plan() {
                 return spec.plan();
+            }
+
+            @Override
+            public Placement placement() {
+                return spec.config().placement();
             }
 
             @Override

@@ -64,7 +64,8 @@ public final class DecodeSession implements AutoCloseable {
                     throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "placement device starts from empty caches");
                 }
             }
-            QuantizedPastLayout layout = PastLayouts.of(caches.getFirst(), layers, config.kvHeads(), config.headDim());
+            QuantizedPastLayout layout = PastLayouts.of(caches.getFirst(), layers, config.kvHeads(), config.headDim(),
+                    decoder.halfKv());
             this.quantized = decoder.quantized(layout);
             this.store = new DeviceStore(quantized.memory(), layout, caches, quantized.halfKv());
         } else {
@@ -148,36 +149,33 @@ public final class DecodeSession implements AutoCloseable {
         if (t == 0) {
             throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "nothing to feed: every token row is empty");
         }
+        int[] sequence = stepRows(tokens);
         if (store != null) {
-            return feedDevice(tokens, t, allPositions);
+            return feedDevice(tokens, t, allPositions, sequence);
         }
-        long[] ids = ensure(batch * t, 0);
-        long[] mask = ensure(batch * (p + t), 1);
-        long[] positions = ensure(batch * t, 2);
-        for (int b = 0; b < batch; b++) {
-            int pad = t - tokens[b].length;
-            for (int i = 0; i < tokens[b].length; i++) {
-                int id = tokens[b][i];
-                if (id < 0 || id >= vocab) {
-                    throw new KvqException(ErrorCode.TOKENIZER, "token id " + id + " is outside the model's vocabulary of "
-                            + vocab);
-                }
-                ids[b * t + pad + i] = id;
-                positions[b * t + pad + i] = lengths[b] + i;
-                mask[b * (p + t) + p + pad + i] = 1;
-            }
-            for (int i = p - lengths[b]; i < p; i++) {
-                mask[b * (p + t) + i] = 1;
+        int rows = sequence.length;
+        if (rows < batch) {
+            p = 0;
+        }
+        long[] ids = ensure(rows * t, 0);
+        long[] mask = ensure(rows * (p + t), 1);
+        long[] positions = ensure(rows * t, 2);
+        for (int i = 0; i < rows; i++) {
+            int b = sequence[i];
+            fillTokens(tokens[b], b, i, t, p + t, p, ids, mask, positions);
+            for (int k = p - lengths[b]; k < p; k++) {
+                mask[i * (p + t) + k] = 1;
             }
         }
         long start = System.nanoTime();
-        PastBuffers past = decoder.past(batch, p);
-        for (int b = 0; b < batch; b++) {
+        PastBuffers past = decoder.past(rows, p);
+        for (int i = 0; i < rows; i++) {
+            int b = sequence[i];
             int padPast = p - lengths[b];
             KvCache cache = caches.get(b);
             for (int l = 0; l < layers; l++) {
-                KvView k = past.keys(l, b);
-                KvView v = past.values(l, b);
+                KvView k = past.keys(l, i);
+                KvView v = past.values(l, i);
                 if (padPast > 0) {
                     k.tokens(0, padPast).zero();
                     v.tokens(0, padPast).zero();
@@ -188,38 +186,94 @@ public final class DecodeSession implements AutoCloseable {
             }
         }
         long afterMaterialize = System.nanoTime();
-        Step step = decoder.forward(new StepInput(batch, t, p, ids, mask, positions, past));
+        Step step = decoder.forward(new StepInput(rows, t, p, ids, mask, positions, past));
         long afterForward = System.nanoTime();
+        appendNewTokens(step, tokens, sequence, t);
+        long afterAppend = System.nanoTime();
+        int kvBytes = decoder.halfKv() ? 2 : 4;
+        transferBytes += 2L * layers * rows * heads() * (2L * p + t) * dim() * kvBytes;
+        transferBytes += inputAndLogitBytes(rows, t, p + t);
+        steps++;
+        materializeNanos += afterMaterialize - start;
+        forwardNanos += afterForward - afterMaterialize;
+        appendNanos += afterAppend - afterForward;
+        return logits(step, tokens, sequence, t, allPositions);
+    }
+
+    /**
+     * The sequences a step runs, in row order: those given tokens when every one of them starts its sequence (a
+     * prefill of some sequences while the others wait, so a large batch can be prefilled a few at a time), else all,
+     * empty rows as padding.
+     */
+    private int[] stepRows(int[][] tokens) {
+        int batch = caches.size();
+        int fed = 0;
+        boolean fresh = true;
         for (int b = 0; b < batch; b++) {
+            if (tokens[b].length > 0) {
+                fed++;
+                fresh &= lengths[b] == 0;
+            }
+        }
+        boolean subset = fresh && fed < batch;
+        int[] sequence = new int[subset ? fed : batch];
+        for (int b = 0, i = 0; b < batch; b++) {
+            if (!subset || tokens[b].length > 0) {
+                sequence[i++] = b;
+            }
+        }
+        return sequence;
+    }
+
+    /** Writes sequence {@code b}'s new tokens as row {@code row}: left-padded ids and positions, and their mask. */
+    private void fillTokens(int[] fed, int b, int row, int t, int maskLength, int maskOffset, long[] ids, long[] mask,
+                            long[] positions) {
+        int pad = t - fed.length;
+        for (int k = 0; k < fed.length; k++) {
+            int id = fed[k];
+            if (id < 0 || id >= vocab) {
+                throw new KvqException(ErrorCode.TOKENIZER, "token id " + id + " is outside the model's vocabulary of "
+                        + vocab);
+            }
+            ids[row * t + pad + k] = id;
+            positions[row * t + pad + k] = lengths[b] + k;
+            mask[row * maskLength + maskOffset + pad + k] = 1;
+        }
+    }
+
+    private void appendNewTokens(Step step, int[][] tokens, int[] sequence, int t) {
+        for (int i = 0; i < sequence.length; i++) {
+            int b = sequence[i];
             int real = tokens[b].length;
             if (real == 0) {
                 continue;
             }
             KvCache cache = caches.get(b);
             for (int l = 0; l < layers; l++) {
-                cache.append(l, step.newKeys(l, b).tokens(t - real, t), step.newValues(l, b).tokens(t - real, t));
+                cache.append(l, step.newKeys(l, i).tokens(t - real, t), step.newValues(l, i).tokens(t - real, t));
             }
             lengths[b] += real;
         }
-        long afterAppend = System.nanoTime();
-        int kvBytes = decoder.halfKv() ? 2 : 4;
-        transferBytes += 2L * layers * batch * heads() * (2L * p + t) * dim() * kvBytes;
-        transferBytes += inputAndLogitBytes(batch, t, p + t);
-        steps++;
-        float[][][] out = new float[batch][][];
-        for (int b = 0; b < batch; b++) {
+    }
+
+    private float[][][] logits(Step step, int[][] tokens, int[] sequence, int t, boolean allPositions) {
+        float[][][] out = new float[caches.size()][][];
+        for (int i = 0; i < sequence.length; i++) {
+            int b = sequence[i];
             int real = tokens[b].length;
             int count = real == 0 ? 0 : allPositions ? real : 1;
             out[b] = new float[count][];
-            for (int i = 0; i < count; i++) {
+            for (int k = 0; k < count; k++) {
                 float[] row = new float[vocab];
-                step.logits(b, t - count + i, row);
-                out[b][i] = row;
+                step.logits(i, t - count + k, row);
+                out[b][k] = row;
             }
         }
-        materializeNanos += afterMaterialize - start;
-        forwardNanos += afterForward - afterMaterialize;
-        appendNanos += afterAppend - afterForward;
+        for (int b = 0; b < out.length; b++) {
+            if (out[b] == null) {
+                out[b] = new float[0][];
+            }
+        }
         return out;
     }
 
@@ -253,29 +307,10 @@ public final class DecodeSession implements AutoCloseable {
         return a;
     }
 
-    /**
-     * A step over the device-resident history. Rows with tokens form the step's batch when every one of them starts a
-     * sequence (a prefill of some sequences while others wait), otherwise every sequence takes part, empty rows as
-     * padding.
-     */
-    private float[][][] feedDevice(int[][] tokens, int t, boolean allPositions) {
-        int batch = caches.size();
-        int fed = 0;
-        boolean fresh = true;
-        for (int b = 0; b < batch; b++) {
-            if (tokens[b].length > 0) {
-                fed++;
-                fresh &= lengths[b] == 0;
-            }
-        }
-        boolean subset = fresh && fed < batch;
-        int rows = subset ? fed : batch;
-        int[] sequence = new int[rows];
-        for (int b = 0, i = 0; b < batch; b++) {
-            if (!subset || tokens[b].length > 0) {
-                sequence[i++] = b;
-            }
-        }
+    /** A step over the device-resident history: the model reads the mirrored caches in place. */
+    private float[][][] feedDevice(int[][] tokens, int t, boolean allPositions, int[] sequence) {
+        int rows = sequence.length;
+        boolean subset = rows < caches.size();
         int quantizedLength = subset ? 0 : store.quantizedLength();
         int residual = store.residualLength();
         int total = quantizedLength + residual + t;
@@ -284,18 +319,9 @@ public final class DecodeSession implements AutoCloseable {
         long[] positions = ensure(rows * t, 2);
         for (int i = 0; i < rows; i++) {
             int b = sequence[i];
-            int pad = t - tokens[b].length;
-            for (int k = 0; k < tokens[b].length; k++) {
-                int id = tokens[b][k];
-                if (id < 0 || id >= vocab) {
-                    throw new KvqException(ErrorCode.TOKENIZER, "token id " + id + " is outside the model's vocabulary of "
-                            + vocab);
-                }
-                ids[i * t + pad + k] = id;
-                positions[i * t + pad + k] = lengths[b] + k;
-                mask[i * total + quantizedLength + residual + pad + k] = 1;
-            }
+            fillTokens(tokens[b], b, i, t, total, quantizedLength + residual, ids, mask, positions);
             if (!subset) {
+                // a sequence's quantized tokens sit at slots [0, q), its residual at [T, T + r); the rest is padding
                 java.util.Arrays.fill(mask, i * total, i * total + store.quantized(b), 1L);
                 java.util.Arrays.fill(mask, i * total + quantizedLength,
                         i * total + quantizedLength + store.residualTokens(b), 1L);
@@ -306,18 +332,7 @@ public final class DecodeSession implements AutoCloseable {
         Step step = quantized.forward(new QuantizedStep(rows, t, quantizedLength, residual, ids, mask, positions,
                 store.pastAddresses()));
         long afterForward = System.nanoTime();
-        for (int i = 0; i < rows; i++) {
-            int b = sequence[i];
-            int real = tokens[b].length;
-            if (real == 0) {
-                continue;
-            }
-            KvCache cache = caches.get(b);
-            for (int l = 0; l < layers; l++) {
-                cache.append(l, step.newKeys(l, i).tokens(t - real, t), step.newValues(l, i).tokens(t - real, t));
-            }
-            lengths[b] += real;
-        }
+        appendNewTokens(step, tokens, sequence, t);
         store.sync();
         long afterAppend = System.nanoTime();
         int kvBytes = quantized.halfKv() ? 2 : 4;
@@ -325,26 +340,9 @@ public final class DecodeSession implements AutoCloseable {
         transferBytes += 2L * layers * rows * heads() * t * dim() * kvBytes;
         transferBytes += inputAndLogitBytes(rows, t, total);
         steps++;
-        float[][][] out = new float[batch][][];
-        for (int i = 0; i < rows; i++) {
-            int b = sequence[i];
-            int real = tokens[b].length;
-            int count = real == 0 ? 0 : allPositions ? real : 1;
-            out[b] = new float[count][];
-            for (int k = 0; k < count; k++) {
-                float[] row = new float[vocab];
-                step.logits(i, t - count + k, row);
-                out[b][k] = row;
-            }
-        }
-        for (int b = 0; b < batch; b++) {
-            if (out[b] == null) {
-                out[b] = new float[0][];
-            }
-        }
         forwardNanos += afterForward - start;
         appendNanos += afterAppend - afterForward;
-        return out;
+        return logits(step, tokens, sequence, t, allPositions);
     }
 
     /** Time spent so far filling past buffers from the caches (dequantization), in the runtime, and appending to caches. */

@@ -90,7 +90,9 @@ public final class Generator {
             text[b] = "";
         }
         int maxStop = options.stopStrings().stream().mapToInt(String::length).max().orElse(0);
-        try (DecodeSession session = new DecodeSession(decoder, perSequence)) {
+        try (DecodeSession session = new DecodeSession(decoder, perSequence, caches.placement())) {
+            session.reserve(java.util.Arrays.stream(promptIds).mapToInt(p -> p.length).max().orElse(0)
+                    + options.maxNewTokens());
             long start = System.nanoTime();
             float[][][] logits = session.feed(promptIds, false);
             long prefill = System.nanoTime() - start;

@@ -63,7 +63,7 @@ final class TeacherForcing {
         for (int i = 0; i < b; i++) {
             list.add(caches.newCache());
         }
-        try (DecodeSession s = new DecodeSession(decoder, list)) {
+        try (DecodeSession s = new DecodeSession(decoder, list, caches.placement())) {
             int[][] feed = new int[b][];
             for (int i = 0; i < b; i++) {
                 feed[i] = Arrays.copyOf(windows.get(i), prefill);

@@ -1,5 +1,9 @@
 package dev.kvq.cache.quantized;
 
+import dev.kvq.cache.StoredHistory;
+import dev.kvq.spi.PackedBlock;
+import java.lang.foreign.SegmentAllocator;
+
 import dev.kvq.ErrorCode;
 import dev.kvq.KvqException;
 import dev.kvq.cache.KvCache;
@@ -69,6 +73,63 @@ public final class FullPrecisionKvCache implements KvCache {
     public KvPair update(int layer, KvView k, KvView v) {
         append(layer, k, v);
         return new KvPair(keys[layer].view(), values[layer].view());
+    }
+
+    @Override
+    public StoredHistory stored(int layer) {
+        check();
+        ResidualBuffer k = keys[layer];
+        ResidualBuffer v = values[layer];
+        return new StoredHistory() {
+            @Override
+            public int quantizedTokens() {
+                return k.tokens();
+            }
+
+            @Override
+            public int residualCapacity() {
+                return 0;
+            }
+
+            @Override
+            public boolean halfParams() {
+                return false;
+            }
+
+            @Override
+            public int groups() {
+                return 1;
+            }
+
+            @Override
+            public int groupHeads(int group) {
+                return shape.kvHeads();
+            }
+
+            @Override
+            public void blocks(int group, boolean keys, int fromToken, BlockVisitor visitor) {
+            }
+
+            @Override
+            public KvView residual(int group, boolean keys) {
+                return (keys ? k : v).view().tokens(0, 0);
+            }
+
+            @Override
+            public PackedBlock probe(int group, boolean keys, int tokens, SegmentAllocator allocator) {
+                throw new KvqException(ErrorCode.UNSUPPORTED, "a full-precision cache has no quantized blocks");
+            }
+
+            @Override
+            public boolean isRaw() {
+                return true;
+            }
+
+            @Override
+            public KvView raw(boolean keys) {
+                return (keys ? k : v).view();
+            }
+        };
     }
 
     @Override

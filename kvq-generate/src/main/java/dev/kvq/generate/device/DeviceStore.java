@@ -223,7 +223,7 @@ public final class DeviceStore implements AutoCloseable {
                         int unit = buf.tokensPerSlot;
                         int slot0 = from / unit;
                         int slots = to / unit - slot0;
-                        if (slots == 0) {
+                        if (slots == 0 || buf.bytesPerSlot == 0) {
                             continue;
                         }
                         long perSequence = buf.bytesPerSlot / batch;
@@ -256,7 +256,7 @@ public final class DeviceStore implements AutoCloseable {
                         int unit = buf.tokensPerSlot;
                         int slot0 = from / unit;
                         int slots = to / unit - slot0;
-                        if (slots == 0) {
+                        if (slots == 0 || buf.bytesPerSlot == 0) {
                             continue;
                         }
                         long perSequence = buf.bytesPerSlot / batch;
@@ -277,6 +277,12 @@ public final class DeviceStore implements AutoCloseable {
      */
     private void write(StoredHistory history, int group, int kind, int tensor, StoredRun run, int from, int to,
                        MemorySegment dst, long offset, long pitch) {
+        if (history.isRaw()) {
+            if (tensor == 0) {
+                writeRaw(history.raw(kind == 0), from, to, dst, offset, pitch, run.bits() == 16);
+            }
+            return;
+        }
         history.blocks(group, kind == 0, from, (block, first, filled) -> {
             int start = Math.max(from, first);
             int end = Math.min(to, first + filled);
@@ -295,6 +301,25 @@ public final class DeviceStore implements AutoCloseable {
                         offset + (long) (start - from) / run.groupSize() * pitch, pitch, run.halfParams());
             }
         });
+    }
+
+    /** Rows of an unquantized history in the model's K/V dtype. */
+    private void writeRaw(KvView src, int from, int to, MemorySegment dst, long offset, long pitch, boolean half) {
+        int bytes = half ? 2 : 4;
+        for (int t = from; t < to; t++) {
+            long at = offset + (long) (t - from) * pitch;
+            for (int h = 0; h < src.heads(); h++) {
+                for (int d = 0; d < dim; d++) {
+                    float v = src.get(h, t, d);
+                    long i = at + ((long) h * dim + d) * bytes;
+                    if (half) {
+                        dst.set(F16, i, Float.floatToFloat16(v));
+                    } else {
+                        dst.set(F32, i, v);
+                    }
+                }
+            }
+        }
     }
 
     private void syncResiduals() {

@@ -22,12 +22,20 @@ public final class PastLayouts {
     private PastLayouts() {
     }
 
-    /** The layout of {@code cache}'s configuration. */
-    public static QuantizedPastLayout of(KvCache cache, int layers, int kvHeads, int headDim) {
+    /**
+     * The layout of {@code cache}'s configuration; a full-precision cache is stored raw in the model's K/V dtype
+     * ({@code halfKv}).
+     */
+    public static QuantizedPastLayout of(KvCache cache, int layers, int kvHeads, int headDim, boolean halfKv) {
         List<StoredLayer> stored = new ArrayList<>();
         try (Arena arena = Arena.ofConfined()) {
             for (int l = 0; l < layers; l++) {
                 StoredHistory history = cache.stored(l);
+                if (history.isRaw()) {
+                    StoredRun raw = StoredRun.raw(kvHeads, halfKv, headDim);
+                    stored.add(new StoredLayer(List.of(raw), List.of(raw), 0));
+                    continue;
+                }
                 int residualLength = history.residualCapacity();
                 boolean halfParams = history.halfParams();
                 List<StoredRun> keys = new ArrayList<>();

@@ -22,7 +22,7 @@ import dev.kvq.spi.AffineForm;
  *
  * @param firstHead the run's first KV head
  * @param heads KV heads in the run
- * @param bits 2, 4 or 8
+ * @param bits 2, 4 or 8; or 16 / 32 for a raw run ({@link #raw()})
  * @param axis which way groups run
  * @param groupSize elements per group
  * @param form how codes decode
@@ -32,7 +32,7 @@ import dev.kvq.spi.AffineForm;
 public record StoredRun(int firstHead, int heads, int bits, GroupAxis axis, int groupSize, AffineForm form,
                         int codeOffset, boolean halfParams) {
     public StoredRun {
-        if (bits != 2 && bits != 4 && bits != 8) {
+        if (bits != 2 && bits != 4 && bits != 8 && bits != 16 && bits != 32) {
             throw new KvqException(dev.kvq.ErrorCode.UNSUPPORTED, "placement device stores 2-, 4- and 8-bit codes, not "
                     + bits + "-bit; use placement host for this configuration");
         }
@@ -42,6 +42,19 @@ public record StoredRun(int firstHead, int heads, int bits, GroupAxis axis, int 
         }
     }
 
+    /**
+     * Whether the run holds its values unquantized (a full-precision cache on the device): {@code codes} are then
+     * float16 (16 bits) or float32 (32 bits) values {@code [T, B, heads, headDim]}, and the run has no scales or zeros.
+     */
+    public boolean raw() {
+        return bits > 8;
+    }
+
+    /** A raw run of {@code heads} heads in float16 or float32. */
+    public static StoredRun raw(int heads, boolean half, int headDim) {
+        return new StoredRun(0, heads, half ? 16 : 32, GroupAxis.TOKEN, headDim, AffineForm.SCALE_MIN, 0, half);
+    }
+
     /** Bytes of one token's codes of one head. */
     public int rowBytes(int headDim) {
         return headDim * bits / 8;
@@ -49,6 +62,9 @@ public record StoredRun(int firstHead, int heads, int bits, GroupAxis axis, int 
 
     /** Parameters (scales or zeros) per token per head for {@link GroupAxis#TOKEN}, per token group for CHANNEL. */
     public int paramsPerRow(int headDim) {
+        if (raw()) {
+            return 0;
+        }
         return axis == GroupAxis.TOKEN ? headDim / groupSize : headDim;
     }
 

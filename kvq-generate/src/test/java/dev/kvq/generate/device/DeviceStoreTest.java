@@ -72,7 +72,7 @@ class DeviceStoreTest {
         for (int b = 0; b < 3; b++) {
             caches.add(spec.newCache());
         }
-        QuantizedPastLayout layout = PastLayouts.of(caches.getFirst(), SHAPE.layers(), SHAPE.kvHeads(), SHAPE.headDim());
+        QuantizedPastLayout layout = PastLayouts.of(caches.getFirst(), SHAPE.layers(), SHAPE.kvHeads(), SHAPE.headDim(), false);
         SplittableRandom random = new SplittableRandom(name.hashCode());
         try (ArenaMemory memory = new ArenaMemory(); DeviceStore store = new DeviceStore(memory, layout, caches, false)) {
             int[] prompts = {37, 70, 0};
@@ -98,11 +98,57 @@ class DeviceStoreTest {
     }
 
     @Test
+    void fullPrecisionCacheIsMirroredRawInFloat16() {
+        List<KvCache> caches = List.of(KvCaches.fullPrecision(SHAPE), KvCaches.fullPrecision(SHAPE));
+        QuantizedPastLayout layout = PastLayouts.of(caches.getFirst(), SHAPE.layers(), SHAPE.kvHeads(), SHAPE.headDim(),
+                true);
+        assertTrue(layout.layers().getFirst().keys().getFirst().raw());
+        SplittableRandom random = new SplittableRandom(5);
+        try (ArenaMemory memory = new ArenaMemory(); DeviceStore store = new DeviceStore(memory, layout, caches, true)) {
+            append(caches.get(0), 9, random);
+            append(caches.get(1), 4, random);
+            store.sync();
+            for (int step = 0; step < 5; step++) {
+                for (KvCache c : caches) {
+                    append(c, 1, random);
+                }
+                store.sync();
+            }
+            int t = store.quantizedLength();
+            assertEquals(14, t);
+            long[] past = store.pastAddresses();
+            int heads = SHAPE.kvHeads();
+            int dim = SHAPE.headDim();
+            for (int l = 0; l < SHAPE.layers(); l++) {
+                MemorySegment keys = memory.at(past[l * 6], (long) t * 2 * heads * dim * 2);
+                for (int b = 0; b < 2; b++) {
+                    KvCache cache = caches.get(b);
+                    try (Arena arena = Arena.ofConfined()) {
+                        KvView expected = KvView.allocate(arena, heads, cache.length(l), dim);
+                        KvView unused = KvView.allocate(arena, heads, cache.length(l), dim);
+                        cache.materialize(l, expected, unused);
+                        for (int p = 0; p < cache.length(l); p++) {
+                            for (int h = 0; h < heads; h++) {
+                                for (int d = 0; d < dim; d++) {
+                                    float device = Float.float16ToFloat(keys.get(F16,
+                                            ((((long) p * 2 + b) * heads + h) * dim + d) * 2));
+                                    assertEquals(Float.float16ToFloat(Float.floatToFloat16(expected.get(h, p, d))),
+                                            device, 0f);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
     void sequencesInLockstepShareOneUploadPerBuffer() {
         KvQuantConfig config = KvQuantConfig.perToken(4, 4).placement(Placement.DEVICE).build();
         var spec = KvCaches.spec(config, SHAPE);
         List<KvCache> caches = List.of(spec.newCache(), spec.newCache(), spec.newCache(), spec.newCache());
-        QuantizedPastLayout layout = PastLayouts.of(caches.getFirst(), SHAPE.layers(), SHAPE.kvHeads(), SHAPE.headDim());
+        QuantizedPastLayout layout = PastLayouts.of(caches.getFirst(), SHAPE.layers(), SHAPE.kvHeads(), SHAPE.headDim(), false);
         SplittableRandom random = new SplittableRandom(3);
         try (ArenaMemory memory = new ArenaMemory(); DeviceStore store = new DeviceStore(memory, layout, caches, false)) {
             store.reserve(200);
@@ -126,7 +172,7 @@ class DeviceStoreTest {
         KvQuantConfig threeBits = KvQuantConfig.perToken(3, 3).placement(Placement.DEVICE).build();
         KvCache cache = KvCaches.spec(threeBits, SHAPE).newCache();
         KvqException e = assertThrows(KvqException.class,
-                () -> PastLayouts.of(cache, SHAPE.layers(), SHAPE.kvHeads(), SHAPE.headDim()));
+                () -> PastLayouts.of(cache, SHAPE.layers(), SHAPE.kvHeads(), SHAPE.headDim(), false));
         assertTrue(e.getMessage().contains("3-bit") && e.getMessage().contains("placement host"), e.getMessage());
     }
 
