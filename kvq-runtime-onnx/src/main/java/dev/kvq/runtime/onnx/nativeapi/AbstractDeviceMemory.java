@@ -1,0 +1,227 @@
+package dev.kvq.runtime.onnx.nativeapi;
+
+import dev.kvq.ErrorCode;
+import dev.kvq.KvqException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.Map;
+import java.util.TreeMap;
+
+/**
+ * What both kinds of {@link DeviceMemory} share: the ledger of blocks (address to size) that every transfer is
+ * checked against, the byte counts, staging buffers and closing. Subclasses only move bytes. One lock guards all
+ * of it, transfers included, so a block cannot be freed while it is being copied.
+ */
+@SuppressWarnings("restricted") // native calls are what this class is for
+abstract class AbstractDeviceMemory implements DeviceMemory {
+    private final String device;
+    private final TreeMap<Long, Long> blocks = new TreeMap<>();
+    private Arena staging; // staging buffers are reinterpreted into it and freed when it closes
+    private MemoryInfo memoryInfo;
+    private long bytesAllocated;
+    private long peakBytesAllocated;
+    private boolean closed;
+
+    AbstractDeviceMemory(String device) {
+        this.device = device;
+    }
+
+    // ---- what a subclass does ----
+
+    /** A zero-filled block of {@code bytes} > 0. */
+    abstract long allocateBlock(long bytes);
+
+    abstract void freeBlock(long address);
+
+    abstract void uploadBytes(MemorySegment src, long srcOffset, long dstAddress, long bytes);
+
+    abstract void uploadRows(MemorySegment src, long srcOffset, long srcPitch, long dstAddress, long dstPitch,
+                             long widthBytes, long height);
+
+    abstract void copyBytes(long srcAddress, long dstAddress, long bytes);
+
+    abstract void downloadBytes(long srcAddress, MemorySegment dst, long dstOffset, long bytes);
+
+    abstract void synchronizeDevice();
+
+    /** The address of a zero-filled host buffer of {@code bytes} > 0 for staging. */
+    abstract long allocateStagingBlock(long bytes);
+
+    abstract void freeStagingBlock(long address);
+
+    abstract MemoryInfo createMemoryInfo();
+
+    // ---- DeviceMemory ----
+
+    @Override
+    public final String device() {
+        return device;
+    }
+
+    @Override
+    public final synchronized long allocate(long bytes) {
+        checkOpen();
+        KvqException.require(bytes > 0, "allocate needs more than 0 bytes, was " + bytes);
+        long address = allocateBlock(bytes);
+        blocks.put(address, bytes);
+        bytesAllocated += bytes;
+        peakBytesAllocated = Math.max(peakBytesAllocated, bytesAllocated);
+        return address;
+    }
+
+    @Override
+    public final synchronized void free(long address) {
+        checkOpen();
+        Long bytes = blocks.remove(address);
+        KvqException.require(bytes != null, "0x" + Long.toHexString(address) + " is not a block of " + this);
+        bytesAllocated -= bytes;
+        freeBlock(address);
+    }
+
+    @Override
+    public final synchronized void upload(MemorySegment src, long srcOffset, long dstAddress, long bytes) {
+        checkOpen();
+        checkHostRange(src, srcOffset, bytes);
+        checkBlockRange(dstAddress, bytes);
+        if (bytes > 0) {
+            uploadBytes(src, srcOffset, dstAddress, bytes);
+        }
+    }
+
+    @Override
+    public final synchronized void upload2d(MemorySegment src, long srcOffset, long srcPitch, long dstAddress,
+                                            long dstPitch, long widthBytes, long height) {
+        checkOpen();
+        KvqException.require(widthBytes >= 0 && height >= 0, "width and height must be >= 0, were " + widthBytes
+                + " and " + height);
+        KvqException.require(srcPitch >= widthBytes && dstPitch >= widthBytes, "pitches (" + srcPitch + ", "
+                + dstPitch + ") must be at least the row width " + widthBytes);
+        if (widthBytes == 0 || height == 0) {
+            return;
+        }
+        checkHostRange(src, srcOffset, extent(srcPitch, widthBytes, height));
+        checkBlockRange(dstAddress, extent(dstPitch, widthBytes, height));
+        uploadRows(src, srcOffset, srcPitch, dstAddress, dstPitch, widthBytes, height);
+    }
+
+    @Override
+    public final synchronized void copy(long srcAddress, long dstAddress, long bytes) {
+        checkOpen();
+        checkBlockRange(srcAddress, bytes);
+        checkBlockRange(dstAddress, bytes);
+        KvqException.require(srcAddress + bytes <= dstAddress || dstAddress + bytes <= srcAddress,
+                "copy ranges overlap");
+        if (bytes > 0) {
+            copyBytes(srcAddress, dstAddress, bytes);
+        }
+    }
+
+    @Override
+    public final synchronized void download(long srcAddress, MemorySegment dst, long dstOffset, long bytes) {
+        checkOpen();
+        KvqException.require(!dst.isReadOnly(), "download needs a writable segment");
+        checkBlockRange(srcAddress, bytes);
+        checkHostRange(dst, dstOffset, bytes);
+        if (bytes > 0) {
+            downloadBytes(srcAddress, dst, dstOffset, bytes);
+        }
+    }
+
+    @Override
+    public final synchronized void synchronize() {
+        checkOpen();
+        synchronizeDevice();
+    }
+
+    @Override
+    public final synchronized long bytesAllocated() {
+        return bytesAllocated;
+    }
+
+    @Override
+    public final synchronized long peakBytesAllocated() {
+        return peakBytesAllocated;
+    }
+
+    @Override
+    public final synchronized MemoryInfo memoryInfo() {
+        checkOpen();
+        if (memoryInfo == null) {
+            memoryInfo = createMemoryInfo(); // made on first use: needs ONNX Runtime loaded, moving bytes does not
+        }
+        return memoryInfo;
+    }
+
+    @Override
+    public final synchronized MemorySegment allocateStaging(long bytes) {
+        checkOpen();
+        KvqException.require(bytes > 0, "allocateStaging needs more than 0 bytes, was " + bytes);
+        if (staging == null) {
+            staging = Arena.ofShared();
+        }
+        long address = allocateStagingBlock(bytes);
+        // The segment dies with the arena: after close, using it fails instead of touching freed memory.
+        return MemorySegment.ofAddress(address).reinterpret(bytes, staging, freed -> freeStagingBlock(address));
+    }
+
+    @Override
+    public final synchronized void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        try {
+            if (staging != null) {
+                staging.close();
+            }
+            for (Map.Entry<Long, Long> block : blocks.entrySet()) {
+                freeBlock(block.getKey());
+            }
+        } finally {
+            blocks.clear();
+            bytesAllocated = 0;
+            if (memoryInfo != null) {
+                memoryInfo.close();
+            }
+        }
+    }
+
+    @Override
+    public String toString() {
+        return getClass().getSimpleName() + "(" + device + ")";
+    }
+
+    final synchronized void checkOpen() {
+        if (closed) {
+            throw new KvqException(ErrorCode.CLOSED, this + " is closed");
+        }
+    }
+
+    /** Throws unless this is open and the range lies inside one of its blocks. */
+    final synchronized void checkInsideBlock(long address, long bytes) {
+        checkOpen();
+        checkBlockRange(address, bytes);
+    }
+
+    // ---- checks ----
+
+    /** Bytes from a 2D region's first byte to its last, plus one. */
+    private static long extent(long pitch, long widthBytes, long height) {
+        return Math.addExact(Math.multiplyExact(pitch, height - 1), widthBytes);
+    }
+
+    private static void checkHostRange(MemorySegment segment, long offset, long bytes) {
+        KvqException.require(offset >= 0 && bytes >= 0 && offset <= segment.byteSize() - bytes,
+                "host range [" + offset + ", +" + bytes + ") is outside a segment of " + segment.byteSize()
+                        + " bytes");
+    }
+
+    /** The range must lie inside one block this object holds. */
+    private void checkBlockRange(long address, long bytes) {
+        KvqException.require(bytes >= 0, "byte count must be >= 0, was " + bytes);
+        Map.Entry<Long, Long> block = blocks.floorEntry(address);
+        boolean inside = block != null && address - block.getKey() <= block.getValue() - bytes;
+        KvqException.require(inside, "range 0x" + Long.toHexString(address) + " +" + bytes + " is not inside a block of "
+                + this);
+    }
+}

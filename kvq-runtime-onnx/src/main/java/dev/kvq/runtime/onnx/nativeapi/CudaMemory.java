@@ -1,0 +1,200 @@
+package dev.kvq.runtime.onnx.nativeapi;
+
+import dev.kvq.ErrorCode;
+import dev.kvq.KvqException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.invoke.MethodHandle;
+import java.util.Optional;
+
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+/**
+ * Memory of one CUDA device, through CUDA's runtime library (CUDA 12's {@code libcudart.so.12} on the library
+ * path, or {@code -Dkvq.cudart=/path}), for sessions on the CUDA execution provider: tensors over it stay on the
+ * GPU. Transfers use the default stream; see {@link DeviceMemory} for when they are done.
+ */
+@SuppressWarnings("restricted") // native calls are what this class is for
+public final class CudaMemory extends AbstractDeviceMemory {
+    private final CudaRuntime cuda;
+    private final int deviceId;
+
+    /** Memory of device {@code deviceId}; {@link ErrorCode#UNSUPPORTED} if CUDA or that device is not there. */
+    public CudaMemory(int deviceId) {
+        super("cuda:" + deviceId);
+        KvqException.require(deviceId >= 0, "CUDA device id must be >= 0, was " + deviceId);
+        this.cuda = CudaRuntime.get();
+        this.deviceId = deviceId;
+        int devices = deviceCount();
+        if (deviceId >= devices) {
+            throw new KvqException(ErrorCode.UNSUPPORTED, "CUDA device " + deviceId + " does not exist; this machine"
+                    + " has " + devices);
+        }
+        selectDevice();
+    }
+
+    public int deviceId() {
+        return deviceId;
+    }
+
+    @Override
+    long allocateBlock(long bytes) {
+        selectDevice();
+        long address;
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment out = arena.allocate(ADDRESS);
+            cuda.check("cudaMalloc(" + bytes + ")", (int) cuda.malloc.invokeExact(out, bytes));
+            address = out.get(ADDRESS, 0).address();
+        } catch (Throwable t) {
+            throw OrtApi.unexpected("cudaMalloc", t);
+        }
+        try {
+            cuda.check("cudaMemset", (int) cuda.memset.invokeExact(MemorySegment.ofAddress(address), 0, bytes));
+        } catch (Throwable t) {
+            freeBlock(address);
+            throw OrtApi.unexpected("cudaMemset", t);
+        }
+        return address;
+    }
+
+    @Override
+    void freeBlock(long address) {
+        selectDevice();
+        call("cudaFree", cuda.free, MemorySegment.ofAddress(address));
+    }
+
+    @Override
+    void uploadBytes(MemorySegment src, long srcOffset, long dstAddress, long bytes) {
+        selectDevice();
+        MethodHandle memcpy = src.isNative() ? cuda.memcpy : cuda.memcpyHeap;
+        try {
+            cuda.check("cudaMemcpy (host to device)", (int) memcpy.invokeExact(MemorySegment.ofAddress(dstAddress),
+                    src.asSlice(srcOffset, bytes), bytes, CudaRuntime.HOST_TO_DEVICE));
+        } catch (Throwable t) {
+            throw OrtApi.unexpected("cudaMemcpy", t);
+        }
+    }
+
+    @Override
+    void uploadRows(MemorySegment src, long srcOffset, long srcPitch, long dstAddress, long dstPitch, long widthBytes,
+                    long height) {
+        selectDevice();
+        MethodHandle memcpy2d = src.isNative() ? cuda.memcpy2d : cuda.memcpy2dHeap;
+        MemorySegment rows = src.asSlice(srcOffset, srcPitch * (height - 1) + widthBytes);
+        try {
+            cuda.check("cudaMemcpy2D (host to device)", (int) memcpy2d.invokeExact(
+                    MemorySegment.ofAddress(dstAddress), dstPitch, rows, srcPitch, widthBytes, height,
+                    CudaRuntime.HOST_TO_DEVICE));
+        } catch (Throwable t) {
+            throw OrtApi.unexpected("cudaMemcpy2D", t);
+        }
+    }
+
+    @Override
+    void copyBytes(long srcAddress, long dstAddress, long bytes) {
+        selectDevice();
+        try {
+            cuda.check("cudaMemcpy (device to device)", (int) cuda.memcpy.invokeExact(
+                    MemorySegment.ofAddress(dstAddress), MemorySegment.ofAddress(srcAddress), bytes,
+                    CudaRuntime.DEVICE_TO_DEVICE));
+        } catch (Throwable t) {
+            throw OrtApi.unexpected("cudaMemcpy", t);
+        }
+    }
+
+    @Override
+    void downloadBytes(long srcAddress, MemorySegment dst, long dstOffset, long bytes) {
+        selectDevice();
+        MethodHandle memcpy = dst.isNative() ? cuda.memcpy : cuda.memcpyHeap;
+        try {
+            cuda.check("cudaMemcpy (device to host)", (int) memcpy.invokeExact(dst.asSlice(dstOffset, bytes),
+                    MemorySegment.ofAddress(srcAddress), bytes, CudaRuntime.DEVICE_TO_HOST));
+        } catch (Throwable t) {
+            throw OrtApi.unexpected("cudaMemcpy", t);
+        }
+    }
+
+    @Override
+    void synchronizeDevice() {
+        selectDevice();
+        try {
+            cuda.check("cudaDeviceSynchronize", (int) cuda.deviceSynchronize.invokeExact());
+        } catch (Throwable t) {
+            throw OrtApi.unexpected("cudaDeviceSynchronize", t);
+        }
+    }
+
+    @Override
+    long allocateStagingBlock(long bytes) {
+        selectDevice();
+        long address;
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment out = arena.allocate(ADDRESS);
+            cuda.check("cudaMallocHost(" + bytes + ")", (int) cuda.mallocHost.invokeExact(out, bytes));
+            address = out.get(ADDRESS, 0).address();
+        } catch (Throwable t) {
+            throw OrtApi.unexpected("cudaMallocHost", t);
+        }
+        MemorySegment.ofAddress(address).reinterpret(bytes).fill((byte) 0);
+        return address;
+    }
+
+    @Override
+    void freeStagingBlock(long address) {
+        call("cudaFreeHost", cuda.freeHost, MemorySegment.ofAddress(address));
+    }
+
+    @Override
+    MemoryInfo createMemoryInfo() {
+        return MemoryInfo.cuda(deviceId);
+    }
+
+    @Override
+    public Optional<long[]> deviceMemoryInfo() {
+        checkOpen();
+        synchronized (this) {
+            selectDevice();
+            try (Arena arena = Arena.ofConfined()) {
+                MemorySegment free = arena.allocate(JAVA_LONG);
+                MemorySegment total = arena.allocate(JAVA_LONG);
+                cuda.check("cudaMemGetInfo", (int) cuda.memGetInfo.invokeExact(free, total));
+                return Optional.of(new long[] {free.get(JAVA_LONG, 0), total.get(JAVA_LONG, 0)});
+            } catch (Throwable t) {
+                throw OrtApi.unexpected("cudaMemGetInfo", t);
+            }
+        }
+    }
+
+    /** The current device is a per-thread setting of CUDA's runtime, so every call sets it first. */
+    private void selectDevice() {
+        try {
+            cuda.check("cudaSetDevice(" + deviceId + ")", (int) cuda.setDevice.invokeExact(deviceId));
+        } catch (Throwable t) {
+            throw OrtApi.unexpected("cudaSetDevice", t);
+        }
+    }
+
+    private int deviceCount() {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment count = arena.allocate(JAVA_INT);
+            int error = (int) cuda.getDeviceCount.invokeExact(count);
+            if (error != 0) {
+                throw new KvqException(ErrorCode.UNSUPPORTED, "cudaGetDeviceCount: " + cuda.errorString(error)
+                        + " (cudaError " + error + "); is there a GPU and its driver?");
+            }
+            return count.get(JAVA_INT, 0);
+        } catch (Throwable t) {
+            throw OrtApi.unexpected("cudaGetDeviceCount", t);
+        }
+    }
+
+    private void call(String name, MethodHandle function, MemorySegment pointer) {
+        try {
+            cuda.check(name, (int) function.invokeExact(pointer));
+        } catch (Throwable t) {
+            throw OrtApi.unexpected(name, t);
+        }
+    }
+}
