@@ -1,0 +1,289 @@
+package dev.kvq.runtime.onnx.graph;
+
+import ai.onnxruntime.OrtException;
+import ai.onnxruntime.OrtSession;
+import com.google.protobuf.CodedInputStream;
+import com.google.protobuf.InvalidProtocolBufferException;
+import dev.kvq.ErrorCode;
+import dev.kvq.KvqException;
+import dev.kvq.generate.spi.QuantizedPastLayout;
+import dev.kvq.generate.spi.StoredLayer;
+import dev.kvq.generate.spi.StoredRun;
+import dev.kvq.runtime.onnx.graph.proto.GraphProto;
+import dev.kvq.runtime.onnx.graph.proto.ModelProto;
+import dev.kvq.runtime.onnx.graph.proto.OperatorSetIdProto;
+import dev.kvq.runtime.onnx.graph.proto.TensorProto;
+import dev.kvq.runtime.onnx.graph.proto.TensorShapeProto;
+import dev.kvq.runtime.onnx.graph.proto.TypeProto;
+import dev.kvq.runtime.onnx.graph.proto.ValueInfoProto;
+import dev.kvq.spi.BitPacking;
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * Rewrites an Optimum-exported decoder so that it reads kvq's quantized history ({@link QuantizedPastLayout}) instead
+ * of a dense past, for placement {@code device}:
+ * <ul>
+ *   <li>each input {@code past_key_values.{l}.{key,value}} gives way to the layout's codes, scales and zeros of every
+ *       run and the residual ({@link QuantizedPastLayout#codesName} ...), in {@link
+ *       dev.kvq.generate.spi.QuantizedStep#tensorOrder()} order;</li>
+ *   <li>nodes placed before all others dequantize them to exactly kvq's float32 values ({@link RunDecoder}), join the
+ *       runs along heads and the residual along tokens, round once to the model's KV dtype and name the result
+ *       {@code past_key_values.{l}.{kind}}, so every consumer, including those in {@code If} branches of merged
+ *       decoders, reads it unchanged;</li>
+ *   <li>outputs {@code present.{l}.{kind}} give way to {@code kvq.{l}.{kind}.new} ({@link QuantizedPastLayout#newName}),
+ *       the present's tokens after the past: only the new tokens' K/V leave the graph.</li>
+ * </ul>
+ * {@code input_ids}, {@code attention_mask}, {@code position_ids}, {@code use_cache_branch} and {@code logits} stay as
+ * they are; the attention mask covers {@code T + residualCapacity + new tokens} positions, and a merged decoder's
+ * {@code use_cache_branch} must be true whenever that past is not empty.
+ *
+ * <p>Initializers are not touched, so a model whose weights are external data (over 2 GB) is rewritten without reading
+ * them; its session must be created from the returned bytes with {@link #useModelFolder} so ONNX Runtime finds them.
+ */
+public final class QuantizedPastRewriter {
+    /** ONNX Runtime's session config key for the folder of external initializers of a model loaded from bytes. */
+    public static final String EXTERNAL_INITIALIZERS_FOLDER = "session.model_external_initializers_file_folder_path";
+    /** ONNX's default operator set: Div, Mul and Sub accept uint8 from version 14. */
+    private static final int UINT8_ARITHMETIC_OPSET = 14;
+    /** Slice with its bounds as inputs, which the decode uses, exists from version 10. */
+    private static final int MINIMUM_OPSET = 10;
+    private static final String[] KINDS = {"key", "value"};
+
+    private QuantizedPastRewriter() {
+    }
+
+    /**
+     * Reads the model at {@code model} (external data, if any, stays unread) and returns the rewritten model's bytes,
+     * for {@link ai.onnxruntime.OrtEnvironment#createSession(byte[], OrtSession.SessionOptions)}.
+     *
+     * @throws KvqException {@code MODEL_INVALID} when the file is no ONNX model or its KV inputs and outputs do not fit
+     *     the layout; {@code ILLEGAL_ARGUMENT} or {@code UNSUPPORTED} for a layout the graph cannot decode
+     */
+    public static byte[] rewrite(Path model, QuantizedPastLayout layout) {
+        ModelProto proto;
+        try (InputStream in = Files.newInputStream(model)) {
+            CodedInputStream coded = CodedInputStream.newInstance(in);
+            coded.setSizeLimit(Integer.MAX_VALUE);
+            proto = ModelProto.parseFrom(coded);
+        } catch (InvalidProtocolBufferException e) {
+            throw new KvqException(ErrorCode.MODEL_INVALID, model + " is not a readable ONNX model: " + e.getMessage(), e);
+        } catch (IOException e) {
+            throw new KvqException(ErrorCode.IO, "cannot read " + model + ": " + e.getMessage(), e);
+        }
+        return rewrite(proto, layout, String.valueOf(model.getFileName())).toByteArray();
+    }
+
+    /** The rewritten model; see {@link #rewrite(Path, QuantizedPastLayout)}. */
+    public static ModelProto rewrite(ModelProto model, QuantizedPastLayout layout) {
+        return rewrite(model, layout, "the model");
+    }
+
+    /**
+     * Points a session created from rewritten bytes at the folder of {@code model}, where ONNX Runtime looks for
+     * external data files (their {@code location} is relative to the model's folder). Harmless for a model without
+     * external data.
+     */
+    public static void useModelFolder(OrtSession.SessionOptions options, Path model) throws OrtException {
+        Path folder = model.toAbsolutePath().getParent();
+        options.addConfigEntry(EXTERNAL_INITIALIZERS_FOLDER, folder.toString());
+    }
+
+    private static ModelProto rewrite(ModelProto model, QuantizedPastLayout layout, String modelName) {
+        checkLayout(layout);
+        GraphProto graph = model.getGraph();
+        KvSignature kv = KvSignature.of(graph, layout, modelName);
+        int opset = defaultOpset(model, modelName);
+        int integerType = opset >= UINT8_ARITHMETIC_OPSET ? TensorProto.DataType.UINT8_VALUE
+                : TensorProto.DataType.INT32_VALUE;
+
+        NodeEmitter before = new NodeEmitter();
+        NodeEmitter after = new NodeEmitter();
+        RunDecoder decoder = new RunDecoder(before, layout.headDim(), integerType);
+        ValueTypes types = new ValueTypes(layout, kv);
+        List<ValueInfoProto> pastInputs = new ArrayList<>();
+        Set<String> pastNames = new HashSet<>();
+        Map<String, String> newNames = new HashMap<>();
+        for (int l = 0; l < layout.layers().size(); l++) {
+            StoredLayer stored = layout.layers().get(l);
+            for (String kind : KINDS) {
+                List<StoredRun> runs = kind.equals("key") ? stored.keys() : stored.values();
+                List<String> heads = new ArrayList<>();
+                for (int r = 0; r < runs.size(); r++) {
+                    StoredRun run = runs.get(r);
+                    String codes = QuantizedPastLayout.codesName(l, kind, r);
+                    String scales = QuantizedPastLayout.scalesName(l, kind, r);
+                    String zeros = QuantizedPastLayout.zerosName(l, kind, r);
+                    pastInputs.add(types.codes(codes, run));
+                    pastInputs.add(types.params(scales, run));
+                    pastInputs.add(types.params(zeros, run));
+                    heads.add(decoder.decode("l" + l + "." + kind + ".run" + r, run, codes, scales, zeros));
+                }
+                String past = assemblePast(before, "l" + l + "." + kind, heads, stored.residualCapacity() > 0
+                        ? QuantizedPastLayout.residualName(l, kind) : null, kv.kvType());
+                before.rename(past, KvSignature.pastName(l, kind));
+                emitNewTokens(after, l, kind);
+                pastNames.add(KvSignature.pastName(l, kind));
+                newNames.put(KvSignature.presentName(l, kind), QuantizedPastLayout.newName(l, kind));
+            }
+            if (stored.residualCapacity() > 0) {
+                for (String kind : KINDS) {
+                    pastInputs.add(types.residual(QuantizedPastLayout.residualName(l, kind), stored.residualCapacity()));
+                }
+            }
+        }
+
+        GraphProto.Builder g = graph.toBuilder().clearInput().clearOutput().clearNode();
+        boolean placed = false;
+        for (ValueInfoProto input : graph.getInputList()) {
+            if (!pastNames.contains(input.getName())) {
+                g.addInput(input);
+            } else if (!placed) {
+                // the quantized inputs take the place of the first past input, all together in the layout's order
+                g.addAllInput(pastInputs);
+                placed = true;
+            }
+        }
+        g.addAllNode(before.nodes()).addAllNode(graph.getNodeList()).addAllNode(after.nodes());
+        for (ValueInfoProto output : graph.getOutputList()) {
+            String replacement = newNames.get(output.getName());
+            g.addOutput(replacement == null ? output : types.newTokens(replacement));
+        }
+        return model.toBuilder().setGraph(g).build();
+    }
+
+    /**
+     * Runs (float32 {@code [T, B, h, D]}) joined along heads and moved to {@code [B, H, T, D]}, rounded once to the
+     * model's KV type, then the residual (already of that type) appended along tokens.
+     */
+    private static String assemblePast(NodeEmitter emit, String scope, List<String> runs, String residual, int kvType) {
+        String heads = runs.size() == 1 ? runs.getFirst() : emit.concat(scope, runs, 2);
+        String past = emit.transpose(scope, heads, 1, 2, 0, 3);
+        if (kvType != TensorProto.DataType.FLOAT_VALUE) {
+            past = emit.cast(scope, past, kvType);
+        }
+        return residual == null ? past : emit.concat(scope, List.of(past, residual), 2);
+    }
+
+    /** {@code kvq.{l}.{kind}.new = present[:, :, P:, :]}, P being the length of the past the graph computed. */
+    private static void emitNewTokens(NodeEmitter emit, int layer, String kind) {
+        String scope = "l" + layer + "." + kind + ".new";
+        String pastLength = emit.op(scope, "Gather", List.of(emit.shape(scope, KvSignature.pastName(layer, kind)),
+                emit.int64s(scope, 2)));
+        String tokens = emit.op(scope, "Slice", List.of(KvSignature.presentName(layer, kind), pastLength,
+                emit.int64s(scope, Long.MAX_VALUE), emit.int64s(scope, 2)));
+        emit.rename(tokens, QuantizedPastLayout.newName(layer, kind));
+    }
+
+    /** The version of the default ONNX domain the model imports. */
+    private static int defaultOpset(ModelProto model, String modelName) {
+        for (OperatorSetIdProto set : model.getOpsetImportList()) {
+            if (set.getDomain().isEmpty() || set.getDomain().equals("ai.onnx")) {
+                if (set.getVersion() < MINIMUM_OPSET) {
+                    throw new KvqException(ErrorCode.MODEL_INVALID, modelName + " imports ONNX opset " + set.getVersion()
+                            + "; reading a quantized past needs opset " + MINIMUM_OPSET + " or later (14 or later "
+                            + "decodes in uint8): re-export it with a newer opset");
+                }
+                return (int) set.getVersion();
+            }
+        }
+        throw new KvqException(ErrorCode.MODEL_INVALID, modelName + " imports no version of the default ONNX operator set");
+    }
+
+    /** Checks that the layout describes tensors the graph can decode: runs that cover the heads, whole chunks. */
+    private static void checkLayout(QuantizedPastLayout layout) {
+        if (layout.layers().isEmpty() || layout.kvHeads() < 1 || layout.headDim() < 1) {
+            throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "a quantized past needs layers, heads and a head_dim: "
+                    + layout);
+        }
+        int residual = layout.layers().getFirst().residualCapacity();
+        for (int l = 0; l < layout.layers().size(); l++) {
+            StoredLayer stored = layout.layers().get(l);
+            if (stored.residualCapacity() != residual || residual < 0) {
+                throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "layer " + l + " has a residual of "
+                        + stored.residualCapacity() + " tokens and layer 0 one of " + residual + "; one attention mask "
+                        + "covers every layer, so all residuals must have one capacity");
+            }
+            checkRuns(stored.keys(), layout, "layer " + l + " keys");
+            checkRuns(stored.values(), layout, "layer " + l + " values");
+        }
+    }
+
+    private static void checkRuns(List<StoredRun> runs, QuantizedPastLayout layout, String where) {
+        int dim = layout.headDim();
+        int next = 0;
+        for (StoredRun run : runs) {
+            if (run.firstHead() != next) {
+                throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, where + ": a run starts at head " + run.firstHead()
+                        + " where head " + next + " was expected; runs must cover the heads in order");
+            }
+            next += run.heads();
+            if (BitPacking.planar(run.bits()) && dim % BitPacking.chunkCodes(run.bits()) != 0) {
+                throw new KvqException(ErrorCode.UNSUPPORTED, where + ": " + run.bits() + "-bit codes are packed in "
+                        + "chunks of " + BitPacking.chunkCodes(run.bits()) + " channels, which head_dim " + dim
+                        + " does not fill; use 8 bits or placement host for this model");
+            }
+            if (run.axis() == StoredRun.GroupAxis.TOKEN && dim % run.groupSize() != 0) {
+                throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, where + ": per-token groups of " + run.groupSize()
+                        + " do not divide head_dim " + dim);
+            }
+        }
+        if (next != layout.kvHeads()) {
+            throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, where + ": runs cover " + next + " heads of "
+                    + layout.kvHeads());
+        }
+    }
+
+    /** Types of the rewritten graph's new inputs and outputs. */
+    private record ValueTypes(QuantizedPastLayout layout, KvSignature kv) {
+        /** Tokens of quantized storage ({@code T}), shared by every run of every layer. */
+        private static final String TOKENS = "kvq_tokens";
+
+        ValueInfoProto codes(String name, StoredRun run) {
+            return value(name, TensorProto.DataType.UINT8_VALUE, param(TOKENS), kv.batch(), fixed(run.heads()),
+                    fixed(run.rowBytes(layout.headDim())));
+        }
+
+        ValueInfoProto params(String name, StoredRun run) {
+            int type = run.halfParams() ? TensorProto.DataType.FLOAT16_VALUE : TensorProto.DataType.FLOAT_VALUE;
+            TensorShapeProto.Dimension rows = run.axis() == StoredRun.GroupAxis.TOKEN || run.groupSize() == 1
+                    ? param(TOKENS) : param(TOKENS + "_div_" + run.groupSize());
+            return value(name, type, rows, kv.batch(), fixed(run.heads()), fixed(run.paramsPerRow(layout.headDim())));
+        }
+
+        ValueInfoProto residual(String name, int capacity) {
+            return value(name, kv.kvType(), kv.batch(), fixed(layout.kvHeads()), fixed(capacity),
+                    fixed(layout.headDim()));
+        }
+
+        /** The output of the new tokens' keys or values, {@code [B, H, t, D]}. */
+        ValueInfoProto newTokens(String name) {
+            return value(name, kv.kvType(), kv.batch(), fixed(layout.kvHeads()), kv.newTokens(), fixed(layout.headDim()));
+        }
+
+        private static ValueInfoProto value(String name, int type, TensorShapeProto.Dimension... dims) {
+            TensorShapeProto.Builder shape = TensorShapeProto.newBuilder();
+            for (TensorShapeProto.Dimension d : dims) {
+                shape.addDim(d);
+            }
+            return ValueInfoProto.newBuilder().setName(name).setType(TypeProto.newBuilder().setTensorType(
+                    TypeProto.Tensor.newBuilder().setElemType(type).setShape(shape))).build();
+        }
+
+        private static TensorShapeProto.Dimension fixed(long value) {
+            return TensorShapeProto.Dimension.newBuilder().setDimValue(value).build();
+        }
+
+        private static TensorShapeProto.Dimension param(String name) {
+            return TensorShapeProto.Dimension.newBuilder().setDimParam(name).build();
+        }
+    }
+}
