@@ -135,15 +135,16 @@ class Llama(nn.Module):
         p = attention_mask.shape[1] - t
         freqs = position_ids.to(torch.float32).unsqueeze(-1) * self.inv_freq
         emb = torch.cat((freqs, freqs), dim=-1)
-        cos = emb.cos().unsqueeze(1)
-        sin = emb.sin().unsqueeze(1)
+        # rotary tables and the mask bias in the model's dtype (float16 models compute in float16)
+        cos = emb.cos().unsqueeze(1).to(x.dtype)
+        sin = emb.sin().unsqueeze(1).to(x.dtype)
         # allowed(i, j): key j is not in the future of query i and is not padding
         qi = torch.arange(t, device=input_ids.device).unsqueeze(1) + p
         kj = torch.arange(p + t, device=input_ids.device).unsqueeze(0)
         causal = (kj <= qi).unsqueeze(0).unsqueeze(0)
         keep = causal & (attention_mask[:, None, None, :] > 0)
-        bias = torch.zeros(keep.shape, dtype=torch.float32, device=input_ids.device)
-        bias = bias.masked_fill(~keep, -3.4028234663852886e38)
+        bias = torch.zeros(keep.shape, dtype=x.dtype, device=input_ids.device)
+        bias = bias.masked_fill(~keep, torch.finfo(x.dtype).min)
         present: List[torch.Tensor] = []
         i = 0
         for layer in self.model.layers:
@@ -195,13 +196,17 @@ def io_names(layers, position_ids=True, with_past=True):
 
 def export_onnx(model: Llama, c: Config, path, position_ids=True, half_kv=False, with_past=True, opset=17):
     layers = c.num_hidden_layers
-    w = OnnxWrapper(model, layers, position_ids, half_kv).eval()
+    # a float16 model takes and returns float16 K/V natively; half_kv converts at the boundary of a float32 model
+    param = next(model.parameters())
+    model_half = param.dtype == torch.float16
+    dev = param.device
+    w = OnnxWrapper(model, layers, position_ids, half_kv and not model_half).eval()
     b, t, p = 2, 5, 3 if with_past else 0
-    ids = torch.randint(0, c.vocab_size, (b, t))
-    mask = torch.ones(b, p + t, dtype=torch.long)
-    pos = torch.arange(p, p + t).unsqueeze(0).repeat(b, 1)
-    kv_dtype = torch.float16 if half_kv else torch.float32
-    past = [torch.randn(b, c.num_key_value_heads, p, c.head_dim).to(kv_dtype) for _ in range(2 * layers)]
+    ids = torch.randint(0, c.vocab_size, (b, t), device=dev)
+    mask = torch.ones(b, p + t, dtype=torch.long, device=dev)
+    pos = torch.arange(p, p + t, device=dev).unsqueeze(0).repeat(b, 1)
+    kv_dtype = torch.float16 if half_kv or model_half else torch.float32
+    past = [torch.randn(b, c.num_key_value_heads, p, c.head_dim, device=dev).to(kv_dtype) for _ in range(2 * layers)]
     inputs, outputs = io_names(layers, position_ids, with_past)
     args = [ids, mask] + ([pos] if position_ids else []) + (past if with_past else [])
     if not with_past:

@@ -16,6 +16,8 @@ import dev.kvq.generate.model.ModelDir;
 import dev.kvq.generate.spi.Decoder;
 import dev.kvq.generate.spi.DensePast;
 import dev.kvq.generate.spi.PastBuffers;
+import dev.kvq.generate.spi.QuantizedDecoder;
+import dev.kvq.generate.spi.QuantizedPastLayout;
 import dev.kvq.generate.spi.RuntimeOptions;
 import dev.kvq.generate.spi.Step;
 import dev.kvq.generate.spi.StepInput;
@@ -73,7 +75,14 @@ final class OnnxDecoder implements Decoder {
     private final List<OnnxTensor> stepTensors = new ArrayList<>();
     private boolean closed;
 
-    private OnnxDecoder(ModelConfig config, OrtEnvironment env, OrtSession session, String device) throws OrtException {
+    private final java.nio.file.Path modelFile;
+    private final RuntimeOptions runtimeOptions;
+    private final Map<QuantizedPastLayout, OnnxQuantizedDecoder> quantized = new HashMap<>();
+
+    private OnnxDecoder(ModelConfig config, OrtEnvironment env, OrtSession session, String device,
+                        java.nio.file.Path modelFile, RuntimeOptions runtimeOptions) throws OrtException {
+        this.modelFile = modelFile;
+        this.runtimeOptions = runtimeOptions;
         this.config = config;
         this.env = env;
         this.session = session;
@@ -144,18 +153,34 @@ final class OnnxDecoder implements Decoder {
     }
 
     static OnnxDecoder open(ModelDir dir, RuntimeOptions runtimeOptions) {
-        String device = runtimeOptions.device();
         var file = dir.require("model.onnx", "the ONNX decoder with external KV inputs and outputs");
         OrtEnvironment env = OrtEnvironment.getEnvironment();
         try {
-            OrtSession.SessionOptions options = new OrtSession.SessionOptions();
+            OrtSession.SessionOptions options = sessionOptions(runtimeOptions);
+            String actual = runtimeOptions.cuda() ? "cuda:" + runtimeOptions.cudaDevice() : "cpu";
+            OrtSession session = env.createSession(file.toString(), options);
+            try {
+                return new OnnxDecoder(dir.config(), env, session, actual, file, runtimeOptions);
+            } catch (RuntimeException | OrtException e) {
+                session.close();
+                throw e;
+            }
+        } catch (OrtException e) {
+            throw new KvqException(ErrorCode.MODEL_INVALID, "ONNX Runtime cannot load " + file + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** Session options for a runtime configuration: threads, and the CUDA provider where asked. */
+    private static OrtSession.SessionOptions sessionOptions(RuntimeOptions runtimeOptions) throws OrtException {
+        String device = runtimeOptions.device();
+        OrtSession.SessionOptions options = new OrtSession.SessionOptions();
+        {
             options.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT);
             options.setSessionLogLevel(ai.onnxruntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR);
             if (runtimeOptions.threads() > 0) {
                 options.setIntraOpNumThreads(runtimeOptions.threads());
                 options.setInterOpNumThreads(1);
             }
-            String actual = "cpu";
             if (runtimeOptions.cuda()) {
                 int id = runtimeOptions.cudaDevice();
                 if (!OrtEnvironment.getAvailableProviders().contains(OrtProvider.CUDA)) {
@@ -169,18 +194,36 @@ final class OnnxDecoder implements Decoder {
                     throw new KvqException(ErrorCode.UNSUPPORTED, "cannot enable CUDA device " + id + ": " + e.getMessage()
                             + " (are the CUDA 12 libraries on LD_LIBRARY_PATH?)", e);
                 }
-                actual = "cuda:" + id;
             }
-            OrtSession session = env.createSession(file.toString(), options);
-            try {
-                return new OnnxDecoder(dir.config(), env, session, actual);
-            } catch (RuntimeException | OrtException e) {
-                session.close();
-                throw e;
-            }
-        } catch (OrtException e) {
-            throw new KvqException(ErrorCode.MODEL_INVALID, "ONNX Runtime cannot load " + file + ": " + e.getMessage(), e);
+            return options;
         }
+    }
+
+    @Override
+    public QuantizedDecoder quantized(QuantizedPastLayout layout) {
+        checkOpen();
+        OnnxQuantizedDecoder q = quantized.get(layout);
+        if (q == null) {
+            try {
+                q = new OnnxQuantizedDecoder(this, modelFile, layout, env, sessionOptions(runtimeOptions));
+            } catch (OrtException e) {
+                throw new KvqException(ErrorCode.RUNTIME_FAILURE, "cannot configure ONNX Runtime: " + e.getMessage(), e);
+            }
+            quantized.put(layout, q);
+        }
+        return q;
+    }
+
+    boolean logitsHalf() {
+        return logitsHalf;
+    }
+
+    boolean hasPositionIds() {
+        return hasPositionIds;
+    }
+
+    boolean hasUseCacheBranch() {
+        return hasUseCacheBranch;
     }
 
     private static NodeInfo require(Map<String, NodeInfo> nodes, String name) {
@@ -338,6 +381,8 @@ final class OnnxDecoder implements Decoder {
         }
         closed = true;
         releaseStep();
+        quantized.values().forEach(OnnxQuantizedDecoder::close);
+        quantized.clear();
         try {
             session.close();
         } catch (OrtException e) {

@@ -1,0 +1,395 @@
+package dev.kvq.runtime.onnx;
+
+import ai.onnxruntime.OrtEnvironment;
+import ai.onnxruntime.OrtException;
+import ai.onnxruntime.OrtSession;
+import dev.kvq.ErrorCode;
+import dev.kvq.KvqException;
+import dev.kvq.generate.spi.DeviceMemory;
+import dev.kvq.generate.spi.QuantizedDecoder;
+import dev.kvq.generate.spi.QuantizedPastLayout;
+import dev.kvq.generate.spi.QuantizedStep;
+import dev.kvq.generate.spi.Step;
+import dev.kvq.generate.spi.StoredLayer;
+import dev.kvq.generate.spi.StoredRun;
+import dev.kvq.runtime.onnx.graph.QuantizedPastRewriter;
+import dev.kvq.runtime.onnx.nativeapi.IoBinding;
+import dev.kvq.runtime.onnx.nativeapi.MemoryInfo;
+import dev.kvq.runtime.onnx.nativeapi.NativeString;
+import dev.kvq.runtime.onnx.nativeapi.NativeTensor;
+import dev.kvq.runtime.onnx.nativeapi.TensorElementType;
+import dev.kvq.tensor.KvView;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+import java.util.OptionalLong;
+
+/**
+ * The model rewritten for one {@link QuantizedPastLayout}: its own session, whose graph reads kvq's quantized history
+ * where the runtime runs and returns only the new tokens' K/V. Inputs are bound with ONNX Runtime's IoBinding (C API
+ * through FFM): the history's tensors lie over device memory this decoder owns, token inputs and outputs over host
+ * memory, so a step uploads the token inputs and downloads the new K/V and the logits, nothing else.
+ */
+final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
+    private static final ValueLayout.OfShort F16 = ValueLayout.JAVA_SHORT_UNALIGNED;
+    private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED;
+    private static final ValueLayout.OfLong I64 = ValueLayout.JAVA_LONG_UNALIGNED;
+
+    private final QuantizedPastLayout layout;
+    private final OrtSession session;
+    private final IoBinding binding;
+    private final dev.kvq.runtime.onnx.nativeapi.DeviceMemory device;
+    private final Memory memory;
+    private final MemoryInfo host = MemoryInfo.cpu();
+    private final Arena arena = Arena.ofShared();
+    private final boolean halfKv;
+    private final boolean logitsHalf;
+    private final boolean hasPositionIds;
+    private final boolean hasUseCacheBranch;
+    private final int layers;
+    private final int heads;
+    private final int dim;
+    private final int vocab;
+    /** Per past tensor, in {@link QuantizedStep} order: name, element type, run (null for residuals). */
+    private final List<PastInput> pastInputs = new ArrayList<>();
+    private final NativeString[] newKeyNames;
+    private final NativeString[] newValueNames;
+    private final NativeString inputIds = NativeString.of("input_ids");
+    private final NativeString attentionMask = NativeString.of("attention_mask");
+    private final NativeString positionIds = NativeString.of("position_ids");
+    private final NativeString useCacheBranch = NativeString.of("use_cache_branch");
+    private final NativeString logitsName = NativeString.of("logits");
+    private final List<NativeTensor> stepTensors = new ArrayList<>();
+    private MemorySegment tokenInputs = MemorySegment.NULL;
+    private MemorySegment logits = MemorySegment.NULL;
+    private final MemorySegment[] newKeys;
+    private final MemorySegment[] newValues;
+    private final MemorySegment[] wide;
+    private boolean closed;
+
+    OnnxQuantizedDecoder(OnnxDecoder base, Path modelFile, QuantizedPastLayout layout, OrtEnvironment env,
+                         OrtSession.SessionOptions options) {
+        this.layout = layout;
+        var config = base.config();
+        this.layers = config.layers();
+        this.heads = config.kvHeads();
+        this.dim = config.headDim();
+        this.vocab = config.vocabSize();
+        this.halfKv = base.halfKv();
+        this.logitsHalf = base.logitsHalf();
+        this.hasPositionIds = base.hasPositionIds();
+        this.hasUseCacheBranch = base.hasUseCacheBranch();
+        byte[] model = QuantizedPastRewriter.rewrite(modelFile, layout);
+        try {
+            QuantizedPastRewriter.useModelFolder(options, modelFile);
+            this.session = env.createSession(model, options);
+        } catch (OrtException e) {
+            throw new KvqException(ErrorCode.MODEL_INVALID, "ONNX Runtime cannot load " + modelFile + " rewritten to "
+                    + "read a quantized cache: " + e.getMessage(), e);
+        }
+        this.binding = IoBinding.create(session);
+        this.device = dev.kvq.runtime.onnx.nativeapi.DeviceMemory.forDevice(base.device());
+        this.memory = new Memory(device);
+        for (int l = 0; l < layers; l++) {
+            StoredLayer sl = layout.layers().get(l);
+            for (String kind : new String[] {"key", "value"}) {
+                List<StoredRun> runs = kind.equals("key") ? sl.keys() : sl.values();
+                for (int j = 0; j < runs.size(); j++) {
+                    StoredRun run = runs.get(j);
+                    TensorElementType codes = run.raw() ? (run.bits() == 16 ? TensorElementType.FLOAT16
+                            : TensorElementType.FLOAT) : TensorElementType.UINT8;
+                    TensorElementType params = run.halfParams() ? TensorElementType.FLOAT16 : TensorElementType.FLOAT;
+                    pastInputs.add(new PastInput(QuantizedPastLayout.codesName(l, kind, j), codes, run, 0));
+                    pastInputs.add(run.raw() ? null : new PastInput(QuantizedPastLayout.scalesName(l, kind, j), params,
+                            run, 1));
+                    pastInputs.add(run.raw() ? null : new PastInput(QuantizedPastLayout.zerosName(l, kind, j), params,
+                            run, 2));
+                }
+            }
+            if (sl.residualCapacity() > 0) {
+                TensorElementType kv = halfKv ? TensorElementType.FLOAT16 : TensorElementType.FLOAT;
+                pastInputs.add(new PastInput(QuantizedPastLayout.residualName(l, "key"), kv, null, 3));
+                pastInputs.add(new PastInput(QuantizedPastLayout.residualName(l, "value"), kv, null, 3));
+            }
+        }
+        newKeyNames = new NativeString[layers];
+        newValueNames = new NativeString[layers];
+        newKeys = new MemorySegment[layers];
+        newValues = new MemorySegment[layers];
+        wide = new MemorySegment[layers * 2];
+        for (int l = 0; l < layers; l++) {
+            newKeyNames[l] = NativeString.of(QuantizedPastLayout.newName(l, "key"));
+            newValueNames[l] = NativeString.of(QuantizedPastLayout.newName(l, "value"));
+            newKeys[l] = MemorySegment.NULL;
+            newValues[l] = MemorySegment.NULL;
+            wide[2 * l] = MemorySegment.NULL;
+            wide[2 * l + 1] = MemorySegment.NULL;
+        }
+    }
+
+    @Override
+    public QuantizedPastLayout layout() {
+        return layout;
+    }
+
+    @Override
+    public boolean halfKv() {
+        return halfKv;
+    }
+
+    @Override
+    public DeviceMemory memory() {
+        return memory;
+    }
+
+    @Override
+    public Step forward(QuantizedStep in) {
+        checkOpen();
+        releaseStep();
+        int b = in.batch();
+        int t = in.tokens();
+        int total = in.quantizedLength() + in.residualLength() + t;
+        try {
+            binding.clearInputs();
+            binding.clearOutputs();
+            // token inputs: host memory, which ONNX Runtime copies to the device as part of the run
+            long tokenBytes = (2L * b * t + (long) b * total + 1) * Long.BYTES;
+            tokenInputs = grow(tokenInputs, tokenBytes);
+            MemorySegment ids = tokenInputs.asSlice(0, (long) b * t * Long.BYTES);
+            MemorySegment.copy(in.inputIds(), 0, ids, I64, 0, b * t);
+            bind(inputIds, NativeTensor.of(host, ids, TensorElementType.INT64, b, t));
+            MemorySegment mask = tokenInputs.asSlice((long) b * t * Long.BYTES, (long) b * total * Long.BYTES);
+            MemorySegment.copy(in.attentionMask(), 0, mask, I64, 0, b * total);
+            bind(attentionMask, NativeTensor.of(host, mask, TensorElementType.INT64, b, total));
+            if (hasPositionIds) {
+                MemorySegment pos = tokenInputs.asSlice((long) (b * t + b * total) * Long.BYTES,
+                        (long) b * t * Long.BYTES);
+                MemorySegment.copy(in.positionIds(), 0, pos, I64, 0, b * t);
+                bind(positionIds, NativeTensor.of(host, pos, TensorElementType.INT64, b, t));
+            }
+            if (hasUseCacheBranch) {
+                MemorySegment flag = tokenInputs.asSlice(tokenBytes - Long.BYTES, 1);
+                flag.set(ValueLayout.JAVA_BYTE, 0, (byte) 1);
+                bind(useCacheBranch, NativeTensor.of(host, flag, TensorElementType.BOOL));
+            }
+            bindPast(in);
+            // outputs: host memory kvq reads directly
+            int kvBytes = halfKv ? 2 : 4;
+            long newBytes = (long) b * heads * t * dim * kvBytes;
+            for (int l = 0; l < layers; l++) {
+                newKeys[l] = grow(newKeys[l], newBytes);
+                newValues[l] = grow(newValues[l], newBytes);
+                TensorElementType kv = halfKv ? TensorElementType.FLOAT16 : TensorElementType.FLOAT;
+                bindOutput(newKeyNames[l], NativeTensor.of(host, newKeys[l].asSlice(0, newBytes), kv, b, heads, t, dim));
+                bindOutput(newValueNames[l], NativeTensor.of(host, newValues[l].asSlice(0, newBytes), kv, b, heads, t,
+                        dim));
+            }
+            long logitBytes = (long) b * t * vocab * (logitsHalf ? 2 : 4);
+            logits = grow(logits, logitBytes);
+            bindOutput(logitsName, NativeTensor.of(host, logits.asSlice(0, logitBytes),
+                    logitsHalf ? TensorElementType.FLOAT16 : TensorElementType.FLOAT, b, t, vocab));
+            device.synchronize();
+            binding.run();
+            binding.synchronizeOutputs();
+            return new QuantizedStepResult(b, t);
+        } catch (KvqException e) {
+            throw new KvqException(ErrorCode.RUNTIME_FAILURE, "ONNX Runtime failed on a step of " + b + "x" + t
+                    + " tokens over " + in.quantizedLength() + " quantized and " + in.residualLength()
+                    + " residual positions: " + e.getMessage(), e);
+        }
+    }
+
+    /** Binds every run's codes, scales and zeros ({@code [T, B, heads, ...]}) and the residuals at their addresses. */
+    private void bindPast(QuantizedStep in) {
+        long[] past = in.past();
+        int b = in.batch();
+        int t = in.quantizedLength();
+        for (int i = 0; i < pastInputs.size(); i++) {
+            PastInput p = pastInputs.get(i);
+            if (p == null) {
+                continue;
+            }
+            long[] shape;
+            if (p.tensor == 3) {
+                shape = new long[] {b, heads, in.residualLength(), dim};
+            } else if (p.tensor == 0) {
+                shape = p.run.raw() ? new long[] {t, b, p.run.heads(), dim}
+                        : new long[] {t, b, p.run.heads(), p.run.rowBytes(dim)};
+            } else if (p.run.axis() == StoredRun.GroupAxis.TOKEN) {
+                shape = new long[] {t, b, p.run.heads(), p.run.paramsPerRow(dim)};
+            } else {
+                shape = new long[] {t / p.run.groupSize(), b, p.run.heads(), dim};
+            }
+            long bytes = NativeTensor.byteSize(p.type, shape);
+            bind(p.name, NativeTensor.of(device.memoryInfo(), past[i], Math.max(bytes, 0), p.type, shape));
+        }
+    }
+
+    private void bind(NativeString name, NativeTensor tensor) {
+        stepTensors.add(tensor);
+        binding.bindInput(name, tensor);
+    }
+
+    private void bindOutput(NativeString name, NativeTensor tensor) {
+        stepTensors.add(tensor);
+        binding.bindOutput(name, tensor);
+    }
+
+    private MemorySegment grow(MemorySegment segment, long bytes) {
+        if (segment.byteSize() >= bytes) {
+            return segment;
+        }
+        return arena.allocate(Math.max(bytes, segment.byteSize() * 3 / 2), 64);
+    }
+
+    private void releaseStep() {
+        for (NativeTensor t : stepTensors) {
+            t.close();
+        }
+        stepTensors.clear();
+    }
+
+    private void checkOpen() {
+        if (closed) {
+            throw new KvqException(ErrorCode.CLOSED, "this decoder was closed");
+        }
+    }
+
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        releaseStep();
+        binding.close();
+        device.close();
+        host.close();
+        try {
+            session.close();
+        } catch (OrtException e) {
+            throw new KvqException(ErrorCode.RUNTIME_FAILURE, "closing the ONNX session failed: " + e.getMessage(), e);
+        } finally {
+            arena.close();
+        }
+    }
+
+    private record PastInput(NativeString name, TensorElementType type, StoredRun run, int tensor) {
+        PastInput(String name, TensorElementType type, StoredRun run, int tensor) {
+            this(NativeString.of(name), type, run, tensor);
+        }
+    }
+
+    /** The new tokens' K/V and logits of the last step, read from host buffers the run wrote. */
+    private final class QuantizedStepResult implements Step {
+        private final int batch;
+        private final int tokens;
+
+        QuantizedStepResult(int batch, int tokens) {
+            this.batch = batch;
+            this.tokens = tokens;
+        }
+
+        @Override
+        public void logits(int b, int t, float[] out) {
+            long base = ((long) b * tokens + t) * vocab;
+            if (logitsHalf) {
+                for (int v = 0; v < vocab; v++) {
+                    out[v] = Float.float16ToFloat(logits.getAtIndex(F16, base + v));
+                }
+            } else {
+                MemorySegment.copy(logits, F32, base * Float.BYTES, out, 0, vocab);
+            }
+        }
+
+        @Override
+        public KvView newKeys(int layer, int b) {
+            return view(newKeys[layer], 2 * layer, b);
+        }
+
+        @Override
+        public KvView newValues(int layer, int b) {
+            return view(newValues[layer], 2 * layer + 1, b);
+        }
+
+        private KvView view(MemorySegment src, int slot, int b) {
+            long perSequence = (long) heads * tokens * dim;
+            if (!halfKv) {
+                return new KvView(src, b * perSequence, heads, tokens, dim, (long) tokens * dim);
+            }
+            // float16 K/V: widen this sequence's tokens into float32 scratch
+            wide[slot] = grow(wide[slot], perSequence * Float.BYTES);
+            MemorySegment dst = wide[slot];
+            long from = b * perSequence;
+            for (long i = 0; i < perSequence; i++) {
+                dst.setAtIndex(F32, i, Float.float16ToFloat(src.getAtIndex(F16, from + i)));
+            }
+            return KvView.contiguous(dst, heads, tokens, dim);
+        }
+    }
+
+    /** kvq's view of the runtime's memory: the native binding under the generation SPI. */
+    private static final class Memory implements DeviceMemory {
+        private final dev.kvq.runtime.onnx.nativeapi.DeviceMemory inner;
+
+        Memory(dev.kvq.runtime.onnx.nativeapi.DeviceMemory inner) {
+            this.inner = inner;
+        }
+
+        @Override
+        public long allocate(long bytes) {
+            return inner.allocate(bytes);
+        }
+
+        @Override
+        public void free(long address) {
+            inner.free(address);
+        }
+
+        @Override
+        public void upload(MemorySegment src, long srcOffset, long dst, long bytes) {
+            inner.upload(src, srcOffset, dst, bytes);
+        }
+
+        @Override
+        public void upload2d(MemorySegment src, long srcOffset, long srcPitch, long dst, long dstPitch, long width,
+                             long height) {
+            inner.upload2d(src, srcOffset, srcPitch, dst, dstPitch, width, height);
+        }
+
+        @Override
+        public void copy(long src, long dst, long bytes) {
+            inner.copy(src, dst, bytes);
+        }
+
+        @Override
+        public MemorySegment staging(long bytes) {
+            return inner.allocateStaging(bytes);
+        }
+
+        @Override
+        public void freeStaging(MemorySegment staging) {
+            // staging lives until the memory closes; the store asks rarely (it grows geometrically)
+        }
+
+        @Override
+        public long bytesAllocated() {
+            return inner.bytesAllocated();
+        }
+
+        @Override
+        public long peakBytesAllocated() {
+            return inner.peakBytesAllocated();
+        }
+
+        @Override
+        public OptionalLong deviceBytesInUse() {
+            Optional<long[]> info = inner.deviceMemoryInfo();
+            return info.isPresent() ? OptionalLong.of(info.get()[1] - info.get()[0]) : OptionalLong.empty();
+        }
+    }
+}
