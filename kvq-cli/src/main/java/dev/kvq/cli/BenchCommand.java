@@ -31,8 +31,13 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
     @Option(names = "--decode-steps", defaultValue = "64", paramLabel = "N", description = "Decode steps timed per run.")
     int decodeSteps;
 
-    @Option(names = "--repeats", defaultValue = "2", paramLabel = "N")
+    @Option(names = "--repeats", defaultValue = "2", paramLabel = "N",
+            description = "Timed runs per row after one warm-up run (default ${DEFAULT-VALUE}); 0: one run, no warm-up.")
     int repeats;
+
+    @Option(names = "--prefill-chunk", defaultValue = "0", paramLabel = "N", description = "Prefill prompts in "
+            + "chunks of N tokens, each attending to the cache of the ones before (0: the whole prompt at once).")
+    int prefillChunk;
 
     @Option(names = "--batch", split = ",", defaultValue = "1", paramLabel = "N,N,...",
             description = "Sequences decoded together (default ${DEFAULT-VALUE}); each is prefilled alone.")
@@ -63,7 +68,9 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
             device = decoder.device();
             int[] tokens = tokens(tokenizer, dir.config().vocabSize(), max);
             Map<String, CacheFactory> runs = new LinkedHashMap<>();
-            runs.put("fp32", CacheFactory.fullPrecision(dir.config().shape()));
+            boolean onDevice = primary.placement() == dev.kvq.config.Placement.DEVICE;
+            runs.put(onDevice ? "full precision" : "fp32", CacheFactory.fullPrecision(dir.config().shape(),
+                    primary.placement()));
             configs().forEach((name, c) -> runs.put(name, factory(c, dir)));
             if (kvMemory != null) {
                 if (contexts.size() != 1) {
@@ -71,7 +78,7 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
                             + contexts);
                 }
                 rows = Bench.capacity(decoder, runs, contexts.getFirst(), tokens, decodeSteps, repeats,
-                        Sizes.parse("--kv-memory", kvMemory), maxBatch, progress());
+                        Sizes.parse("--kv-memory", kvMemory), maxBatch, prefillChunk, progress());
             } else {
                 rows = new ArrayList<>();
                 for (int batch : batches) {
@@ -79,7 +86,7 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
                         throw KvqException.config("--batch must be at least 1, was " + batch);
                     }
                     rows.addAll(Bench.run(decoder, runs, contexts.stream().mapToInt(Integer::intValue).toArray(),
-                            tokens, decodeSteps, repeats, batch, progress()));
+                            tokens, decodeSteps, repeats, batch, prefillChunk, progress()));
                 }
             }
         }

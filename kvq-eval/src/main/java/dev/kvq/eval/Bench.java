@@ -52,19 +52,24 @@ public final class Bench {
      */
     public static List<Row> run(Decoder decoder, Map<String, CacheFactory> configs, int[] contexts, int[] tokens,
                                 int decodeSteps, int repeats, Progress progress) {
-        return run(decoder, configs, contexts, tokens, decodeSteps, repeats, 1, progress);
+        return run(decoder, configs, contexts, tokens, decodeSteps, repeats, 1, 0, progress);
     }
 
     /** As {@link #run(Decoder, Map, int[], int[], int, int, Progress)}, for {@code batch} sequences at once. */
+    /**
+     * As {@link #run(Decoder, Map, int[], int[], int, int, Progress)}, for {@code batch} sequences at once, prompts
+     * prefilled in chunks of {@code prefillChunk} tokens (0: whole).
+     */
     public static List<Row> run(Decoder decoder, Map<String, CacheFactory> configs, int[] contexts, int[] tokens,
-                                int decodeSteps, int repeats, int batch, Progress progress) {
+                                int decodeSteps, int repeats, int batch, int prefillChunk, Progress progress) {
         checkContexts(contexts, tokens);
         List<Row> rows = new ArrayList<>();
         try (Progress.Task task = progress.start("bench", (long) contexts.length * configs.size())) {
             for (int context : contexts) {
                 int[] prompt = Arrays.copyOf(tokens, context);
                 for (Map.Entry<String, CacheFactory> e : configs.entrySet()) {
-                    rows.add(best(decoder, e.getKey(), e.getValue(), prompt, decodeSteps, repeats, batch));
+                    rows.add(best(decoder, e.getKey(), e.getValue(), prompt, decodeSteps, repeats, batch,
+                            prefillChunk));
                     task.step(1);
                 }
             }
@@ -78,7 +83,8 @@ public final class Bench {
      * full-precision cache counts as it would be held in the model's K/V dtype.
      */
     public static List<Row> capacity(Decoder decoder, Map<String, CacheFactory> configs, int context, int[] tokens,
-                                     int decodeSteps, int repeats, long kvMemoryBytes, int maxBatch, Progress progress) {
+                                     int decodeSteps, int repeats, long kvMemoryBytes, int maxBatch, int prefillChunk,
+                                     Progress progress) {
         checkContexts(new int[] {context}, tokens);
         int[] prompt = Arrays.copyOf(tokens, context);
         List<Row> rows = new ArrayList<>();
@@ -91,7 +97,7 @@ public final class Bench {
                             + e.getKey() + " needs " + perSequence + " bytes of cache, more than --kv-memory "
                             + kvMemoryBytes + "; give more memory or a shorter context");
                 }
-                rows.add(best(decoder, e.getKey(), e.getValue(), prompt, decodeSteps, repeats, batch));
+                rows.add(best(decoder, e.getKey(), e.getValue(), prompt, decodeSteps, repeats, batch, prefillChunk));
                 task.step(1);
             }
         }
@@ -140,11 +146,11 @@ public final class Bench {
     }
 
     private static Row best(Decoder decoder, String name, CacheFactory caches, int[] prompt, int decodeSteps,
-                            int repeats, int batch) {
+                            int repeats, int batch, int prefillChunk) {
         Row best = null;
         double prefill = Double.MAX_VALUE;
-        for (int r = -1; r < Math.max(1, repeats); r++) {
-            Row row = once(decoder, name, caches, prompt, decodeSteps, batch);
+        for (int r = repeats == 0 ? 0 : -1; r < Math.max(1, repeats); r++) {
+            Row row = once(decoder, name, caches, prompt, decodeSteps, batch, prefillChunk);
             if (r < 0) {
                 continue;
             }
@@ -159,17 +165,21 @@ public final class Bench {
                 best.deviceBytes(), best.transferBytesPerStep(), best.peakDeviceBytes(), best.deviceBytesInUse());
     }
 
-    private static Row once(Decoder decoder, String name, CacheFactory caches, int[] prompt, int steps, int batch) {
+    private static Row once(Decoder decoder, String name, CacheFactory caches, int[] prompt, int steps, int batch,
+                            int prefillChunk) {
         try (DecodeSession s = caches.session(decoder, batch)) {
             s.reserve(prompt.length + steps);
             long t0 = System.nanoTime();
             // each sequence is prefilled alone: a batch of long prompts at once can need more memory than decoding it
             float[][][] logits = new float[batch][][];
+            int chunk = prefillChunk > 0 ? prefillChunk : prompt.length;
             for (int b = 0; b < batch; b++) {
                 int[][] feed = new int[batch][];
-                Arrays.fill(feed, new int[0]);
-                feed[b] = prompt;
-                logits[b] = s.feed(feed, false)[b];
+                for (int from = 0; from < prompt.length; from += chunk) {
+                    Arrays.fill(feed, new int[0]);
+                    feed[b] = Arrays.copyOfRange(prompt, from, Math.min(prompt.length, from + chunk));
+                    logits[b] = s.feed(feed, false)[b];
+                }
             }
             long t1 = System.nanoTime();
             DecodeSession.Timings before = s.timings();

@@ -34,7 +34,20 @@ public interface CacheFactory {
     }
 
     static CacheFactory fullPrecision(ModelShape shape) {
+        return fullPrecision(shape, Placement.HOST);
+    }
+
+    /**
+     * The full-precision cache; under placement device it is kept where the model runs in the model's K/V dtype
+     * (the baseline a quantized device cache is measured against).
+     */
+    static CacheFactory fullPrecision(ModelShape shape, Placement placement) {
         return new CacheFactory() {
+            @Override
+            public Placement placement() {
+                return placement;
+            }
+
             @Override
             public KvCache newCache() {
                 return new FullPrecisionKvCache(shape);

@@ -41,6 +41,8 @@ public final class DecodeSession implements AutoCloseable {
     private long[] ids = new long[0];
     private long[] mask = new long[0];
     private long[] positions = new long[0];
+    private long[] quantizedCounts = new long[0];
+    private long[] residualCounts = new long[0];
 
     public DecodeSession(Decoder decoder, List<KvCache> caches) {
         this(decoder, caches, Placement.HOST);
@@ -313,24 +315,25 @@ public final class DecodeSession implements AutoCloseable {
         boolean subset = rows < caches.size();
         int quantizedLength = subset ? 0 : store.quantizedLength();
         int residual = store.residualLength();
-        int total = quantizedLength + residual + t;
         long[] ids = ensure(rows * t, 0);
-        long[] mask = ensure(rows * total, 1);
+        long[] mask = ensure(rows * t, 1);
         long[] positions = ensure(rows * t, 2);
+        if (quantizedCounts.length != rows) {
+            quantizedCounts = new long[rows];
+            residualCounts = new long[rows];
+        }
         for (int i = 0; i < rows; i++) {
             int b = sequence[i];
-            fillTokens(tokens[b], b, i, t, total, quantizedLength + residual, ids, mask, positions);
-            if (!subset) {
-                // a sequence's quantized tokens sit at slots [0, q), its residual at [T, T + r); the rest is padding
-                java.util.Arrays.fill(mask, i * total, i * total + store.quantized(b), 1L);
-                java.util.Arrays.fill(mask, i * total + quantizedLength,
-                        i * total + quantizedLength + store.residualTokens(b), 1L);
-            }
+            fillTokens(tokens[b], b, i, t, t, 0, ids, mask, positions);
+            // a sequence's quantized tokens fill slots [0, q) of the quantized region, its residual [0, r) of the
+            // residual region; the model builds the rest of the mask from these counts
+            quantizedCounts[i] = subset ? 0 : store.quantized(b);
+            residualCounts[i] = subset ? 0 : store.residualTokens(b);
         }
         long start = System.nanoTime();
         long uploadedBefore = store.uploadedBytes();
-        Step step = quantized.forward(new QuantizedStep(rows, t, quantizedLength, residual, ids, mask, positions,
-                store.pastAddresses()));
+        Step step = quantized.forward(new QuantizedStep(rows, t, quantizedLength, residual, ids, mask, quantizedCounts,
+                residualCounts, positions, store.pastAddresses()));
         long afterForward = System.nanoTime();
         appendNewTokens(step, tokens, sequence, t);
         store.sync();
@@ -338,7 +341,7 @@ public final class DecodeSession implements AutoCloseable {
         int kvBytes = quantized.halfKv() ? 2 : 4;
         transferBytes += store.uploadedBytes() - uploadedBefore;
         transferBytes += 2L * layers * rows * heads() * t * dim() * kvBytes;
-        transferBytes += inputAndLogitBytes(rows, t, total);
+        transferBytes += inputAndLogitBytes(rows, t, t + 2);
         steps++;
         forwardNanos += afterForward - start;
         appendNanos += afterAppend - afterForward;

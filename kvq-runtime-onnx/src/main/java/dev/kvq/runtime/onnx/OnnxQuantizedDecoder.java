@@ -59,7 +59,9 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
     private final NativeString[] newKeyNames;
     private final NativeString[] newValueNames;
     private final NativeString inputIds = NativeString.of("input_ids");
-    private final NativeString attentionMask = NativeString.of("attention_mask");
+    private final NativeString newMask = NativeString.of(QuantizedPastRewriter.NEW_MASK);
+    private final NativeString quantizedTokens = NativeString.of(QuantizedPastRewriter.QUANTIZED_TOKENS);
+    private final NativeString residualTokens = NativeString.of(QuantizedPastRewriter.RESIDUAL_TOKENS);
     private final NativeString positionIds = NativeString.of("position_ids");
     private final NativeString useCacheBranch = NativeString.of("use_cache_branch");
     private final NativeString logitsName = NativeString.of("logits");
@@ -152,24 +154,21 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
         releaseStep();
         int b = in.batch();
         int t = in.tokens();
-        int total = in.quantizedLength() + in.residualLength() + t;
         try {
             binding.clearInputs();
             binding.clearOutputs();
             // token inputs: host memory, which ONNX Runtime copies to the device as part of the run
-            long tokenBytes = (2L * b * t + (long) b * total + 1) * Long.BYTES;
+            long tokenBytes = (3L * b * t + 2L * b + 1) * Long.BYTES;
             tokenInputs = grow(tokenInputs, tokenBytes);
-            MemorySegment ids = tokenInputs.asSlice(0, (long) b * t * Long.BYTES);
-            MemorySegment.copy(in.inputIds(), 0, ids, I64, 0, b * t);
-            bind(inputIds, NativeTensor.of(host, ids, TensorElementType.INT64, b, t));
-            MemorySegment mask = tokenInputs.asSlice((long) b * t * Long.BYTES, (long) b * total * Long.BYTES);
-            MemorySegment.copy(in.attentionMask(), 0, mask, I64, 0, b * total);
-            bind(attentionMask, NativeTensor.of(host, mask, TensorElementType.INT64, b, total));
+            long at = 0;
+            at = bindLongs(inputIds, in.inputIds(), at, b, t);
+            at = bindLongs(newMask, in.newTokenMask(), at, b, t);
+            at = bindLongs(quantizedTokens, in.quantizedTokens(), at, b);
+            if (in.residualLength() > 0) {
+                at = bindLongs(residualTokens, in.residualTokens(), at, b);
+            }
             if (hasPositionIds) {
-                MemorySegment pos = tokenInputs.asSlice((long) (b * t + b * total) * Long.BYTES,
-                        (long) b * t * Long.BYTES);
-                MemorySegment.copy(in.positionIds(), 0, pos, I64, 0, b * t);
-                bind(positionIds, NativeTensor.of(host, pos, TensorElementType.INT64, b, t));
+                bindLongs(positionIds, in.positionIds(), at, b, t);
             }
             if (hasUseCacheBranch) {
                 MemorySegment flag = tokenInputs.asSlice(tokenBytes - Long.BYTES, 1);
@@ -227,6 +226,18 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
             long bytes = NativeTensor.byteSize(p.type, shape);
             bind(p.name, NativeTensor.of(device.memoryInfo(), past[i], Math.max(bytes, 0), p.type, shape));
         }
+    }
+
+    /** Copies {@code values} into the token input buffer at {@code offset}, binds them, returns the next offset. */
+    private long bindLongs(NativeString name, long[] values, long offset, long... shape) {
+        int count = 1;
+        for (long d : shape) {
+            count *= (int) d;
+        }
+        MemorySegment slice = tokenInputs.asSlice(offset, (long) count * Long.BYTES);
+        MemorySegment.copy(values, 0, slice, I64, 0, count);
+        bind(name, NativeTensor.of(host, slice, TensorElementType.INT64, shape));
+        return offset + (long) count * Long.BYTES;
     }
 
     private void bind(NativeString name, NativeTensor tensor) {

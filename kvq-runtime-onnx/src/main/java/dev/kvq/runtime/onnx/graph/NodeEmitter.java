@@ -45,6 +45,21 @@ final class NodeEmitter {
         nodes.set(last, node.toBuilder().setOutput(0, name).build());
     }
 
+    /** A 0-d int64 constant. */
+    String scalarInt64(String scope, long value) {
+        byte[] bytes = ByteBuffer.allocate(Long.BYTES).order(ByteOrder.LITTLE_ENDIAN).putLong(value).array();
+        return constant(scope, TensorProto.DataType.INT64_VALUE, new long[0], bytes);
+    }
+
+    /** Inserts a dimension of 1 at {@code axis} (axes as an input from opset 13, as an attribute before). */
+    String unsqueeze(String scope, String input, long axis, int opset) {
+        if (opset >= 13) {
+            return op(scope, "Unsqueeze", List.of(input, int64s(scope, axis)));
+        }
+        return op(scope, "Unsqueeze", List.of(input), AttributeProto.newBuilder().setName("axes")
+                .setType(AttributeProto.AttributeType.INTS).addInts(axis).build());
+    }
+
     String cast(String scope, String input, int to) {
         return op(scope, "Cast", List.of(input), intAttribute("to", to));
     }

@@ -42,9 +42,14 @@ import java.util.Set;
  *   <li>outputs {@code present.{l}.{kind}} give way to {@code kvq.{l}.{kind}.new} ({@link QuantizedPastLayout#newName}),
  *       the present's tokens after the past: only the new tokens' K/V leave the graph.</li>
  * </ul>
- * {@code input_ids}, {@code attention_mask}, {@code position_ids}, {@code use_cache_branch} and {@code logits} stay as
- * they are; the attention mask covers {@code T + residualCapacity + new tokens} positions, and a merged decoder's
- * {@code use_cache_branch} must be true whenever that past is not empty.
+ * <ul>
+ *   <li>input {@code attention_mask} gives way to {@code kvq.quantized_tokens} and {@code kvq.residual_tokens}
+ *       (int64 {@code [B]}: how many of the quantized and residual positions of each sequence are real) and
+ *       {@code kvq.new_mask} (the new tokens' part, {@code [B, t]}); the graph builds the whole mask ({@code T +
+ *       residualCapacity + t} positions) from them, so what a step hands over does not grow with the history.</li>
+ * </ul>
+ * {@code input_ids}, {@code position_ids}, {@code use_cache_branch} and {@code logits} stay as they are; a merged
+ * decoder's {@code use_cache_branch} must be true whenever the past is not empty.
  *
  * <p>Initializers are not touched, so a model whose weights are external data (over 2 GB) is rewritten without reading
  * them; its session must be created from the returned bytes with {@link #useModelFolder} so ONNX Runtime finds them.
@@ -107,7 +112,7 @@ public final class QuantizedPastRewriter {
 
         NodeEmitter before = new NodeEmitter();
         NodeEmitter after = new NodeEmitter();
-        RunDecoder decoder = new RunDecoder(before, layout.headDim(), integerType);
+        RunDecoder decoder = new RunDecoder(before, layout.headDim(), integerType, kv.kvType());
         ValueTypes types = new ValueTypes(layout, kv);
         List<ValueInfoProto> pastInputs = new ArrayList<>();
         Set<String> pastNames = new HashSet<>();
@@ -123,12 +128,14 @@ public final class QuantizedPastRewriter {
                     String scales = QuantizedPastLayout.scalesName(l, kind, r);
                     String zeros = QuantizedPastLayout.zerosName(l, kind, r);
                     pastInputs.add(types.codes(codes, run));
-                    pastInputs.add(types.params(scales, run));
-                    pastInputs.add(types.params(zeros, run));
+                    if (!run.raw()) {
+                        pastInputs.add(types.params(scales, run));
+                        pastInputs.add(types.params(zeros, run));
+                    }
                     heads.add(decoder.decode("l" + l + "." + kind + ".run" + r, run, codes, scales, zeros));
                 }
                 String past = assemblePast(before, "l" + l + "." + kind, heads, stored.residualCapacity() > 0
-                        ? QuantizedPastLayout.residualName(l, kind) : null, kv.kvType());
+                        ? QuantizedPastLayout.residualName(l, kind) : null);
                 before.rename(past, KvSignature.pastName(l, kind));
                 emitNewTokens(after, l, kind);
                 pastNames.add(KvSignature.pastName(l, kind));
@@ -141,10 +148,13 @@ public final class QuantizedPastRewriter {
             }
         }
 
+        List<ValueInfoProto> maskInputs = buildMask(before, graph, layout, kv, opset);
         GraphProto.Builder g = graph.toBuilder().clearInput().clearOutput().clearNode();
         boolean placed = false;
         for (ValueInfoProto input : graph.getInputList()) {
-            if (!pastNames.contains(input.getName())) {
+            if (input.getName().equals(MASK)) {
+                g.addAllInput(maskInputs);
+            } else if (!pastNames.contains(input.getName())) {
                 g.addInput(input);
             } else if (!placed) {
                 // the quantized inputs take the place of the first past input, all together in the layout's order
@@ -160,16 +170,66 @@ public final class QuantizedPastRewriter {
         return model.toBuilder().setGraph(g).build();
     }
 
+    static final String MASK = "attention_mask";
+    /** Real quantized positions per sequence, int64 {@code [B]}. */
+    public static final String QUANTIZED_TOKENS = "kvq.quantized_tokens";
+    /** Real residual positions per sequence, int64 {@code [B]}. */
+    public static final String RESIDUAL_TOKENS = "kvq.residual_tokens";
+    /** The new tokens' part of the attention mask, int64 {@code [B, t]}. */
+    public static final String NEW_MASK = "kvq.new_mask";
+
     /**
-     * Runs (float32 {@code [T, B, h, D]}) joined along heads and moved to {@code [B, H, T, D]}, rounded once to the
-     * model's KV type, then the residual (already of that type) appended along tokens.
+     * Emits {@code attention_mask = [i < q_b for i < T] ++ [i < r_b for i < R] ++ new_mask} (a sequence's quantized
+     * tokens and residual fill the first slots of their regions) and returns the inputs that replace the mask.
      */
-    private static String assemblePast(NodeEmitter emit, String scope, List<String> runs, String residual, int kvType) {
-        String heads = runs.size() == 1 ? runs.getFirst() : emit.concat(scope, runs, 2);
-        String past = emit.transpose(scope, heads, 1, 2, 0, 3);
-        if (kvType != TensorProto.DataType.FLOAT_VALUE) {
-            past = emit.cast(scope, past, kvType);
+    private static List<ValueInfoProto> buildMask(NodeEmitter emit, GraphProto graph, QuantizedPastLayout layout,
+                                                  KvSignature kv, int opset) {
+        ValueInfoProto original = graph.getInputList().stream().filter(i -> i.getName().equals(MASK)).findFirst()
+                .orElseThrow(() -> new KvqException(ErrorCode.MODEL_INVALID, "the model has no input '" + MASK
+                        + "'; kvq needs Optimum's text-generation-with-past inputs"));
+        int maskType = original.getType().getTensorType().getElemType();
+        String scope = "mask";
+        String codes = QuantizedPastLayout.codesName(0, "key", 0);
+        String tokens = emit.op(scope, "Gather", List.of(emit.shape(scope, codes), emit.scalarInt64(scope, 0)));
+        String quantized = positions(emit, scope, emit.op(scope, "Range", List.of(emit.scalarInt64(scope, 0), tokens,
+                emit.scalarInt64(scope, 1))), QUANTIZED_TOKENS, opset);
+        List<String> parts = new ArrayList<>(List.of(quantized));
+        List<ValueInfoProto> inputs = new ArrayList<>();
+        inputs.add(ValueTypes.value(QUANTIZED_TOKENS, TensorProto.DataType.INT64_VALUE, kv.batch()));
+        int residual = layout.layers().getFirst().residualCapacity();
+        if (residual > 0) {
+            long[] range = new long[residual];
+            for (int i = 0; i < residual; i++) {
+                range[i] = i;
+            }
+            parts.add(positions(emit, scope, emit.int64s(scope, range), RESIDUAL_TOKENS, opset));
+            inputs.add(ValueInfoProto.newBuilder(ValueTypes.value(RESIDUAL_TOKENS, TensorProto.DataType.INT64_VALUE,
+                    kv.batch())).build());
         }
+        String fresh = NEW_MASK;
+        if (maskType != TensorProto.DataType.INT64_VALUE) {
+            fresh = emit.cast(scope, NEW_MASK, TensorProto.DataType.INT64_VALUE);
+        }
+        parts.add(fresh);
+        inputs.add(ValueTypes.value(NEW_MASK, TensorProto.DataType.INT64_VALUE, kv.batch(), kv.newTokens()));
+        String mask = emit.concat(scope, parts, 1);
+        if (maskType != TensorProto.DataType.INT64_VALUE) {
+            mask = emit.cast(scope, mask, maskType);
+        }
+        emit.rename(mask, MASK);
+        return inputs;
+    }
+
+    /** {@code [B, n]} int64: 1 where position {@code range[i] < count[b]}. */
+    private static String positions(NodeEmitter emit, String scope, String range, String count, int opset) {
+        String row = emit.unsqueeze(scope, range, 0, opset);
+        String column = emit.unsqueeze(scope, count, 1, opset);
+        return emit.cast(scope, emit.op(scope, "Less", List.of(row, column)), TensorProto.DataType.INT64_VALUE);
+    }
+
+    /** Runs ({@code [B, h, T, D]} in the model's KV type) joined along heads, then the residual along tokens. */
+    private static String assemblePast(NodeEmitter emit, String scope, List<String> runs, String residual) {
+        String past = runs.size() == 1 ? runs.getFirst() : emit.concat(scope, runs, 1);
         return residual == null ? past : emit.concat(scope, List.of(past, residual), 2);
     }
 
@@ -248,6 +308,10 @@ public final class QuantizedPastRewriter {
         private static final String TOKENS = "kvq_tokens";
 
         ValueInfoProto codes(String name, StoredRun run) {
+            if (run.raw()) {
+                int type = run.bits() == 16 ? TensorProto.DataType.FLOAT16_VALUE : TensorProto.DataType.FLOAT_VALUE;
+                return value(name, type, param(TOKENS), kv.batch(), fixed(run.heads()), fixed(layout.headDim()));
+            }
             return value(name, TensorProto.DataType.UINT8_VALUE, param(TOKENS), kv.batch(), fixed(run.heads()),
                     fixed(run.rowBytes(layout.headDim())));
         }
@@ -269,7 +333,7 @@ public final class QuantizedPastRewriter {
             return value(name, kv.kvType(), kv.batch(), fixed(layout.kvHeads()), kv.newTokens(), fixed(layout.headDim()));
         }
 
-        private static ValueInfoProto value(String name, int type, TensorShapeProto.Dimension... dims) {
+        static ValueInfoProto value(String name, int type, TensorShapeProto.Dimension... dims) {
             TensorShapeProto.Builder shape = TensorShapeProto.newBuilder();
             for (TensorShapeProto.Dimension d : dims) {
                 shape.addDim(d);

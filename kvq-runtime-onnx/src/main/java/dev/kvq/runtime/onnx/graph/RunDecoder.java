@@ -8,41 +8,53 @@ import java.nio.ByteOrder;
 import java.util.List;
 
 /**
- * Emits the nodes that dequantize one {@link StoredRun} to float32 {@code [T, B, heads, headDim]}, operation for
- * operation as {@link StoredRun} defines it, so the result equals kvq's own float32 decode bit for bit.
+ * Emits the nodes that dequantize one {@link StoredRun} to {@code [B, heads, T, headDim]} in the model's K/V type,
+ * operation for operation as {@link StoredRun} defines it. For a float32 model the result equals kvq's own float32
+ * decode bit for bit; a float16 model decodes in float16, as it computes (half the bytes of a float32 decode, which
+ * matters since the whole history is decoded every step).
  *
- * <p>Only ops ONNX Runtime's CUDA execution provider implements for these types: planes of 4- and 2-bit codes come
- * out with integer {@code Div}, {@code Mul} and {@code Sub} (no {@code BitShift} or {@code BitwiseAnd} there), then
- * {@code Cast}, {@code Reshape}, {@code Concat}, {@code Shape}, {@code Slice}, {@code Add} and {@code Mul}. Every
- * reshape copies the dims that vary ({@code 0} in the shape) or takes a shape computed from the inputs, never
- * {@code -1}, so an empty history ({@code T = 0}) decodes to an empty tensor.
+ * <p>The stored tensors come token-major ({@code [T, B, heads, ...]}); they are transposed to {@code [B, heads, T,
+ * ...]} while still packed, where it is cheapest. Only ops ONNX Runtime's CUDA execution provider implements for
+ * these types: planes of 4- and 2-bit codes come out with integer {@code Div}, {@code Mul} and {@code Sub} (no
+ * {@code BitShift} or {@code BitwiseAnd} there), then {@code Cast}, {@code Reshape}, {@code Concat}, {@code Shape},
+ * {@code Slice}, {@code Transpose}, {@code Add} and {@code Mul}. Every reshape copies the dims that vary ({@code 0} in
+ * the shape) or takes a shape computed from the inputs, never {@code -1}, so an empty history ({@code T = 0}) decodes
+ * to an empty tensor.
  */
 final class RunDecoder {
     private final NodeEmitter emit;
     private final int headDim;
     private final int integerType;
+    private final int computeType;
 
     /**
      * @param integerType element type the planes are split in: {@code UINT8} (the codes as they are; Div, Mul and Sub
      *     take uint8 from opset 14) or {@code INT32} (for older opsets)
+     * @param computeType the model's K/V type, {@code FLOAT} or {@code FLOAT16}, in which values are decoded
      */
-    RunDecoder(NodeEmitter emit, int headDim, int integerType) {
+    RunDecoder(NodeEmitter emit, int headDim, int integerType, int computeType) {
         this.emit = emit;
         this.headDim = headDim;
         this.integerType = integerType;
+        this.computeType = computeType;
     }
 
-    /** The float32 {@code [T, B, heads, headDim]} values of {@code run} from its three graph inputs. */
+    /** The {@code [B, heads, T, headDim]} values of {@code run} from its graph inputs (scales and zeros unused if raw). */
     String decode(String scope, StoredRun run, String codes, String scales, String zeros) {
-        String u = emit.cast(scope, unpack(scope, run, codes), TensorProto.DataType.FLOAT_VALUE);
-        String s = toFloat(scope, run, scales);
-        String z = toFloat(scope, run, zeros);
+        String packed = emit.transpose(scope, codes, 1, 2, 0, 3);
+        if (run.raw()) {
+            int stored = run.bits() == 16 ? TensorProto.DataType.FLOAT16_VALUE : TensorProto.DataType.FLOAT_VALUE;
+            return stored == computeType ? packed : emit.cast(scope, packed, computeType);
+        }
+        String u = emit.cast(scope, unpack(scope, run, packed), computeType);
+        String s = toCompute(scope, run, emit.transpose(scope, scales, 1, 2, 0, 3));
+        String z = toCompute(scope, run, emit.transpose(scope, zeros, 1, 2, 0, 3));
         return run.axis() == StoredRun.GroupAxis.TOKEN
                 ? decodeTokenGroups(scope, run, u, s, z)
                 : decodeChannelGroups(scope, run, u, s, z);
     }
 
-    /** Unsigned codes {@code [T, B, heads, headDim]} from the packed bytes {@code [T, B, heads, rowBytes]}. */
+    /** Unsigned codes {@code [B, heads, T, headDim]} from the packed bytes {@code [B, heads, T, rowBytes]}. */
     private String unpack(String scope, StoredRun run, String codes) {
         if (run.bits() == 8) {
             return codes;
@@ -50,7 +62,7 @@ final class RunDecoder {
         int bits = run.bits();
         int planes = 8 / bits;
         String bytes = integerType == TensorProto.DataType.UINT8_VALUE ? codes : emit.cast(scope, codes, integerType);
-        // [T, B, h, chunks, 1, 16]: byte k of a chunk holds code k + 16 p of the chunk in plane p
+        // [B, h, T, chunks, 1, 16]: byte k of a chunk holds code k + 16 p of the chunk in plane p
         String chunked = emit.reshape(scope, bytes, emit.int64s(scope, 0, 0, 0, run.rowBytes(headDim) / 16, 1, 16));
         long[] divisors = new long[planes];
         for (int p = 0; p < planes; p++) {
@@ -61,15 +73,16 @@ final class RunDecoder {
         String radix = integers(scope, new long[0], 1L << bits);
         String above = emit.op(scope, "Mul", List.of(emit.op(scope, "Div", List.of(shifted, radix)), radix));
         String planar = emit.op(scope, "Sub", List.of(shifted, above));
-        // [T, B, h, chunks, planes, 16] flattens to code order: chunk, then plane, then byte
+        // [B, h, T, chunks, planes, 16] flattens to code order: chunk, then plane, then byte
         return emit.reshape(scope, planar, emit.int64s(scope, 0, 0, 0, headDim));
     }
 
-    private String toFloat(String scope, StoredRun run, String params) {
-        return run.halfParams() ? emit.cast(scope, params, TensorProto.DataType.FLOAT_VALUE) : params;
+    private String toCompute(String scope, StoredRun run, String params) {
+        int stored = run.halfParams() ? TensorProto.DataType.FLOAT16_VALUE : TensorProto.DataType.FLOAT_VALUE;
+        return stored == computeType ? params : emit.cast(scope, params, computeType);
     }
 
-    /** Per-token groups: parameters {@code [T, B, h, headDim / g]} for groups of g consecutive channels. */
+    /** Per-token groups: parameters {@code [B, h, T, headDim / g]} for groups of g consecutive channels. */
     private String decodeTokenGroups(String scope, StoredRun run, String u, String s, String z) {
         int groups = run.paramsPerRow(headDim);
         if (groups == 1) {
@@ -82,34 +95,41 @@ final class RunDecoder {
         return emit.reshape(scope, x, emit.int64s(scope, 0, 0, 0, headDim));
     }
 
-    /** Per-channel groups: parameters {@code [T / g, B, h, headDim]} for groups of g consecutive tokens. */
+    /** Per-channel groups: parameters {@code [B, h, T / g, headDim]} for groups of g consecutive tokens. */
     private String decodeChannelGroups(String scope, StoredRun run, String u, String s, String z) {
         if (run.groupSize() == 1) {
             return affine(scope, run, u, s, z);
         }
-        // [T / g, B, h, D] -> codes [T / g, g, B, h, D] against parameters [T / g, 1, B, h, D]; the shapes come from
-        // the parameters' own shape, which holds T / g even when it is 0
+        // codes [B, h, T / g, g, D] against parameters [B, h, T / g, 1, D]; the shapes come from the parameters' own
+        // shape, which holds T / g even when it is 0
         String paramShape = emit.shape(scope, s);
-        String groups = emit.slice(scope, paramShape, 0, 1);
-        String rest = emit.slice(scope, paramShape, 1, 4);
-        String codeShape = emit.concat(scope, List.of(groups, emit.int64s(scope, run.groupSize()), rest), 0);
-        String broadcastShape = emit.concat(scope, List.of(groups, emit.int64s(scope, 1), rest), 0);
+        String leading = emit.slice(scope, paramShape, 0, 3);
+        String channels = emit.slice(scope, paramShape, 3, 4);
+        String codeShape = emit.concat(scope, List.of(leading, emit.int64s(scope, run.groupSize()), channels), 0);
+        String broadcastShape = emit.concat(scope, List.of(leading, emit.int64s(scope, 1), channels), 0);
         String x = affine(scope, run, emit.reshape(scope, u, codeShape), emit.reshape(scope, s, broadcastShape),
                 emit.reshape(scope, z, broadcastShape));
         return emit.reshape(scope, x, emit.shape(scope, u));
     }
 
-    /** {@code ((u + codeOffset) + zero) * scale} or {@code u * scale + min}, in float32 as kvq computes it. */
+    /** {@code ((u + codeOffset) + zero) * scale} or {@code u * scale + min}, in the compute type. */
     private String affine(String scope, StoredRun run, String u, String scale, String zero) {
         if (run.form() == AffineForm.SCALE_MIN) {
             return emit.op(scope, "Add", List.of(emit.op(scope, "Mul", List.of(u, scale)), zero));
         }
-        // u + codeOffset is an exact small integer in float32, as the Java decode's (float) (u + codeOffset)
+        // u + codeOffset is an exact small integer in float32 and float16, as the Java decode's (float) (u + codeOffset)
         String offset = run.codeOffset() == 0 ? u
-                : emit.op(scope, "Add", List.of(u, emit.float32(scope, run.codeOffset())));
+                : emit.op(scope, "Add", List.of(u, number(scope, run.codeOffset())));
         return emit.op(scope, "Mul", List.of(emit.op(scope, "Add", List.of(offset, zero)), scale));
     }
 
+    private String number(String scope, float value) {
+        if (computeType == TensorProto.DataType.FLOAT_VALUE) {
+            return emit.float32(scope, value);
+        }
+        ByteBuffer b = ByteBuffer.allocate(2).order(ByteOrder.LITTLE_ENDIAN).putShort(Float.floatToFloat16(value));
+        return emit.constant(scope, TensorProto.DataType.FLOAT16_VALUE, new long[0], b.array());
+    }
     /** A constant of the plane arithmetic's integer type. */
     private String integers(String scope, long[] dims, long... values) {
         boolean bytes = integerType == TensorProto.DataType.UINT8_VALUE;

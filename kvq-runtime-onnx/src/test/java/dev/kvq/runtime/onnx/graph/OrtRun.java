@@ -131,6 +131,27 @@ final class OrtRun {
         assertTrue(diffs.isEmpty(), () -> what + " differs: " + diffs);
     }
 
+    /**
+     * Every element within {@code ulps} float16 units in the last place of the tensor's largest magnitude: a float16
+     * decode rounds at each of its few operations (whose operands are as large as the values) where the float32
+     * reference rounds once.
+     */
+    static void assertHalfUlps(float[] expected, Output actual, int ulps, String what) {
+        assertEquals(expected.length, actual.values().length, what + ": element count");
+        float largest = 0;
+        for (float e : expected) {
+            largest = Math.max(largest, Math.abs(e));
+        }
+        float ulp = Math.max(Math.ulp(largest) * (1 << 13), 6.0e-8f);
+        for (int i = 0; i < expected.length; i++) {
+            float e = expected[i];
+            if (!(Math.abs(actual.values()[i] - e) <= ulps * ulp)) {
+                throw new AssertionError(what + " [" + i + "]: expected " + e + " but was " + actual.values()[i]
+                        + ", more than " + ulps + " float16 ulps apart");
+            }
+        }
+    }
+
     /** Same shape, and every element within {@code relative} of the larger magnitude (at least 1). */
     static double assertClose(Output expected, Output actual, double relative, String what) {
         assertArrayEquals(expected.shape(), actual.shape(), what + ": shape");

@@ -131,20 +131,27 @@ class RunDecodeTest {
                 for (int l = 0; l < LAYERS; l++) {
                     for (int k = 0; k < 2; k++) {
                         String kind = k == 0 ? "key" : "value";
-                        float[] reference = sample.dense[l][k].clone();
-                        if (half) {
-                            for (int i = 0; i < reference.length; i++) {
-                                reference[i] = Float.float16ToFloat(Float.floatToFloat16(reference[i]));
-                            }
-                        }
-                        OrtRun.assertIdentical(reference, got.get(KvSignature.pastName(l, kind)),
-                                step + ": decoded past of layer " + l + " " + kind);
+                        float[] reference = sample.dense[l][k];
                         OrtRun.Output fresh = OrtRun.tokensFrom(expected.get(KvSignature.presentName(l, kind)), past);
-                        OrtRun.assertIdentical(fresh.values(), got.get(QuantizedPastLayout.newName(l, kind)),
-                                step + ": new " + kind + "s of layer " + l);
+                        if (half) {
+                            // a float16 model decodes in float16: a few roundings where float32 has one
+                            OrtRun.assertHalfUlps(reference, got.get(KvSignature.pastName(l, kind)), 4,
+                                    step + ": decoded past of layer " + l + " " + kind);
+                            OrtRun.assertClose(fresh, got.get(QuantizedPastLayout.newName(l, kind)), 1e-2,
+                                    step + ": new " + kind + "s of layer " + l);
+                        } else {
+                            OrtRun.assertIdentical(reference, got.get(KvSignature.pastName(l, kind)),
+                                    step + ": decoded past of layer " + l + " " + kind);
+                            OrtRun.assertIdentical(fresh.values(), got.get(QuantizedPastLayout.newName(l, kind)),
+                                    step + ": new " + kind + "s of layer " + l);
+                        }
                     }
                 }
-                OrtRun.assertIdentical(expected.get("logits").values(), got.get("logits"), step + ": logits");
+                if (half) {
+                    OrtRun.assertClose(expected.get("logits"), got.get("logits"), 1e-2, step + ": logits");
+                } else {
+                    OrtRun.assertIdentical(expected.get("logits").values(), got.get("logits"), step + ": logits");
+                }
                 assertTrue(got.keySet().stream().noneMatch(n -> n.startsWith("present.")), "present outputs dropped");
             }
         }

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The README's numbers for the device-resident cache (placement device) on the GPU machine, in two calls of at most
+# ten minutes each; run from the repository root there once these are in place:
+#   /root/kvq-gpu/cNN   Java 25 + ONNX Runtime CUDA (../shared/device/stage-ort-cuda.sh, chunks re-split to 48 MiB)
+#   .gpu/boot           the unpack script of that staging
+#   .gpu-app/lib        every jar of kvq-cli/target/lib except the CPU onnxruntime and the pytorch jars
+# Usage: tools/gpu_device_session.sh a|b      (results go to $OUT)
+#   a: the Llama-3.2-1B-shape model in float16 (made here), PyTorch (transformers, DynamicCache) and kvq at batch 1 and
+#      8 x 1k/4k/16k, full precision against KV4 per-token, KIVI K4V2, KIVI KV8 and a mixed 3.5-bit file, device
+#      placement (and host placement where it finishes), plus the demo model's perplexity on CUDA under both placements
+#   b: capacity mode (largest batch whose caches fit --kv-memory, and its speed), and the Llama-3.1-8B shape at 32k
+set -uo pipefail
+export PYTHONUNBUFFERED=1
+phase=${1:?a or b}
+source .gpu/boot/unpack.sh >/dev/null
+kvq() {
+  "$KVQ_JAVA" -XX:+UseParallelGC -Xmx48g -XX:MaxDirectMemorySize=100g --add-modules jdk.incubator.vector \
+    --enable-native-access=ALL-UNNAMED -Donnxruntime.native.path="$KVQ_ORT_NATIVE" -Dai.djl.offline=true \
+    -DOPT_OUT_TRACKING=true -cp ".gpu-app/lib/*:$KVQ_ORT_CLASSES" dev.kvq.cli.Main "$@" 2> >(grep -v "incubator modules" >&2)
+}
+small=/root/bench-1b
+big=/root/bench-8b
+configs() {  # $1 = model dir: the five caches every table compares
+  printf '%s\n' "placement: device" "axis_key: 1" "axis_value: 0" "q_group_size: 32" "residual_length: 32" "asym: true" \
+    "nbits_key: 4" "nbits_value: 2" > "$1/kivi-k4v2.yaml"
+  sed 's/nbits_key: 4/nbits_key: 8/; s/nbits_value: 2/nbits_value: 8/' "$1/kivi-k4v2.yaml" > "$1/kivi-kv8.yaml"
+  printf '%s\n' "placement: device" "axis_key: 0" "axis_value: 0" "q_group_size: -1" "residual_length: 0" "asym: true" \
+    "nbits_key: 4" "nbits_value: 4" > "$1/kv4.yaml"
+}
+if [ "$phase" = a ]; then
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+  # the 8B-shape model is made in the background (it outlives this call) for phase b
+  [ -f $big/config.json ] || (cd tools && setsid nohup python3 make_bench_model.py --out $big --layers 32 --hidden 4096 \
+    --heads 32 --kv-heads 8 --head-dim 128 --intermediate 14336 --dtype float16 --max-positions 40960 \
+    > /root/make-8b.log 2>&1 &)
+  [ -f $small/config.json ] || (cd tools && python3 make_bench_model.py --out $small --hidden 2048 --heads 32 --kv-heads 8 \
+    --intermediate 8192 --dtype float16 --max-positions 20480) 2>&1 | tail -2
+  configs $small
+  { for p in host device; do
+      kvq eval ppl --model models/kvq-demo-char --device cuda --placement $p --data models/kvq-demo-char/sample.txt \
+        --length 4000 --sweep pertoken,kivi --pairs 4-4,4-2 --kv-config models/kvq-demo-char/kv-mixed.yaml
+    done; } 2>&1 | tee "$OUT/demo-ppl-placements.txt"
+  python3 tools/torch_decode_bench.py --config $small/config.json --batch 1,8 --contexts 1024,4096,16384 --steps 32 \
+    2>&1 | grep '^{' | tee "$OUT/torch-1b.jsonl"
+  for batch in 1 8; do
+    kvq bench --model $small --device cuda --json --batch $batch --contexts 1024,4096,16384 --decode-steps 32 --repeats 1 \
+      --kv-config $small/kv4.yaml --kv-config $small/kivi-k4v2.yaml --kv-config $small/kivi-kv8.yaml \
+      --kv-config $small/mixed.yaml --placement device 2>>"$OUT/log.txt" | tee -a "$OUT/kvq-1b-device.jsonl"
+  done
+  kvq bench --model $small --device cuda --json --batch 1 --contexts 1024,4096 --decode-steps 16 --repeats 1 \
+    --kv-config $small/kv4.yaml --placement host 2>>"$OUT/log.txt" | tee -a "$OUT/kvq-1b-host.jsonl"
+else
+  configs $small
+  kvq bench --model $small --device cuda --json --kv-memory 4GiB --contexts 4096 --decode-steps 16 --repeats 1 \
+    --kv-config $small/kv4.yaml --kv-config $small/kivi-kv8.yaml --kv-config $small/mixed.yaml \
+    --kv-config $small/kivi-k4v2.yaml --placement device 2>>"$OUT/log.txt" | tee "$OUT/kvq-1b-capacity.json"
+  for i in $(seq 1 60); do [ -f $big/config.json ] && break; sleep 5; done
+  tail -3 /root/make-8b.log | tee -a "$OUT/log.txt"
+  configs $big
+  kvq bench --model $big --device cuda --json --batch 1 --contexts 32768 --decode-steps 16 --repeats 1 \
+    --prefill-chunk 4096 --kv-config $big/kv4.yaml --placement device 2>>"$OUT/log.txt" | tee "$OUT/kvq-8b-32k.json"
+  python3 tools/torch_decode_bench.py --config $big/config.json --batch 1 --contexts 32768 --steps 16 --repeats 1 \
+    2>&1 | grep '^{' | tee "$OUT/torch-8b.jsonl"
+fi
