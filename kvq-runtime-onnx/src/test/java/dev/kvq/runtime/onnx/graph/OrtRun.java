@@ -16,13 +16,15 @@ import dev.kvq.runtime.onnx.graph.proto.TypeProto;
 import dev.kvq.runtime.onnx.graph.proto.ValueInfoProto;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.IntBuffer;
 import java.nio.LongBuffer;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 
-/** Runs ONNX models on the CPU with ONNX Runtime's Java API and reads every output back as float32. */
+/** Runs ONNX models on the CPU with ONNX Runtime's Java API and reads every output back as float32 (integers too). */
 final class OrtRun {
     static final OrtEnvironment ENV = OrtEnvironment.getEnvironment();
 
@@ -54,8 +56,13 @@ final class OrtRun {
                 ByteBuffer bytes = t.getByteBuffer().order(ByteOrder.nativeOrder());
                 float[] values = new float[Math.toIntExact(info.getNumElements())];
                 for (int i = 0; i < values.length; i++) {
-                    values[i] = info.type == OnnxJavaType.FLOAT16 ? Float.float16ToFloat(bytes.getShort(i * 2))
-                            : bytes.getFloat(i * 4);
+                    values[i] = switch (info.type) {
+                        case FLOAT16 -> Float.float16ToFloat(bytes.getShort(i * 2));
+                        case INT64 -> bytes.getLong(i * 8);
+                        case INT32 -> bytes.getInt(i * 4);
+                        case BOOL, INT8, UINT8 -> bytes.get(i);
+                        default -> bytes.getFloat(i * 4);
+                    };
                 }
                 out.put(e.getKey(), new Output(info.getShape(), values));
             }
@@ -67,29 +74,146 @@ final class OrtRun {
         return out;
     }
 
-    /** The token inputs of a decoder step: ids, an all-ones mask over past and new tokens, positions after the past. */
-    static Map<String, OnnxTensor> tokenInputs(OrtSession session, int batch, int newTokens, int pastLength, long seed)
-            throws OrtException {
+    /**
+     * Which positions of a step are real, per sequence: the first {@code quantized[b]} of the {@code T} quantized
+     * slots, the first {@code residual[b]} of the {@code R} residual slots, and the new tokens {@code fresh} marks
+     * ({@code [B, t]}, 0 for left padding). The rewritten graph takes the counts and {@code fresh}; {@link #dense()} is
+     * the whole mask the original model takes, built here position by position.
+     */
+    record StepMask(int batch, int quantizedLength, int residualLength, int newTokens, long[] quantized,
+                    long[] residual, long[] fresh) {
+        /** Every position of every sequence real. */
+        static StepMask full(int batch, int quantizedLength, int residualLength, int newTokens) {
+            return padded(batch, quantizedLength, residualLength, newTokens, -1);
+        }
+
+        /**
+         * Sequences {@code b} with {@code (b + shift)} odd are short (none for a negative shift): about two thirds of
+         * the quantized slots and half the residual slots real, the first new token left padding where the sequence
+         * has a real past (a padding query with nothing to attend to is not a state kvq produces).
+         */
+        static StepMask padded(int batch, int quantizedLength, int residualLength, int newTokens, int shift) {
+            long[] q = new long[batch];
+            long[] r = new long[batch];
+            long[] fresh = new long[batch * newTokens];
+            Arrays.fill(fresh, 1);
+            for (int b = 0; b < batch; b++) {
+                boolean shortSequence = shift >= 0 && (b + shift) % 2 == 1;
+                q[b] = shortSequence ? Math.max(0, quantizedLength - quantizedLength / 3 - 1) : quantizedLength;
+                r[b] = shortSequence ? Math.max(0, residualLength - residualLength / 2 - 1) : residualLength;
+                if (shortSequence && q[b] + r[b] > 0 && newTokens > 1) {
+                    fresh[b * newTokens] = 0;
+                }
+            }
+            return new StepMask(batch, quantizedLength, residualLength, newTokens, q, r, fresh);
+        }
+
+        int pastLength() {
+            return quantizedLength + residualLength;
+        }
+
+        /** Whether past position {@code p} (quantized slots, then residual slots) of sequence {@code b} is real. */
+        boolean real(int b, int p) {
+            return p < quantizedLength ? p < quantized[b] : p - quantizedLength < residual[b];
+        }
+
+        /** The original model's {@code attention_mask}, {@code [B, T + R + t]}. */
+        long[] dense() {
+            int width = pastLength() + newTokens;
+            long[] mask = new long[batch * width];
+            for (int b = 0; b < batch; b++) {
+                for (int p = 0; p < pastLength(); p++) {
+                    mask[b * width + p] = real(b, p) ? 1 : 0;
+                }
+                System.arraycopy(fresh, b * newTokens, mask, b * width + pastLength(), newTokens);
+            }
+            return mask;
+        }
+
+        /** Positions of the new tokens: after the sequence's real past, padding at 1 (as Hugging Face pads them). */
+        long[] positions() {
+            long[] positions = new long[batch * newTokens];
+            for (int b = 0; b < batch; b++) {
+                long next = quantized[b] + residual[b];
+                for (int i = 0; i < newTokens; i++) {
+                    positions[b * newTokens + i] = fresh[b * newTokens + i] == 0 ? 1 : next++;
+                }
+            }
+            return positions;
+        }
+    }
+
+    /**
+     * The token inputs of a decoder step: ids, the mask as {@code session} takes it (the whole mask for the original
+     * model; the counts and the new tokens' part for a rewritten one), positions after each sequence's real past.
+     */
+    static Map<String, OnnxTensor> tokenInputs(OrtSession session, StepMask mask, long seed) throws OrtException {
+        int batch = mask.batch();
+        int newTokens = mask.newTokens();
         Map<String, OnnxTensor> in = new HashMap<>();
         long[] ids = new long[batch * newTokens];
-        long[] positions = new long[batch * newTokens];
         for (int i = 0; i < ids.length; i++) {
             ids[i] = Math.floorMod(seed * 31 + i * 97L, 60);
-            positions[i] = pastLength + i % newTokens;
         }
-        long[] mask = new long[batch * (pastLength + newTokens)];
-        java.util.Arrays.fill(mask, 1);
         in.put("input_ids", OnnxTensor.createTensor(ENV, LongBuffer.wrap(ids), new long[] {batch, newTokens}));
-        in.put("attention_mask", OnnxTensor.createTensor(ENV, LongBuffer.wrap(mask),
-                new long[] {batch, pastLength + newTokens}));
-        if (session.getInputNames().contains("position_ids")) {
-            in.put("position_ids", OnnxTensor.createTensor(ENV, LongBuffer.wrap(positions),
+        var names = session.getInputNames();
+        if (names.contains(QuantizedPastRewriter.QUANTIZED_TOKENS)) {
+            assertTrue(!names.contains("attention_mask"), "a rewritten model takes no attention_mask");
+            in.put(QuantizedPastRewriter.QUANTIZED_TOKENS, OnnxTensor.createTensor(ENV,
+                    LongBuffer.wrap(mask.quantized()), new long[] {batch}));
+            assertEquals(mask.residualLength() > 0, names.contains(QuantizedPastRewriter.RESIDUAL_TOKENS),
+                    "kvq.residual_tokens is an input exactly when there is a residual");
+            if (mask.residualLength() > 0) {
+                in.put(QuantizedPastRewriter.RESIDUAL_TOKENS, OnnxTensor.createTensor(ENV,
+                        LongBuffer.wrap(mask.residual()), new long[] {batch}));
+            }
+            in.put(QuantizedPastRewriter.NEW_MASK, OnnxTensor.createTensor(ENV, LongBuffer.wrap(mask.fresh()),
+                    new long[] {batch, newTokens}));
+        } else {
+            long[] shape = {batch, mask.pastLength() + newTokens};
+            TensorInfo info = (TensorInfo) session.getInputInfo().get("attention_mask").getInfo();
+            if (info.type == OnnxJavaType.INT32) {
+                int[] dense = Arrays.stream(mask.dense()).mapToInt(Math::toIntExact).toArray();
+                in.put("attention_mask", OnnxTensor.createTensor(ENV, IntBuffer.wrap(dense), shape));
+            } else {
+                in.put("attention_mask", OnnxTensor.createTensor(ENV, LongBuffer.wrap(mask.dense()), shape));
+            }
+        }
+        if (names.contains("position_ids")) {
+            in.put("position_ids", OnnxTensor.createTensor(ENV, LongBuffer.wrap(mask.positions()),
                     new long[] {batch, newTokens}));
         }
-        if (session.getInputNames().contains("use_cache_branch")) {
-            in.put("use_cache_branch", OnnxTensor.createTensor(ENV, new boolean[] {pastLength > 0}));
+        if (names.contains("use_cache_branch")) {
+            in.put("use_cache_branch", OnnxTensor.createTensor(ENV, new boolean[] {mask.pastLength() > 0}));
         }
         return in;
+    }
+
+    /**
+     * Adds the value {@code attention_mask} as a graph output of a rewritten model, so a test can read the mask the
+     * graph built; {@code elemType} is the original model's mask type, which the built mask keeps.
+     */
+    static ModelProto withMaskOutput(ModelProto rewritten, int elemType) {
+        var graph = rewritten.getGraph().toBuilder();
+        graph.addOutput(ValueInfoProto.newBuilder().setName(QuantizedPastRewriter.MASK)
+                .setType(TypeProto.newBuilder().setTensorType(TypeProto.Tensor.newBuilder().setElemType(elemType))));
+        return rewritten.toBuilder().setGraph(graph).build();
+    }
+
+    /** The mask the graph built equals the one built here position by position. */
+    static void assertMask(StepMask expected, Output actual, String what) {
+        assertArrayEquals(new long[] {expected.batch(), expected.pastLength() + expected.newTokens()}, actual.shape(),
+                what + ": mask shape");
+        long[] dense = expected.dense();
+        for (int i = 0; i < dense.length; i++) {
+            if (dense[i] != actual.values()[i]) {
+                int width = expected.pastLength() + expected.newTokens();
+                throw new AssertionError(what + ": mask of sequence " + i / width + " at position " + i % width
+                        + " is " + actual.values()[i] + ", expected " + dense[i] + " (T " + expected.quantizedLength()
+                        + ", R " + expected.residualLength() + ", real " + Arrays.toString(expected.quantized())
+                        + " / " + Arrays.toString(expected.residual()) + ")");
+            }
+        }
     }
 
     /** Adds every {@code past_key_values.*} value as a graph output, so a test can read the past the graph decoded. */

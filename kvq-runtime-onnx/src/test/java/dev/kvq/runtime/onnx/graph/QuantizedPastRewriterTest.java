@@ -11,6 +11,7 @@ import ai.onnxruntime.OnnxTensor;
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
 import ai.onnxruntime.TensorInfo;
+import com.google.protobuf.InvalidProtocolBufferException;
 import dev.kvq.generate.spi.QuantizedPastLayout;
 import dev.kvq.generate.spi.StoredLayer;
 import dev.kvq.generate.spi.StoredRun;
@@ -36,7 +37,8 @@ import org.junit.jupiter.params.provider.ValueSource;
 /**
  * A rewritten decoder gives what the original gives on the dense past kvq would decode from the same quantized
  * history: the same logits (within 1e-5 relative) and, as {@code kvq.{l}.{kind}.new}, the original's
- * {@code present[:, :, P:]}. On the tiny Optimum exports (plain, float16 KV, merged with {@code use_cache_branch}, no
+ * {@code present[:, :, P:]}; the attention mask it builds from per-sequence counts of real quantized and residual
+ * positions and the new tokens' mask equals the original's whole mask, with padding in every region. On the tiny Optimum exports (plain, float16 KV, merged with {@code use_cache_branch}, no
  * {@code position_ids}), the shared Shakespeare model, and a model whose weights are external data.
  */
 class QuantizedPastRewriterTest {
@@ -71,11 +73,12 @@ class QuantizedPastRewriterTest {
             // then quantized tokens and a residual, are later steps
             for (int residual : new int[] {0, 4}) {
                 QuantizedPastLayout layout = tinyLayout(residual);
-                try (OrtSession rewritten = OrtRun.session(QuantizedPastRewriter.rewrite(model, layout))) {
-                    for (int[] shape : new int[][] {{1, 0}, {2, 8}, {2, 0}, {1, 16}}) {
-                        compare(original, rewritten, layout, shape[0], shape[1],
+                try (OrtSession rewritten = rewritten(model, layout, original, OrtRun.options())) {
+                    // batch, quantized tokens, which sequences are short (-1: none)
+                    for (int[] shape : new int[][] {{1, 0, -1}, {2, 8, -1}, {2, 8, 0}, {2, 0, 0}, {1, 16, 1}}) {
+                        compare(original, rewritten, layout, shape[0], shape[1], shape[2],
                                 variant + ", residual " + residual + ", batch " + shape[0] + ", " + shape[1]
-                                        + " quantized tokens");
+                                        + " quantized tokens" + (shape[2] < 0 ? "" : ", padded"));
                     }
                 }
             }
@@ -100,9 +103,10 @@ class QuantizedPastRewriterTest {
         }
         QuantizedPastLayout layout = new QuantizedPastLayout(2, 64, layers);
         try (OrtSession original = OrtRun.ENV.createSession(model.toString(), OrtRun.options());
-             OrtSession rewritten = OrtRun.session(QuantizedPastRewriter.rewrite(model, layout))) {
-            compare(original, rewritten, layout, 1, 0, "shakespeare, residual only");
-            compare(original, rewritten, layout, 2, 64, "shakespeare, batch 2, 64 quantized tokens");
+             OrtSession rewritten = rewritten(model, layout, original, OrtRun.options())) {
+            compare(original, rewritten, layout, 1, 0, -1, "shakespeare, residual only");
+            compare(original, rewritten, layout, 2, 64, -1, "shakespeare, batch 2, 64 quantized tokens");
+            compare(original, rewritten, layout, 2, 64, 0, "shakespeare, batch 2, 64 quantized tokens, padded");
         }
     }
 
@@ -122,24 +126,46 @@ class QuantizedPastRewriterTest {
         OrtSession.SessionOptions options = OrtRun.options();
         QuantizedPastRewriter.useModelFolder(options, model);
         try (OrtSession original = OrtRun.ENV.createSession(model.toString(), OrtRun.options());
-             OrtSession rewritten = OrtRun.ENV.createSession(bytes, options)) {
-            compare(original, rewritten, layout, 2, 8, "external data");
+             OrtSession rewritten = rewritten(model, layout, original, options)) {
+            compare(original, rewritten, layout, 2, 8, 1, "external data");
         }
     }
 
-    /** Runs both models on one random history and compares logits and new tokens. */
+    /**
+     * A session of {@code model} rewritten for {@code layout}, with the mask the graph builds as an extra output (in
+     * the element type of {@code original}'s mask).
+     */
+    private static OrtSession rewritten(Path model, QuantizedPastLayout layout, OrtSession original,
+                                        OrtSession.SessionOptions options) throws OrtException {
+        OnnxJavaType type = ((TensorInfo) original.getInputInfo().get(QuantizedPastRewriter.MASK).getInfo()).type;
+        int maskType = type == OnnxJavaType.INT32 ? TensorProto.DataType.INT32_VALUE : TensorProto.DataType.INT64_VALUE;
+        try {
+            ModelProto proto = ModelProto.parseFrom(QuantizedPastRewriter.rewrite(model, layout));
+            return OrtRun.ENV.createSession(OrtRun.withMaskOutput(proto, maskType).toByteArray(), options);
+        } catch (InvalidProtocolBufferException e) {
+            throw new AssertionError("the rewritten model does not parse", e);
+        }
+    }
+
+    /**
+     * Runs both models on one random history and compares the mask, logits and new tokens. Sequences {@code b} with
+     * {@code (b + shift)} odd have padding in the quantized and residual regions and a left-padded new token
+     * ({@link OrtRun.StepMask#padded}); the original model reads zeros where they are, so the logits agree only if
+     * both models leave padding out.
+     */
     private static void compare(OrtSession original, OrtSession rewritten, QuantizedPastLayout layout, int batch,
-                                int tokens, String what) throws OrtException {
+                                int tokens, int shift, String what) throws OrtException {
         boolean half = ((TensorInfo) original.getInputInfo().get(KvSignature.pastName(0, "key")).getInfo()).type
                 == OnnxJavaType.FLOAT16;
         QuantizedPastSample sample = QuantizedPastSample.random(layout, batch, tokens, half, what.hashCode());
         int past = sample.pastLength();
         int fresh = past == 0 ? 5 : 2;
-        Map<String, OnnxTensor> dense = OrtRun.tokenInputs(original, batch, fresh, past, tokens);
-        Map<String, OnnxTensor> quantized = OrtRun.tokenInputs(rewritten, batch, fresh, past, tokens);
+        OrtRun.StepMask mask = OrtRun.StepMask.padded(batch, tokens, sample.residual, fresh, shift);
+        Map<String, OnnxTensor> dense = OrtRun.tokenInputs(original, mask, tokens);
+        Map<String, OnnxTensor> quantized = OrtRun.tokenInputs(rewritten, mask, tokens);
         for (int l = 0; l < layout.layers().size(); l++) {
             for (String kind : new String[] {"key", "value"}) {
-                dense.put(KvSignature.pastName(l, kind), sample.densePast(l, kind).tensor(OrtRun.ENV));
+                dense.put(KvSignature.pastName(l, kind), sample.densePast(l, kind, mask).tensor(OrtRun.ENV));
             }
         }
         for (var e : sample.canonical.entrySet()) {
@@ -147,6 +173,7 @@ class QuantizedPastRewriterTest {
         }
         Map<String, OrtRun.Output> expected = OrtRun.run(original, dense);
         Map<String, OrtRun.Output> actual = OrtRun.run(rewritten, quantized);
+        OrtRun.assertMask(mask, actual.get(QuantizedPastRewriter.MASK), what);
         OrtRun.assertClose(expected.get("logits"), actual.get("logits"), TOLERANCE, what + ": logits");
         for (int l = 0; l < layout.layers().size(); l++) {
             for (String kind : new String[] {"key", "value"}) {
@@ -155,7 +182,8 @@ class QuantizedPastRewriterTest {
                         what + ": new " + kind + "s of layer " + l);
             }
         }
-        assertEquals(1 + 2 * layout.layers().size(), actual.size(), what + ": outputs " + actual.keySet());
+        // logits, the new K/V of every layer and the mask read back; no present
+        assertEquals(2 + 2 * layout.layers().size(), actual.size(), what + ": outputs " + actual.keySet());
     }
 
     /**

@@ -18,9 +18,9 @@ import java.util.Map;
 import java.util.SplittableRandom;
 
 /**
- * Random tensors of a {@link QuantizedPastLayout} in its canonical form (codes packed by kvq's {@link BitPacking}) and,
- * decoded in plain Java by {@link StoredRun}'s formulas, the dense float32 past {@code [B, H, T + R, D]} they stand for:
- * the reference the rewritten graph must reproduce.
+ * Random tensors of a {@link QuantizedPastLayout} in its canonical form (codes packed by kvq's {@link BitPacking}, raw
+ * runs as float16 or float32 values) and, decoded in plain Java by {@link StoredRun}'s formulas, the dense float32 past
+ * {@code [B, H, T + R, D]} they stand for: the reference the rewritten graph must reproduce.
  */
 final class QuantizedPastSample {
     /** A tensor's element type, shape and native-order bytes. */
@@ -75,12 +75,21 @@ final class QuantizedPastSample {
         return tokens + residual;
     }
 
-    /** The dense past of a layer's keys or values as the original model takes it: float32, or float16 rounded once. */
-    Raw densePast(int layer, String kind) {
+    /**
+     * The dense past of a layer's keys or values as the original model takes it: float32, or float16 rounded once;
+     * positions {@code mask} marks as padding hold 0 instead of the history's values, so the original model gives what
+     * the rewritten one gives only if both leave those positions out.
+     */
+    Raw densePast(int layer, String kind, OrtRun.StepMask mask) {
         float[] values = dense[layer][kind.equals("key") ? 0 : 1];
-        long[] shape = {batch, layout.kvHeads(), pastLength(), layout.headDim()};
+        int heads = layout.kvHeads();
+        int dim = layout.headDim();
+        long[] shape = {batch, heads, pastLength(), dim};
         ByteBuffer b = direct(values.length * (halfKv ? 2 : 4));
-        for (float v : values) {
+        for (int i = 0; i < values.length; i++) {
+            int position = i / dim % pastLength();
+            int sequence = i / (dim * pastLength() * heads);
+            float v = mask.real(sequence, position) ? values[i] : 0;
             if (halfKv) {
                 b.putShort(Float.floatToFloat16(v));
             } else {
@@ -91,6 +100,10 @@ final class QuantizedPastSample {
     }
 
     private void addRun(int layer, String kind, int index, StoredRun run, float[] out, SplittableRandom random) {
+        if (run.raw()) {
+            addRawRun(QuantizedPastLayout.codesName(layer, kind, index), run, out, random);
+            return;
+        }
         int dim = layout.headDim();
         int heads = layout.kvHeads();
         int hr = run.heads();
@@ -148,6 +161,33 @@ final class QuantizedPastSample {
                 codeBytes.rewind()));
         canonical.put(QuantizedPastLayout.scalesName(layer, kind, index), params(run, paramShape, scales));
         canonical.put(QuantizedPastLayout.zerosName(layer, kind, index), params(run, paramShape, zeros));
+    }
+
+    /** A raw run: its values themselves, float16 or float32 {@code [T, B, heads, D]}, and no scales or zeros. */
+    private void addRawRun(String name, StoredRun run, float[] out, SplittableRandom random) {
+        int dim = layout.headDim();
+        int heads = layout.kvHeads();
+        boolean half = run.bits() == 16;
+        ByteBuffer b = direct(tokens * batch * run.heads() * dim * (half ? 2 : 4));
+        for (int p = 0; p < tokens; p++) {
+            for (int s = 0; s < batch; s++) {
+                for (int h = 0; h < run.heads(); h++) {
+                    for (int d = 0; d < dim; d++) {
+                        float v = (float) (random.nextDouble() * 5 - 2.5);
+                        if (half) {
+                            short bits = Float.floatToFloat16(v);
+                            b.putShort(bits);
+                            v = Float.float16ToFloat(bits);
+                        } else {
+                            b.putFloat(v);
+                        }
+                        out[((s * heads + run.firstHead() + h) * pastLength() + p) * dim + d] = v;
+                    }
+                }
+            }
+        }
+        canonical.put(name, new Raw(half ? OnnxJavaType.FLOAT16 : OnnxJavaType.FLOAT,
+                new long[] {tokens, batch, run.heads(), dim}, b.rewind()));
     }
 
     private void addResidual(String name, float[] out, SplittableRandom random) {

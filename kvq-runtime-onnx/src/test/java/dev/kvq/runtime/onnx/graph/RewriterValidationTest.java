@@ -136,6 +136,36 @@ class RewriterValidationTest {
     }
 
     @Test
+    void refusesAModelWithoutAnAttentionMask() {
+        ModelProto noMask = changing("attention_mask", v -> null);
+        assertRefused(ErrorCode.MODEL_INVALID, () -> QuantizedPastRewriter.rewrite(noMask, layout(2, 4, 64)),
+                "'attention_mask'", "text-generation-with-past");
+    }
+
+    /**
+     * A residual adds {@code kvq.residual_tokens} after the quantized count and each layer's residual keys and values
+     * after its runs; a raw run (full precision on the device) takes its values alone, no scales or zeros.
+     */
+    @Test
+    void takesResidualCountsAndRawRunsAsTheLayoutSays() {
+        StoredRun raw = StoredRun.raw(4, false, 64);
+        QuantizedPastLayout layout = new QuantizedPastLayout(4, 64, List.of(
+                new StoredLayer(List.of(EIGHT_BIT), List.of(raw), 8), new StoredLayer(List.of(raw), List.of(EIGHT_BIT),
+                        8)));
+        ModelProto rewritten = QuantizedPastRewriter.rewrite(model(), layout);
+        List<String> inputs = rewritten.getGraph().getInputList().stream().map(ValueInfoProto::getName).toList();
+        assertEquals(List.of("input_ids", QuantizedPastRewriter.QUANTIZED_TOKENS, QuantizedPastRewriter.RESIDUAL_TOKENS,
+                QuantizedPastRewriter.NEW_MASK,
+                "kvq.0.key.0.codes", "kvq.0.key.0.scales", "kvq.0.key.0.zeros", "kvq.0.value.0.codes",
+                "kvq.0.key.residual", "kvq.0.value.residual",
+                "kvq.1.key.0.codes", "kvq.1.value.0.codes", "kvq.1.value.0.scales", "kvq.1.value.0.zeros",
+                "kvq.1.key.residual", "kvq.1.value.residual"), inputs);
+        ValueInfoProto rawCodes = rewritten.getGraph().getInputList().stream()
+                .filter(v -> v.getName().equals("kvq.0.value.0.codes")).findFirst().orElseThrow();
+        assertEquals(FLOAT, rawCodes.getType().getTensorType().getElemType(), "a raw float32 run's codes are float32");
+    }
+
+    @Test
     void keepsWhatItDoesNotReplace() {
         ModelProto m = model();
         QuantizedPastLayout layout = layout(2, 4, 64);
@@ -143,7 +173,8 @@ class RewriterValidationTest {
         assertEquals(m.getOpsetImportList(), rewritten.getOpsetImportList());
         assertEquals(m.getGraph().getInitializerList(), rewritten.getGraph().getInitializerList());
         List<String> inputs = rewritten.getGraph().getInputList().stream().map(ValueInfoProto::getName).toList();
-        assertEquals(List.of("input_ids", "attention_mask",
+        // the mask gives way, in its place, to the per-sequence counts and the new tokens' part
+        assertEquals(List.of("input_ids", QuantizedPastRewriter.QUANTIZED_TOKENS, QuantizedPastRewriter.NEW_MASK,
                 "kvq.0.key.0.codes", "kvq.0.key.0.scales", "kvq.0.key.0.zeros",
                 "kvq.0.value.0.codes", "kvq.0.value.0.scales", "kvq.0.value.0.zeros",
                 "kvq.1.key.0.codes", "kvq.1.key.0.scales", "kvq.1.key.0.zeros",

@@ -26,10 +26,13 @@ import org.junit.jupiter.params.provider.MethodSource;
 
 /**
  * The rewritten graph decodes every kind of run exactly as kvq does: the past it computes equals, bit for bit, the
- * Java decode of {@link StoredRun}'s formulas (rounded once to float16 for a float16 model), for 2-, 4- and 8-bit
- * codes, per-token and per-channel groups, both affine forms, float16 and float32 parameters, per-head runs of
- * different widths, with and without a residual, for an empty and a non-empty history and batches of one and two. A
- * synthetic decoder with head_dim 64 carries the runs (the tiny fixtures' head_dim 16 holds no planar 4- or 2-bit row).
+ * Java decode of {@link StoredRun}'s formulas for a float32 model (a float16 model decodes in float16: within 4 float16
+ * ulps of the tensor's largest magnitude), for 2-, 4- and 8-bit codes, per-token and per-channel groups, both affine
+ * forms, float16 and float32 parameters, per-head runs of different widths, raw float16 and float32 runs (a
+ * full-precision cache on the device: values, no scales or zeros),
+ * with and without a residual, for an empty and a non-empty history and batches of one to three; and the attention
+ * mask it builds from per-sequence counts equals the mask built here, padding included. A synthetic decoder with
+ * head_dim 64 carries the runs (the tiny fixtures' head_dim 16 holds no planar 4- or 2-bit row).
  */
 class RunDecodeTest {
     private static final int LAYERS = 2;
@@ -39,6 +42,9 @@ class RunDecodeTest {
     /** What the decode may use: ops ONNX Runtime's CUDA execution provider has for these types. */
     private static final Set<String> CUDA_OPS = Set.of("Constant", "Cast", "Reshape", "Div", "Mul", "Sub", "Add",
             "Concat", "Transpose", "Shape", "Slice", "Gather");
+    /** What building the mask may use (int64 and bool): ops the CUDA execution provider has too. */
+    private static final Set<String> MASK_OPS = Set.of("Constant", "Shape", "Gather", "Range", "Unsqueeze", "Less",
+            "Cast", "Concat");
 
     /** Per-head precision: runs of different widths, axes and forms in one layer. */
     private static final List<StoredRun> MIXED_KEYS = List.of(
@@ -68,7 +74,12 @@ class RunDecodeTest {
                         List.of(run(0, 4, 2, GroupAxis.TOKEN, 32, sm, 0, true))),
                 Arguments.of("2- and 8-bit per channel", List.of(run(0, 4, 2, GroupAxis.CHANNEL, 8, zp, -2, false)),
                         List.of(run(0, 4, 8, GroupAxis.CHANNEL, 1, zp, -8, false))),
-                Arguments.of("per-head runs of different widths", MIXED_KEYS, MIXED_VALUES));
+                Arguments.of("per-head runs of different widths", MIXED_KEYS, MIXED_VALUES),
+                Arguments.of("raw float32 keys, raw float16 values", List.of(StoredRun.raw(4, false, DIM)),
+                        List.of(StoredRun.raw(4, true, DIM))),
+                Arguments.of("raw runs beside quantized runs", List.of(run(0, 1, 16, GroupAxis.TOKEN, DIM, sm, 0, true),
+                        run(1, 3, 4, GroupAxis.TOKEN, 32, zp, -8, true)), List.of(run(0, 2, 2, GroupAxis.CHANNEL, 8, sm,
+                        0, true), run(2, 2, 32, GroupAxis.TOKEN, DIM, sm, 0, false))));
     }
 
     @ParameterizedTest(name = "{0}")
@@ -79,52 +90,68 @@ class RunDecodeTest {
             QuantizedPastLayout layout = new QuantizedPastLayout(HEADS, DIM, List.of(new StoredLayer(keys, values, residual),
                     new StoredLayer(values, keys, residual)));
             for (int kvType : new int[] {TensorProto.DataType.FLOAT_VALUE, TensorProto.DataType.FLOAT16_VALUE}) {
-                checkExact(layout, kvType, 17, name + ", residual " + residual + ", KV type " + kvType);
+                checkExact(layout, kvType, 17, TensorProto.DataType.INT64_VALUE, name + ", residual " + residual
+                        + ", KV type " + kvType);
             }
         }
     }
 
+    /** Below opset 14 planes are split in int32; Unsqueeze takes its axes as an attribute; an int32 mask stays int32. */
     @Test
     void decodesInInt32BelowOpset14() throws OrtException {
         QuantizedPastLayout mixed = new QuantizedPastLayout(HEADS, DIM, List.of(
                 new StoredLayer(MIXED_KEYS, MIXED_VALUES, 2), new StoredLayer(MIXED_VALUES, MIXED_KEYS, 2)));
-        ModelProto rewritten = checkExact(mixed, TensorProto.DataType.FLOAT_VALUE, 13, "opset 13");
+        ModelProto rewritten = checkExact(mixed, TensorProto.DataType.FLOAT_VALUE, 13, TensorProto.DataType.INT32_VALUE,
+                "opset 13");
         assertEquals(13, rewritten.getOpsetImport(0).getVersion(), "the model's opset is left as it is");
         assertTrue(rewritten.getGraph().getNodeList().stream().filter(n -> n.getOpType().equals("Cast"))
                 .anyMatch(n -> n.getAttribute(0).getI() == TensorProto.DataType.INT32_VALUE), "planes split in int32");
     }
 
-    /** Rewrites the synthetic decoder, runs it on random histories and compares its past and outputs to the reference. */
-    private static ModelProto checkExact(QuantizedPastLayout layout, int kvType, int opset, String what)
+    /**
+     * Rewrites the synthetic decoder, runs it on random histories and compares its past, its mask and its outputs to
+     * the reference. The synthetic decoder does not read its mask, so the mask the graph builds is read back as an
+     * output and compared with one built here position by position; some sequences have padding in every region.
+     */
+    private static ModelProto checkExact(QuantizedPastLayout layout, int kvType, int opset, int maskType, String what)
             throws OrtException {
         boolean half = kvType == TensorProto.DataType.FLOAT16_VALUE;
-        ModelProto model = SyntheticDecoder.build(LAYERS, HEADS, DIM, kvType, opset);
+        ModelProto model = SyntheticDecoder.build(LAYERS, HEADS, DIM, kvType, opset, maskType);
         ModelProto rewritten = QuantizedPastRewriter.rewrite(model, layout);
         Set<String> ops = new TreeSet<>();
+        Set<String> maskOps = new TreeSet<>();
         for (NodeProto n : rewritten.getGraph().getNodeList()) {
-            if (n.getName().startsWith("kvq/")) {
+            if (n.getName().startsWith("kvq/mask/")) {
+                maskOps.add(n.getOpType());
+            } else if (n.getName().startsWith("kvq/")) {
                 ops.add(n.getOpType());
             }
         }
         assertTrue(CUDA_OPS.containsAll(ops), what + ": decode uses " + ops);
+        assertTrue(MASK_OPS.containsAll(maskOps), what + ": the mask uses " + maskOps);
+        ModelProto readable = OrtRun.withMaskOutput(OrtRun.withPastOutputs(rewritten, LAYERS, kvType), maskType);
         try (OrtSession original = OrtRun.session(model.toByteArray());
-             OrtSession quantized = OrtRun.session(OrtRun.withPastOutputs(rewritten, LAYERS, kvType).toByteArray())) {
-            int[][] shapes = {{1, 0}, {2, 16}, {1, 32}};
+             OrtSession quantized = OrtRun.session(readable.toByteArray())) {
+            // batch, quantized tokens, which sequences are short (-1: none)
+            int[][] shapes = {{1, 0, -1}, {2, 16, 0}, {1, 32, 1}, {3, 16, 1}};
             for (int[] shape : shapes) {
                 int batch = shape[0];
                 int tokens = shape[1];
-                String step = what + ", batch " + batch + ", " + tokens + " quantized tokens";
+                String step = what + ", batch " + batch + ", " + tokens + " quantized tokens"
+                        + (shape[2] < 0 ? "" : ", padded");
                 QuantizedPastSample sample = QuantizedPastSample.random(layout, batch, tokens, half, 31L * tokens + batch);
                 int past = sample.pastLength();
-                Map<String, OnnxTensor> in = OrtRun.tokenInputs(quantized, batch, NEW_TOKENS, past, tokens);
+                OrtRun.StepMask mask = OrtRun.StepMask.padded(batch, tokens, sample.residual, NEW_TOKENS, shape[2]);
+                Map<String, OnnxTensor> in = OrtRun.tokenInputs(quantized, mask, tokens);
                 for (var e : sample.canonical.entrySet()) {
                     in.put(e.getKey(), e.getValue().tensor(OrtRun.ENV));
                 }
                 Map<String, OrtRun.Output> got = OrtRun.run(quantized, in);
-                Map<String, OnnxTensor> dense = OrtRun.tokenInputs(original, batch, NEW_TOKENS, past, tokens);
+                OrtRun.assertMask(mask, got.get(QuantizedPastRewriter.MASK), step);
+                Map<String, OnnxTensor> dense = OrtRun.tokenInputs(original, mask, tokens);
                 for (int l = 0; l < LAYERS; l++) {
                     for (String kind : new String[] {"key", "value"}) {
-                        dense.put(KvSignature.pastName(l, kind), sample.densePast(l, kind).tensor(OrtRun.ENV));
+                        dense.put(KvSignature.pastName(l, kind), sample.densePast(l, kind, mask).tensor(OrtRun.ENV));
                     }
                 }
                 Map<String, OrtRun.Output> expected = OrtRun.run(original, dense);

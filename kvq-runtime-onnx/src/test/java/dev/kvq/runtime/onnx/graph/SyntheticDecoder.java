@@ -17,16 +17,22 @@ import java.util.List;
 /**
  * A decoder-shaped ONNX model with Optimum's KV interface and any head_dim (the tiny fixtures have 16, too few for
  * planar 4- and 2-bit rows): {@code present.{l}.{kind} = Concat(past, input_ids * w_{l,kind})} along tokens, and
- * logits from the ids alone. Built here with plain protobuf builders, independent of the code under test.
+ * logits from the ids alone (the mask is an input nothing reads). Built here with plain protobuf builders,
+ * independent of the code under test.
  */
 final class SyntheticDecoder {
     private SyntheticDecoder() {
     }
 
     static ModelProto build(int layers, int heads, int dim, int kvType, int opset) {
+        return build(layers, heads, dim, kvType, opset, TensorProto.DataType.INT64_VALUE);
+    }
+
+    /** As {@link #build(int, int, int, int, int)} with an {@code attention_mask} of element type {@code maskType}. */
+    static ModelProto build(int layers, int heads, int dim, int kvType, int opset, int maskType) {
         GraphProto.Builder g = GraphProto.newBuilder().setName("synthetic");
         g.addInput(value("input_ids", TensorProto.DataType.INT64_VALUE, "batch", "sequence"));
-        g.addInput(value("attention_mask", TensorProto.DataType.INT64_VALUE, "batch", "total"));
+        g.addInput(value("attention_mask", maskType, "batch", "total"));
         g.addNode(node("Cast", List.of("input_ids"), "ids", attribute("to", TensorProto.DataType.FLOAT_VALUE)));
         g.addNode(constant("ids_shape", TensorProto.DataType.INT64_VALUE, new long[] {4}, longs(0, 1, -1, 1)));
         g.addNode(node("Reshape", List.of("ids", "ids_shape"), "ids4"));
