@@ -27,6 +27,46 @@ configs() {  # $1 = model dir: the five caches every table compares
   printf '%s\n' "placement: device" "axis_key: 0" "axis_value: 0" "q_group_size: -1" "residual_length: 0" "asym: true" \
     "nbits_key: 4" "nbits_value: 4" > "$1/kv4.yaml"
 }
+device_bench() {  # one invocation per (batch, context), so one failure loses one row group; long prompts in chunks
+  for batch in 1 8; do
+    for context in 1024 4096 16384; do
+      kvq bench --model $small --device cuda --json --batch $batch --contexts $context --decode-steps 32 --repeats 1 \
+        --prefill-chunk 4096 --kv-config $small/kv4.yaml --kv-config $small/kivi-k4v2.yaml \
+        --kv-config $small/kivi-kv8.yaml --kv-config $small/mixed.yaml --placement device 2>>"$OUT/log.txt" \
+        | tee -a "$OUT/kvq-1b-device.jsonl"
+    done
+  done
+}
+make_small() {
+  [ -f $small/config.json ] || (cd tools && python3 make_bench_model.py --out $small --hidden 2048 --heads 32 --kv-heads 8 \
+    --intermediate 8192 --dtype float16 --max-positions 20480) 2>&1 | tail -1
+  configs $small
+}
+make_big_in_background() {  # outlives the call that starts it
+  [ -f $big/config.json ] || (cd tools && setsid nohup python3 make_bench_model.py --out $big --layers 32 --hidden 4096 \
+    --heads 32 --kv-heads 8 --head-dim 128 --intermediate 14336 --dtype float16 --max-positions 40960 \
+    > /root/make-8b.log 2>&1 &)
+}
+capacity() {
+  kvq bench --model $small --device cuda --json --kv-memory 4GiB --contexts 4096 --decode-steps 16 --repeats 0 \
+    --kv-config $small/kv4.yaml --kv-config $small/kivi-kv8.yaml --kv-config $small/mixed.yaml \
+    --kv-config $small/kivi-k4v2.yaml --placement device 2>>"$OUT/log.txt" | tee "$OUT/kvq-1b-capacity.json"
+}
+big_bench() {
+  [ -f $big/config.json ] || { echo "8B model not ready: $(tail -2 /root/make-8b.log)" | tee -a "$OUT/log.txt"; return; }
+  configs $big
+  kvq bench --model $big --device cuda --json --batch 1 --contexts 32768 --decode-steps 16 --repeats 0 \
+    --prefill-chunk 4096 --kv-config $big/kv4.yaml --placement device 2>>"$OUT/log.txt" | tee "$OUT/kvq-8b-32k.json"
+}
+if [ "$phase" = final ]; then
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+  make_big_in_background
+  make_small
+  device_bench
+  capacity
+  big_bench
+  exit 0
+fi
 if [ "$phase" = a ]; then
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
   # the 8B-shape model is made in the background (it outlives this call) for phase b
@@ -42,11 +82,7 @@ if [ "$phase" = a ]; then
     done; } 2>&1 | tee "$OUT/demo-ppl-placements.txt"
   python3 tools/torch_decode_bench.py --config $small/config.json --batch 1,8 --contexts 1024,4096,16384 --steps 32 \
     2>&1 | grep '^{' | tee "$OUT/torch-1b.jsonl"
-  for batch in 1 8; do
-    kvq bench --model $small --device cuda --json --batch $batch --contexts 1024,4096,16384 --decode-steps 32 --repeats 1 \
-      --kv-config $small/kv4.yaml --kv-config $small/kivi-k4v2.yaml --kv-config $small/kivi-kv8.yaml \
-      --kv-config $small/mixed.yaml --placement device 2>>"$OUT/log.txt" | tee -a "$OUT/kvq-1b-device.jsonl"
-  done
+  device_bench
   kvq bench --model $small --device cuda --json --batch 1 --contexts 1024,4096 --decode-steps 16 --repeats 1 \
     --kv-config $small/kv4.yaml --placement host 2>>"$OUT/log.txt" | tee -a "$OUT/kvq-1b-host.jsonl"
 else

@@ -204,6 +204,10 @@ final class OnnxDecoder implements Decoder {
         checkOpen();
         OnnxQuantizedDecoder q = quantized.get(layout);
         if (q == null) {
+            // one rewritten session at a time: each has its own device arena, which only grows, so sessions kept for
+            // layouts no longer in use would hold device memory a long prefill needs
+            quantized.values().forEach(OnnxQuantizedDecoder::close);
+            quantized.clear();
             try {
                 q = new OnnxQuantizedDecoder(this, modelFile, layout, env, sessionOptions(runtimeOptions));
             } catch (OrtException e) {
