@@ -4,7 +4,7 @@ module dev.kvq.tuner {
     requires dev.kvq.io;
     requires com.fasterxml.jackson.databind;
     requires moeaframework;
-    requires jdk.incubator.vector;
+    requires static jdk.incubator.vector;
 
     exports dev.kvq.tuner;
 
