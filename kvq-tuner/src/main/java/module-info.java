@@ -4,6 +4,7 @@ module dev.kvq.tuner {
     requires dev.kvq.io;
     requires com.fasterxml.jackson.databind;
     requires moeaframework;
+    requires commons.math3;
     requires static jdk.incubator.vector;
 
     exports dev.kvq.tuner;

@@ -58,7 +58,7 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
         PrintWriter out = out();
         if (json) {
             out.println(Json.write(Map.of("model", dir.name(), "device", device, "runtime",
-                    model.runtimeOr(primary.runtime()), "decode_steps", decodeSteps, "results", Bench.toMaps(rows))));
+                    model.runtimeOr(primary.runtime()), "decode_steps", decodeSteps, "results", rows)));
         } else {
             out.printf("%s on %s (%s), %d decode steps, best of %d%n", dir.name(), device,
                     model.runtimeOr(primary.runtime()), decodeSteps, repeats);

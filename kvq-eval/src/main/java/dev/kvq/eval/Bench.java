@@ -1,5 +1,8 @@
 package dev.kvq.eval;
 
+import com.fasterxml.jackson.annotation.JsonIgnore;
+import com.fasterxml.jackson.annotation.JsonProperty;
+import com.fasterxml.jackson.annotation.JsonPropertyOrder;
 import dev.kvq.KvqException;
 import dev.kvq.cache.KvCache;
 import dev.kvq.generate.CacheFactory;
@@ -8,7 +11,6 @@ import dev.kvq.generate.Sampler;
 import dev.kvq.generate.spi.Decoder;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -20,10 +22,17 @@ public final class Bench {
     private Bench() {
     }
 
-    /** One measurement. */
-    public record Row(String config, int context, double prefillMillis, double decodeTokensPerSecond, long bytesHeld,
-                      long bytesFp16, int tokensHeld, Double avgBits, double materializeMillisPerStep,
-                      double forwardMillisPerStep, double appendMillisPerStep) {
+    /** One measurement (JSON field names as {@code kvq bench --json} prints them). */
+    @JsonPropertyOrder({"config", "context", "prefill_ms", "decode_tokens_per_s", "kv_bytes", "kv_bytes_fp16",
+        "bytes_per_token", "avg_bits", "materialize_ms_per_step", "forward_ms_per_step", "append_ms_per_step"})
+    public record Row(String config, int context, @JsonProperty("prefill_ms") double prefillMillis,
+                      @JsonProperty("decode_tokens_per_s") double decodeTokensPerSecond,
+                      @JsonProperty("kv_bytes") long bytesHeld, @JsonProperty("kv_bytes_fp16") long bytesFp16,
+                      @JsonIgnore int tokensHeld, @JsonProperty("avg_bits") Double avgBits,
+                      @JsonProperty("materialize_ms_per_step") double materializeMillisPerStep,
+                      @JsonProperty("forward_ms_per_step") double forwardMillisPerStep,
+                      @JsonProperty("append_ms_per_step") double appendMillisPerStep) {
+        @JsonProperty("bytes_per_token")
         public double bytesPerToken() {
             return tokensHeld == 0 ? 0 : bytesHeld / (double) tokensHeld;
         }
@@ -92,26 +101,5 @@ public final class Bench {
                     (after.forwardNanos() - before.forwardNanos()) / 1e6 / perStep,
                     (after.appendNanos() - before.appendNanos()) / 1e6 / perStep);
         }
-    }
-
-    /** Rows as JSON-ready maps. */
-    public static List<Map<String, Object>> toMaps(List<Row> rows) {
-        List<Map<String, Object>> out = new ArrayList<>();
-        for (Row r : rows) {
-            Map<String, Object> m = new LinkedHashMap<>();
-            m.put("config", r.config());
-            m.put("context", r.context());
-            m.put("prefill_ms", r.prefillMillis());
-            m.put("decode_tokens_per_s", r.decodeTokensPerSecond());
-            m.put("kv_bytes", r.bytesHeld());
-            m.put("kv_bytes_fp16", r.bytesFp16());
-            m.put("bytes_per_token", r.bytesPerToken());
-            m.put("avg_bits", r.avgBits());
-            m.put("materialize_ms_per_step", r.materializeMillisPerStep());
-            m.put("forward_ms_per_step", r.forwardMillisPerStep());
-            m.put("append_ms_per_step", r.appendMillisPerStep());
-            out.add(m);
-        }
-        return out;
     }
 }
