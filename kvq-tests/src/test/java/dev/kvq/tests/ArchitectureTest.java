@@ -1,12 +1,19 @@
 package dev.kvq.tests;
 
 import static com.tngtech.archunit.lang.syntax.ArchRuleDefinition.classes;
+import static com.tngtech.archunit.lang.syntax.ArchRuleDefinition.codeUnits;
 import static com.tngtech.archunit.lang.syntax.ArchRuleDefinition.noClasses;
 import static com.tngtech.archunit.library.dependencies.SlicesRuleDefinition.slices;
 
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.tngtech.archunit.core.domain.JavaClass;
+import com.tngtech.archunit.core.domain.JavaCodeUnit;
+import com.tngtech.archunit.lang.ArchCondition;
+import com.tngtech.archunit.lang.ConditionEvents;
+import com.tngtech.archunit.lang.SimpleConditionEvent;
+import java.util.ArrayList;
+import java.util.List;
 import com.tngtech.archunit.core.domain.JavaClasses;
 import com.tngtech.archunit.core.importer.ClassFileImporter;
 import com.tngtech.archunit.core.importer.ImportOption;
@@ -33,7 +40,7 @@ class ArchitectureTest {
     void everyModuleIsImported() {
         for (String pkg : new String[] {"dev.kvq.spi", "dev.kvq.io.config", "dev.kvq.cache.quantized", "dev.kvq.generate",
             "dev.kvq.runtime.onnx", "dev.kvq.runtime.djl", "dev.kvq.backend.vanilla", "dev.kvq.backend.hqq",
-            "dev.kvq.backend.quanto", "dev.kvq.eval", "dev.kvq.tuner", "dev.kvq.cli"}) {
+            "dev.kvq.backend.quanto", "dev.kvq.eval", "dev.kvq.tuner", "dev.kvq.lib", "dev.kvq.cli"}) {
             assertTrue(kvq.stream().map(JavaClass::getPackageName).anyMatch(pkg::equals), "no class of " + pkg
                     + " was imported: the rules below would not check it");
         }
@@ -81,6 +88,32 @@ class ArchitectureTest {
                 .resideInAPackage("jdk.incubator.vector..").allowEmptyShould(false).check(kvq);
         classes().that().haveSimpleNameEndingWith("Simd").should().bePackagePrivate().allowEmptyShould(false)
                 .check(kvq);
+    }
+
+    /**
+     * The library's door: everything public in {@code dev.kvq.lib} speaks only of its own types, the configuration
+     * records and the JDK, so a program needs no other kvq type.
+     */
+    @Test
+    void theLibraryApiShowsOnlyItsOwnConfigurationAndJdkTypes() {
+        codeUnits().that().arePublic().and().areDeclaredInClassesThat().resideInAPackage("dev.kvq.lib")
+                .should(new ArchCondition<JavaCodeUnit>("take and return only dev.kvq.lib, dev.kvq.config and JDK types") {
+                    @Override
+                    public void check(JavaCodeUnit unit, ConditionEvents events) {
+                        List<JavaClass> types = new ArrayList<>(unit.getRawParameterTypes());
+                        types.add(unit.getRawReturnType());
+                        for (JavaClass t : types) {
+                            JavaClass base = t.isArray() ? t.getBaseComponentType() : t;
+                            String pkg = base.getPackageName();
+                            boolean allowed = base.isPrimitive() || pkg.startsWith("java.") || pkg.equals("dev.kvq.lib")
+                                    || pkg.equals("dev.kvq.config");
+                            if (!allowed) {
+                                events.add(SimpleConditionEvent.violated(unit, unit.getFullName() + " uses "
+                                        + base.getName()));
+                            }
+                        }
+                    }
+                }).allowEmptyShould(false).check(kvq);
     }
 
     @Test
