@@ -113,10 +113,25 @@ public final class Tuner {
             throw failure(e);
         } finally {
             pool.shutdownNow();
-            search.closeScorers();
+            if (ended(pool)) {
+                search.closeScorers();
+            }
         }
         List<Point> all = search.points();
         return new Result(all, front(all), exhaustive, space);
+    }
+
+    /**
+     * Waits for evaluations still running (after a failure) to end; false when one does not, and then its scorer is
+     * left open rather than closed under it.
+     */
+    private static boolean ended(ExecutorService pool) {
+        try {
+            return pool.awaitTermination(10, java.util.concurrent.TimeUnit.MINUTES);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return false;
+        }
     }
 
     /** The kvq error behind a failed evaluation (wrapped by the pool, the futures or MOEA Framework), else a new one. */
