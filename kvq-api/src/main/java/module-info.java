@@ -4,7 +4,8 @@
  * {@code dev.kvq.spi}. No third-party dependency.
  */
 module dev.kvq.api {
-    requires jdk.incubator.vector;
+    // optional: the SIMD kernels run when the module is present, the scalar path otherwise (VectorSupport)
+    requires static jdk.incubator.vector;
 
     exports dev.kvq;
     exports dev.kvq.config;

@@ -1,7 +1,7 @@
 /** Half-Quadratic Quantization (mobiusml/hqq) as a kvq backend named {@code hqq}. */
 module dev.kvq.backend.hqq {
     requires dev.kvq.api;
-    requires jdk.incubator.vector;
+    requires static jdk.incubator.vector;
 
     exports dev.kvq.backend.hqq;
 

@@ -1,7 +1,7 @@
 /** KVTuner's vanilla quantizer as a kvq backend named {@code vanilla}. */
 module dev.kvq.backend.vanilla {
     requires dev.kvq.api;
-    requires jdk.incubator.vector;
+    requires static jdk.incubator.vector;
 
     exports dev.kvq.backend.vanilla;
 

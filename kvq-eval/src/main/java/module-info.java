@@ -7,4 +7,7 @@ module dev.kvq.eval {
     requires jieba.analysis;
 
     exports dev.kvq.eval;
+
+    // the typed results are written as JSON by the command and the library
+    opens dev.kvq.eval to com.fasterxml.jackson.databind;
 }

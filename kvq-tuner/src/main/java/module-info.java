@@ -4,7 +4,8 @@ module dev.kvq.tuner {
     requires dev.kvq.io;
     requires com.fasterxml.jackson.databind;
     requires moeaframework;
-    requires jdk.incubator.vector;
+    requires commons.math3;
+    requires static jdk.incubator.vector;
 
     exports dev.kvq.tuner;
 

@@ -7,12 +7,6 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SegmentAllocator;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
-import jdk.incubator.vector.ByteVector;
-import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.IntVector;
-import jdk.incubator.vector.VectorOperators;
-import jdk.incubator.vector.VectorShape;
-import jdk.incubator.vector.VectorSpecies;
 
 /**
  * kvq's standard packed form of one quantized block of K or V: bit-packed unsigned codes
@@ -25,12 +19,9 @@ import jdk.incubator.vector.VectorSpecies;
  */
 public final class PackedBlock {
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED;
-    private static final VectorSpecies<Float> SPECIES = VectorSupport.floatSpecies();
-    /** Byte and int species with the float species' lane count: constants, so C2 compiles the decode to SIMD. */
-    private static final VectorSpecies<Byte> BYTE_SPECIES = SPECIES == null || SPECIES.length() < 8
-            || SPECIES.length() > 16 ? null : VectorSpecies.of(byte.class, VectorShape.forBitSize(SPECIES.length() * 8));
-    private static final VectorSpecies<Integer> INT_SPECIES = BYTE_SPECIES == null ? null
-            : VectorSpecies.of(int.class, SPECIES.vectorShape());
+    /** Float lanes of the SIMD decode ({@link PackedBlockSimd}): 8 or 16, else 0 and the scalar path only. */
+    private static final int SIMD_LANES = VectorSupport.floatLanes() == 8 || VectorSupport.floatLanes() == 16
+            ? VectorSupport.floatLanes() : 0;
 
     private final int bits;
     private final CodeOrder order;
@@ -285,7 +276,7 @@ public final class PackedBlock {
      */
     private void decode(long j, long n, MemorySegment dst, long at) {
         int chunkCodes = bits == 8 ? 16 : BitPacking.planar(bits) ? 16 * (8 / bits) : 0;
-        boolean fast = BYTE_SPECIES != null && chunkCodes > 0 && j % chunkCodes == 0 && n % chunkCodes == 0
+        boolean fast = SIMD_LANES > 0 && chunkCodes > 0 && j % chunkCodes == 0 && n % chunkCodes == 0
                 && groupSize % 16 == 0 && Integer.bitCount(groupSize / 16) == 1;
         if (fast) {
             decodeVector(j / chunkCodes, n / chunkCodes, dst, at);
@@ -378,24 +369,11 @@ public final class PackedBlock {
     private void decodeChunk(long chunk, long out, int shift, int mask, float scale, float zero, boolean zeroPoint,
                              MemorySegment dst, ByteOrder order) {
         long byteAt = chunk * BitPacking.CHUNK_BYTES;
-        decodeLanes(byteAt, shift, mask, scale, zero, zeroPoint, dst, out, order);
-        if (SPECIES.length() == 8) {
-            decodeLanes(byteAt + 8, shift, mask, scale, zero, zeroPoint, dst, out + 8 * Float.BYTES, order);
+        PackedBlockSimd.decodeLanes(codes, byteAt, shift, mask, codeOffset, scale, zero, zeroPoint, dst, out, order);
+        if (SIMD_LANES == 8) {
+            PackedBlockSimd.decodeLanes(codes, byteAt + 8, shift, mask, codeOffset, scale, zero, zeroPoint, dst,
+                    out + 8 * Float.BYTES, order);
         }
-    }
-
-    /** One vector of codes (8 or 16 lanes) from byte {@code byteAt} into floats at byte {@code out} of {@code dst}. */
-    private void decodeLanes(long byteAt, int shift, int mask, float scale, float zero, boolean zeroPoint,
-                             MemorySegment dst, long out, ByteOrder order) {
-        // sign-extending B2I is the cast C2 compiles on every x86 target; the mask removes the sign
-        IntVector u = (IntVector) ByteVector.fromMemorySegment(BYTE_SPECIES, codes, byteAt, ByteOrder.LITTLE_ENDIAN)
-                .convertShape(VectorOperators.B2I, INT_SPECIES, 0);
-        u = u.lanewise(VectorOperators.LSHR, shift).and(mask);
-        // the scalar path's operations in its order, so both give the same floats
-        FloatVector v = zeroPoint
-                ? ((FloatVector) u.add(codeOffset).convert(VectorOperators.I2F, 0)).add(zero).mul(scale)
-                : ((FloatVector) u.convert(VectorOperators.I2F, 0)).mul(scale).add(zero);
-        v.intoMemorySegment(dst, out, order);
     }
 
     /**

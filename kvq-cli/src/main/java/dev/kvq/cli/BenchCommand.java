@@ -100,7 +100,7 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
             if (kvMemory != null) {
                 doc.put("kv_memory_bytes", Sizes.parse("--kv-memory", kvMemory));
             }
-            doc.put("results", Bench.toMaps(rows));
+            doc.put("results", rows);
             out.println(Json.write(doc));
         } else {
             out.printf("%s on %s (%s), %d decode steps, best of %d%n", dir.name(), device,

@@ -1,7 +1,6 @@
 package dev.kvq.cli;
 
 import dev.kvq.config.CachePolicy;
-import dev.kvq.config.LayerBits;
 import dev.kvq.eval.Progress;
 import dev.kvq.generate.Runtimes;
 import dev.kvq.generate.Tokenizer;
@@ -10,6 +9,7 @@ import dev.kvq.generate.spi.Decoder;
 import dev.kvq.tuner.AdditiveKl;
 import dev.kvq.tuner.Calibration;
 import dev.kvq.tuner.Pair;
+import dev.kvq.tuner.PerLayerFiles;
 import dev.kvq.tuner.Profile;
 import java.io.PrintWriter;
 import java.nio.file.Path;
@@ -89,6 +89,10 @@ final class CalibrateCommand implements Callable<Integer> {
             profile = Calibration.run(dir, decoder, tokenizer, EvalCommand.readText(data), offset, length, o, progress);
         }
         profile.write(out);
+        // what the profile predicts each budget can reach, and each budget's best mix as files beside the profile
+        List<AdditiveKl.BudgetEstimate> estimates = klWindows > 0 ? AdditiveKl.budgets(profile, 2.5, 3.0, 3.5, 4.0, 5.0)
+                : List.of();
+        PerLayerFiles.writeEstimates(out.toAbsolutePath().getParent(), profile, estimates);
         PrintWriter w = spec.commandLine().getOut();
         if (json) {
             w.println(Json.write(profile));
@@ -132,9 +136,7 @@ final class CalibrateCommand implements Callable<Integer> {
             }
             w.printf("search space: %,d configurations (9^%d = %,.0f before pruning); profile written to %s%n", space,
                     dir.config().layers(), Math.pow(9, dir.config().layers()), out);
-            if (klWindows > 0) {
-                printEstimates(w, profile, out.toAbsolutePath().getParent());
-            }
+            printEstimates(w, estimates, out.toAbsolutePath().getParent());
         }
         w.flush();
         return 0;
@@ -142,36 +144,20 @@ final class CalibrateCommand implements Callable<Integer> {
 
     /**
      * What the profile predicts each budget can reach at best, over the unpruned space: the additive KL estimate's
-     * best mix against the best uniform pair within the same budget. Each best mix is also written beside the profile
-     * ({@code estimate-B.BBbits.yaml} and {@code .kvq.yaml}), ready for {@code --kv-config} without a search.
+     * best mix against the best uniform pair within the same budget.
      */
-    private static void printEstimates(PrintWriter w, Profile profile, Path dir) {
-        List<Profile.Group> all = AdditiveKl.unpruned(profile);
-        List<AdditiveKl.Estimate> front = AdditiveKl.front(profile, all);
-        if (front.isEmpty()) {
+    private static void printEstimates(PrintWriter w, List<AdditiveKl.BudgetEstimate> estimates, Path dir) {
+        if (estimates.isEmpty()) {
             return;
         }
         w.printf("%nadditive estimate (sum of the single-layer KLs above; layers interact, so a guide, not a measurement;%n"
                 + "each best mix is written to %s as estimate-B.BBbits.yaml and .kvq.yaml)%n", dir);
         w.printf("%-7s %-9s %-9s %-13s %-9s %s%n", "budget", "mix bits", "est. KL", "best uniform", "est. KL",
                 "best mix (layer 0 first)");
-        for (double budget : new double[] {2.5, 3.0, 3.5, 4.0, 5.0}) {
-            AdditiveKl.Estimate mix = AdditiveKl.best(front, budget);
-            AdditiveKl.Estimate uniform = AdditiveKl.uniforms(profile, all).stream()
-                    .filter(e -> e.avgBits() <= budget).min(java.util.Comparator.comparingDouble(AdditiveKl.Estimate::kl))
-                    .orElse(null);
-            if (mix != null) {
-                Map<Integer, LayerBits> layers = new java.util.TreeMap<>();
-                for (int i = 0; i < all.size(); i++) {
-                    layers.put(all.get(i).layers().getFirst(), Pair.parse(mix.pairs().get(i)).bits());
-                }
-                PerLayerFiles.write(dir, String.format("estimate-%.2fbits", budget), layers, profile.config(),
-                        String.format("the calibrated scheme with the per-layer bits of the lowest additive KL "
-                                + "estimate within %.2f bits", budget));
-            }
-            if (mix != null && uniform != null) {
-                w.printf("%-7.2f %-9.3f %-9.5f %-13s %-9.5f %s%n", budget, mix.avgBits(), mix.kl(),
-                        uniform.pairs().getFirst(), uniform.kl(), String.join(" ", mix.pairs()));
+        for (AdditiveKl.BudgetEstimate e : estimates) {
+            if (e.uniform() != null) {
+                w.printf("%-7.2f %-9.3f %-9.5f %-13s %-9.5f %s%n", e.budget(), e.mix().avgBits(), e.mix().kl(),
+                        e.uniform().pairs().getFirst(), e.uniform().kl(), String.join(" ", e.mix().pairs()));
             }
         }
     }

@@ -3,10 +3,8 @@ package dev.kvq.cli;
 import dev.kvq.KvqException;
 import dev.kvq.cache.quantized.KvCaches;
 import dev.kvq.config.KvQuantConfig;
+import dev.kvq.eval.CacheComparison;
 import dev.kvq.generate.CacheFactory;
-import dev.kvq.generate.DecodeSession;
-import dev.kvq.generate.Generator;
-import dev.kvq.generate.Sampler;
 import dev.kvq.generate.Runtimes;
 import dev.kvq.generate.Tokenizer;
 import dev.kvq.generate.Tokenizers;
@@ -17,7 +15,6 @@ import dev.kvq.io.config.ConfigFiles;
 import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -51,11 +48,6 @@ final class DemoCommand implements Callable<Integer> {
     @Spec
     CommandSpec spec;
 
-    /** One row of the table. */
-    record Row(String name, String bits, long bytes, long fp16, int tokens, double sameChars, double top1,
-               double tokensPerSecond, String text) {
-    }
-
     @Override
     public Integer call() {
         PrintWriter out = spec.commandLine().getOut();
@@ -69,54 +61,33 @@ final class DemoCommand implements Callable<Integer> {
             KvQuantConfig c = ConfigFiles.load(mixed, KvQuantConfig.perToken(4, 4).build());
             caches.put("mixed (kv-mixed.yaml)", CacheFactory.quantized(KvCaches.spec(c, dir.config().shape())));
         }
-        List<Row> rows = new ArrayList<>();
+        List<CacheComparison.Row> rows;
         String runtimeName;
         // one intra-op thread: the demo model is too small for ONNX Runtime's thread pool to pay, and on a 2-core
         // machine its spinning workers made decode twice as slow and erratic
         try (Decoder decoder = Runtimes.discover().get("onnx").open(dir, new RuntimeOptions(device, 1));
                 Tokenizer tokenizer = Tokenizers.load(dir)) {
             runtimeName = "ONNX Runtime on " + decoder.device();
-            Generator.Result reference = null;
-            for (Map.Entry<String, CacheFactory> e : caches.entrySet()) {
-                // best of two runs (greedy, so both give the same text): the first also pays for the JIT
-                Generator.Output o = null;
-                for (int run = 0; run < 2; run++) {
-                    Generator.Output next = new Generator(decoder, tokenizer, e.getValue()).generate(List.of(prompt),
-                            Generator.Options.greedy(maxNewTokens), null);
-                    if (o == null || next.stats().decodeTokensPerSecond() > o.stats().decodeTokensPerSecond()) {
-                        o = next;
-                    }
-                }
-                Generator.Result r = o.results().getFirst();
-                if (reference == null) {
-                    reference = r;
-                }
-                double same = sameChars(reference.text(), r.text());
-                double top1 = reference == r ? 1.0 : teacherForcedTop1(decoder, tokenizer, e.getValue(), caches.values()
-                        .iterator().next(), prompt, reference.text());
-                String bits = e.getValue().plan() == null ? "32 (fp32)" : String.format("%.2f", e.getValue().plan()
-                        .averageBits());
-                int held = r.promptTokens() + r.tokens().length - 1;
-                rows.add(new Row(e.getKey(), bits, o.stats().kvBytes(), o.stats().kvBytesFp16(), held, same, top1,
-                        o.stats().decodeTokensPerSecond(), r.text()));
-            }
+            rows = CacheComparison.run(decoder, tokenizer, caches, prompt, maxNewTokens, 2);
         }
         out.printf("kvq demo: %s (%d layers, %d KV heads x %d, %,d-token context), %s%n", dir.name(),
-                dir.config().layers(), dir.config().kvHeads(), dir.config().headDim(), rows.getFirst().tokens(), runtimeName);
+                dir.config().layers(), dir.config().kvHeads(), dir.config().headDim(), rows.getFirst().tokensHeld(),
+                runtimeName);
         out.printf("prompt %s, %d new characters, greedy%n%n", quote(prompt), maxNewTokens);
         out.printf("%-22s %9s %10s %9s %10s %10s %12s %9s%n", "cache", "avg bits", "KV bytes", "bytes/tok", "vs fp16",
                 "same text", "top-1 agree", "tokens/s");
-        for (Row r : rows) {
-            out.printf("%-22s %9s %,10d %9.1f %9.2fx %9.1f%% %11.1f%% %9.0f%n", r.name(), r.bits(), r.bytes(),
-                    r.bytes() / (double) r.tokens(), r.fp16() / (double) r.bytes(), 100 * r.sameChars(), 100 * r.top1(),
-                    r.tokensPerSecond());
+        for (CacheComparison.Row r : rows) {
+            String bits = r.avgBits() == null ? "32 (fp32)" : String.format("%.2f", r.avgBits());
+            out.printf("%-22s %9s %,10d %9.1f %9.2fx %9.1f%% %11.1f%% %9.0f%n", r.name(), bits, r.kvBytes(),
+                    r.bytesPerToken(), r.vsFp16(), 100 * r.sameText(), 100 * r.top1Agreement(),
+                    r.decodeTokensPerSecond());
         }
         out.println();
         out.println("full-precision continuation:");
         out.println(indent(rows.getFirst().text().substring(0, Math.min(240, rows.getFirst().text().length()))));
-        for (Row r : rows.subList(1, rows.size())) {
-            int div = firstDifference(rows.getFirst().text(), r.text());
-            out.printf("%s: %s%n", r.name(), div < 0 ? "identical" : "first differs at character " + div);
+        for (CacheComparison.Row r : rows.subList(1, rows.size())) {
+            out.printf("%s: %s%n", r.name(), r.firstDifference() < 0 ? "identical"
+                    : "first differs at character " + r.firstDifference());
         }
         out.println();
         out.println("same text: characters equal to the full-precision continuation at the same position; top-1 agree:");
@@ -135,44 +106,6 @@ final class DemoCommand implements Callable<Integer> {
                     + "; run kvq from the repository (./kvq demo) or pass --model DIR");
         }
         return p;
-    }
-
-    /** Share of positions where the cache's greedy choice equals the reference's, feeding the reference text. */
-    static double teacherForcedTop1(Decoder decoder, Tokenizer tokenizer, CacheFactory caches, CacheFactory reference,
-                                    String prompt, String text) {
-        int[] p = tokenizer.encode(prompt);
-        int[] t = tokenizer.encode(text);
-        int same = 0;
-        try (DecodeSession q = new DecodeSession(decoder, List.of(caches.newCache()));
-             DecodeSession f = new DecodeSession(decoder, List.of(reference.newCache()))) {
-            float[] lq = q.feed(new int[][] {p}, false)[0][0];
-            float[] lf = f.feed(new int[][] {p}, false)[0][0];
-            for (int i = 0; i < t.length; i++) {
-                same += Sampler.argmax(lq) == Sampler.argmax(lf) ? 1 : 0;
-                if (i + 1 < t.length) {
-                    lq = q.feed(new int[][] {{t[i]}}, false)[0][0];
-                    lf = f.feed(new int[][] {{t[i]}}, false)[0][0];
-                }
-            }
-        }
-        return same / (double) t.length;
-    }
-
-    static double sameChars(String a, String b) {
-        int same = 0;
-        for (int i = 0; i < a.length(); i++) {
-            same += i < b.length() && a.charAt(i) == b.charAt(i) ? 1 : 0;
-        }
-        return a.isEmpty() ? 1 : same / (double) a.length();
-    }
-
-    static int firstDifference(String a, String b) {
-        for (int i = 0; i < Math.min(a.length(), b.length()); i++) {
-            if (a.charAt(i) != b.charAt(i)) {
-                return i;
-            }
-        }
-        return a.length() == b.length() ? -1 : Math.min(a.length(), b.length());
     }
 
     private static String quote(String s) {

@@ -67,50 +67,25 @@ final class EvalCommand {
         public Integer call() {
             ModelDir dir = model.dir();
             KvQuantConfig primary = primary();
-            Map<String, KvQuantConfig> configs = configs();
-            List<Map<String, Object>> rows = new ArrayList<>();
+            Map<String, CacheFactory> configs = factories(configs(), dir);
             try (Decoder decoder = model.open(dir, primary.runtime(), primary.device());
                  Tokenizer tokenizer = model.tokenizer(dir)) {
                 List<int[]> windows = TextWindows.of(tokenizer, readText(data), offset, length, window);
-                LikelihoodEval.Options options = new LikelihoodEval.Options(prefill, batch, !noFp);
-                if (configs.isEmpty()) {
-                    rows.add(row("fp", LikelihoodEval.run(decoder, CacheFactory.fullPrecision(dir.config().shape()),
-                            windows, new LikelihoodEval.Options(prefill, batch, false), progress())));
-                }
-                for (Map.Entry<String, KvQuantConfig> e : configs.entrySet()) {
-                    rows.add(row(e.getKey(), LikelihoodEval.run(decoder, factory(e.getValue(), dir), windows, options,
-                            progress())));
-                }
+                List<LikelihoodEval.Row> rows = LikelihoodEval.sweep(decoder, configs, windows,
+                        new LikelihoodEval.Options(prefill, batch, !noFp), progress());
                 print(dir, decoder, windows, rows);
             }
             return 0;
         }
 
-        private Map<String, Object> row(String name, LikelihoodEval.Result r) {
-            Map<String, Object> m = new LinkedHashMap<>();
-            m.put("config", name);
-            m.put("ppl", r.ppl());
-            m.put("nll", r.nll());
-            m.put("tokens", r.tokens());
-            m.put("fp_ppl", r.fpPpl());
-            m.put("avg_k_bits", r.avgKeyBits());
-            m.put("avg_v_bits", r.avgValueBits());
-            m.put("kv_bytes", r.peakKvBytes());
-            m.put("kv_bytes_fp16", r.kvBytesFp16());
-            m.put("bytes_per_token", r.peakKvBytes() / (double) Math.max(1, window - 1));
-            m.put("mean_kl", r.meanKl());
-            m.put("top1_agreement", r.top1Agreement());
-            return m;
-        }
-
-        private void print(ModelDir dir, Decoder decoder, List<int[]> windows, List<Map<String, Object>> rows) {
+        private void print(ModelDir dir, Decoder decoder, List<int[]> windows, List<LikelihoodEval.Row> rows) {
             PrintWriter out = out();
             if (json) {
                 out.println(Json.write(rows.size() == 1 ? rows.getFirst() : Map.of("results", rows)));
             } else {
                 out.printf("%s on %s: %d windows of %d tokens from %s [%d, +%d), prefill %d, %d scored tokens per "
                         + "config%n", dir.name(), decoder.device(), windows.size(), window, data.getFileName(), offset,
-                        length, prefill, rows.getFirst().get("tokens"));
+                        length, prefill, rows.getFirst().tokens());
                 if (agreement()) {
                     out.printf("%-22s %9s %10s %10s %9s %12s%n", "config", "avg bits", "mean KL", "top-1 agree", "ppl",
                             "fp ppl");
@@ -118,19 +93,15 @@ final class EvalCommand {
                     out.printf("%-22s %9s %9s %9s %8s %12s %10s%n", "config", "avg bits", "ppl", "fp ppl", "vs fp",
                             "KV bytes", "bytes/tok");
                 }
-                for (Map<String, Object> r : rows) {
-                    Double k = (Double) r.get("avg_k_bits");
-                    Double v = (Double) r.get("avg_v_bits");
-                    String bits = k == null ? "32" : String.format("%.2f", (k + v) / 2);
-                    double ppl = (Double) r.get("ppl");
-                    Double fp = (Double) r.get("fp_ppl");
+                for (LikelihoodEval.Row r : rows) {
+                    String bits = r.avgBits() == null ? "32" : String.format("%.2f", r.avgBits());
                     if (agreement()) {
-                        out.printf("%-22s %9s %10s %10s %9.4f %12s%n", r.get("config"), bits, fmt(r.get("mean_kl"), "%.6f"),
-                                fmt(r.get("top1_agreement"), "%.4f"), ppl, fmt(fp, "%.4f"));
+                        out.printf("%-22s %9s %10s %10s %9.4f %12s%n", r.config(), bits, fmt(r.meanKl(), "%.6f"),
+                                fmt(r.top1Agreement(), "%.4f"), r.ppl(), fmt(r.fpPpl(), "%.4f"));
                     } else {
-                        out.printf("%-22s %9s %9.4f %9s %8s %,12d %10.1f%n", r.get("config"), bits, ppl, fmt(fp, "%.4f"),
-                                fp == null ? "-" : String.format("%+.2f%%", 100 * (ppl / fp - 1)), r.get("kv_bytes"),
-                                r.get("bytes_per_token"));
+                        out.printf("%-22s %9s %9.4f %9s %8s %,12d %10.1f%n", r.config(), bits, r.ppl(),
+                                fmt(r.fpPpl(), "%.4f"), r.vsFp() == null ? "-" : String.format("%+.2f%%", 100 * r.vsFp()),
+                                r.kvBytes(), r.bytesPerToken());
                     }
                 }
             }
@@ -141,34 +112,28 @@ final class EvalCommand {
                         + ", prefill " + prefill + " tokens.");
                 List<List<Object>> table = new ArrayList<>();
                 Map<String, List<double[]>> series = new LinkedHashMap<>();
-                for (Map<String, Object> r : rows) {
-                    table.add(List.of(r.get("config"), nz(r.get("avg_k_bits")), nz(r.get("avg_v_bits")), r.get("ppl"),
-                            nz(r.get("fp_ppl")), nz(r.get("mean_kl")), nz(r.get("top1_agreement")), r.get("kv_bytes"),
-                            r.get("bytes_per_token")));
-                    if (r.get("avg_k_bits") != null) {
-                        String scheme = String.valueOf(r.get("config")).split(" ")[0];
-                        double bits = ((Double) r.get("avg_k_bits") + (Double) r.get("avg_v_bits")) / 2;
-                        series.computeIfAbsent(scheme, s -> new ArrayList<>()).add(new double[] {bits, (Double) r.get("ppl")});
+                for (LikelihoodEval.Row r : rows) {
+                    table.add(java.util.Arrays.asList(r.config(), r.avgKeyBits(), r.avgValueBits(), r.ppl(), r.fpPpl(),
+                            r.meanKl(), r.top1Agreement(), r.kvBytes(), r.bytesPerToken()));
+                    if (r.avgBits() != null) {
+                        series.computeIfAbsent(r.config().split(" ")[0], k -> new ArrayList<>())
+                                .add(new double[] {r.avgBits(), r.ppl()});
                     }
                 }
                 rep.table(List.of("config", "avg K bits", "avg V bits", "ppl", "fp ppl", "mean KL", "top-1", "KV bytes",
                         "bytes/token"), table);
                 if (!series.isEmpty()) {
-                    Object fp = rows.getFirst().get("fp_ppl");
+                    Double fp = rows.getFirst().fpPpl();
                     if (fp != null) {
                         double lo = series.values().stream().flatMap(List::stream).mapToDouble(p -> p[0]).min().orElse(2);
                         double hi = series.values().stream().flatMap(List::stream).mapToDouble(p -> p[0]).max().orElse(8);
-                        series.put("full precision", List.of(new double[] {lo, (Double) fp}, new double[] {hi, (Double) fp}));
+                        series.put("full precision", List.of(new double[] {lo, fp}, new double[] {hi, fp}));
                     }
                     rep.chart("ppl_vs_bits.png", "Perplexity against average KV bits", "average KV bits", "perplexity",
                             series, true);
                 }
                 writeReport(rep);
             }
-        }
-
-        private static Object nz(Object o) {
-            return o;
         }
 
         private static String fmt(Object v, String pattern) {
@@ -230,35 +195,23 @@ final class EvalCommand {
             List<Gsm8k.Example> demos = shots > 0 ? Gsm8k.read(trainFile, shots) : List.of();
             List<Gsm8k.Example> tests = Gsm8k.read(data, limit);
             KvQuantConfig primary = primary();
-            List<Map<String, Object>> rows = new ArrayList<>();
+            List<Gsm8k.Row> rows;
             try (Decoder decoder = model.open(dir, primary.runtime(), primary.device());
                  Tokenizer tokenizer = model.tokenizer(dir)) {
                 Map<String, CacheFactory> runs = new LinkedHashMap<>();
                 if (!noFp || configs().isEmpty()) {
                     runs.put("fp", CacheFactory.fullPrecision(dir.config().shape()));
                 }
-                configs().forEach((name, c) -> runs.put(name, factory(c, dir)));
-                for (Map.Entry<String, CacheFactory> e : runs.entrySet()) {
-                    Gsm8k.Result r = Gsm8k.run(decoder, tokenizer, e.getValue(), demos, tests, maxNewTokens, batch,
-                            progress());
-                    Map<String, Object> m = new LinkedHashMap<>();
-                    m.put("config", e.getKey());
-                    m.put("accuracy", r.accuracy());
-                    m.put("correct", r.correct());
-                    m.put("n", r.n());
-                    m.put("avg_bits", e.getValue().plan() == null ? null : e.getValue().plan().averageBits());
-                    m.put("first_completion", r.outcomes().isEmpty() ? null : r.outcomes().getFirst().completion());
-                    rows.add(m);
-                }
+                runs.putAll(factories(configs(), dir));
+                rows = Gsm8k.sweep(decoder, tokenizer, runs, demos, tests, maxNewTokens, batch, progress());
             }
             PrintWriter out = out();
             if (json) {
                 out.println(Json.write(Map.of("shots", shots, "results", rows)));
             } else {
                 out.printf("GSM8K, %d-shot, %d problems%n", shots, tests.size());
-                for (Map<String, Object> r : rows) {
-                    out.printf("%-22s accuracy %.4f (%s/%s)%n", r.get("config"), r.get("accuracy"), r.get("correct"),
-                            r.get("n"));
+                for (Gsm8k.Row r : rows) {
+                    out.printf("%-22s accuracy %.4f (%d/%d)%n", r.config(), r.accuracy(), r.correct(), r.n());
                 }
             }
             out.flush();
@@ -290,42 +243,26 @@ final class EvalCommand {
             ModelDir dir = model.dir();
             List<Passkey.Item> items = Passkey.read(data, offset, limit);
             KvQuantConfig primary = primary();
-            List<Map<String, Object>> rows = new ArrayList<>();
-            Double fpAccuracy = null;
+            Passkey.Sweep sweep;
             try (Decoder decoder = model.open(dir, primary.runtime(), primary.device());
                  Tokenizer tokenizer = model.tokenizer(dir)) {
-                if (!noFp || configs().isEmpty()) {
-                    fpAccuracy = Passkey.run(decoder, tokenizer, CacheFactory.fullPrecision(dir.config().shape()), items,
-                            batch, progress()).accuracy();
-                }
-                for (Map.Entry<String, KvQuantConfig> e : configs().entrySet()) {
-                    CacheFactory f = factory(e.getValue(), dir);
-                    Passkey.Result r = Passkey.run(decoder, tokenizer, f, items, batch, progress());
-                    Map<String, Object> m = new LinkedHashMap<>();
-                    m.put("config", e.getKey());
-                    m.put("accuracy", r.accuracy());
-                    m.put("fp_accuracy", fpAccuracy);
-                    m.put("n", r.n());
-                    m.put("avg_k_bits", f.plan().averageKeyBits());
-                    m.put("avg_v_bits", f.plan().averageValueBits());
-                    m.put("kv_bytes", r.peakKvBytes());
-                    m.put("kv_bytes_fp16", r.kvBytesFp16());
-                    rows.add(m);
-                }
+                sweep = Passkey.sweep(decoder, tokenizer, !noFp || configs().isEmpty(), factories(configs(), dir), items,
+                        batch, progress());
             }
+            List<Passkey.Row> rows = sweep.rows();
             PrintWriter out = out();
             if (json) {
                 if (rows.isEmpty()) {
-                    out.println(Json.write(Map.of("fp_accuracy", fpAccuracy, "n", items.size())));
+                    out.println(Json.write(Map.of("fp_accuracy", sweep.fpAccuracy(), "n", sweep.n())));
                 } else {
                     out.println(Json.write(rows.size() == 1 ? rows.getFirst() : Map.of("results", rows)));
                 }
             } else {
                 out.printf("passkey, %d prompts from %d; fp accuracy %s%n", items.size(), offset,
-                        fpAccuracy == null ? "-" : String.format("%.4f", fpAccuracy));
-                for (Map<String, Object> r : rows) {
-                    out.printf("%-22s accuracy %.4f, avg bits K %.2f V %.2f, peak KV %,d bytes%n", r.get("config"),
-                            r.get("accuracy"), r.get("avg_k_bits"), r.get("avg_v_bits"), r.get("kv_bytes"));
+                        sweep.fpAccuracy() == null ? "-" : String.format("%.4f", sweep.fpAccuracy()));
+                for (Passkey.Row r : rows) {
+                    out.printf("%-22s accuracy %.4f, avg bits K %.2f V %.2f, peak KV %,d bytes%n", r.config(),
+                            r.accuracy(), r.avgKeyBits(), r.avgValueBits(), r.kvBytes());
                 }
             }
             out.flush();
@@ -333,11 +270,10 @@ final class EvalCommand {
                 Report rep = new Report("kvq eval passkey: " + dir.name());
                 Map<String, List<double[]>> series = new LinkedHashMap<>();
                 List<List<Object>> table = new ArrayList<>();
-                for (Map<String, Object> r : rows) {
-                    double bits = ((Double) r.get("avg_k_bits") + (Double) r.get("avg_v_bits")) / 2;
-                    series.computeIfAbsent(String.valueOf(r.get("config")).split(" ")[0], s -> new ArrayList<>())
-                            .add(new double[] {bits, (Double) r.get("accuracy")});
-                    table.add(List.of(r.get("config"), bits, r.get("accuracy"), r.get("kv_bytes")));
+                for (Passkey.Row r : rows) {
+                    series.computeIfAbsent(r.config().split(" ")[0], k -> new ArrayList<>())
+                            .add(new double[] {r.avgBits(), r.accuracy()});
+                    table.add(List.of(r.config(), r.avgBits(), r.accuracy(), r.kvBytes()));
                 }
                 rep.table(List.of("config", "avg bits", "accuracy", "peak KV bytes"), table);
                 rep.chart("accuracy_vs_bits.png", "Passkey accuracy against average KV bits", "average KV bits",

@@ -81,7 +81,7 @@ final class GenerateCommand implements Callable<Integer> {
                 out.flush();
             }
             Generator.Output result = new Generator(decoder, tokenizer, caches).generate(prompts, options,
-                    stream ? (b, delta) -> {
+                    stream ? (b, token, delta) -> {
                         out.print(delta);
                         out.flush();
                     } : null);

@@ -63,52 +63,27 @@ final class LongBenchCommand extends ModelCommand implements Callable<Integer> {
         if (!noFp || runs.isEmpty()) {
             runs.put("fp", CacheFactory.fullPrecision(dir.config().shape()));
         }
-        Map<String, List<LongBench.TaskResult>> results = new LinkedHashMap<>();
+        LongBench.Comparison result;
         try (Decoder decoder = model.open(dir, primary.runtime(), primary.device()); Tokenizer tokenizer = model.tokenizer(dir)) {
             java.util.function.LongSupplier replaced = tokenizer instanceof CharTokenizer c ? c::replaced : null;
-            for (Map.Entry<String, CacheFactory> run : runs.entrySet()) {
-                List<LongBench.TaskResult> list = new ArrayList<>();
-                for (LongBench.Task task : loaded) {
-                    list.add(LongBench.run(decoder, tokenizer, run.getValue(), task, maxLength, batch, replaced, progress()));
-                }
-                results.put(run.getKey(), list);
-            }
+            result = LongBench.compare(decoder, tokenizer, runs, loaded, maxLength, batch, replaced, progress());
         }
-        List<Map<String, Object>> rows = new ArrayList<>();
-        List<String> names = new ArrayList<>(results.keySet());
-        for (int t = 0; t < loaded.size(); t++) {
-            Map<String, Object> row = new LinkedHashMap<>();
-            LongBench.TaskResult first = results.get(names.getFirst()).get(t);
-            row.put("task", first.task());
-            row.put("metric", first.metric());
-            row.put("n", first.n());
-            for (String n : names) {
-                row.put(n, results.get(n).get(t).score());
-            }
-            row.put("replaced_characters", first.replacedCharacters());
-            row.put("first_prediction", first.predictions().isEmpty() ? null : first.predictions().getFirst());
-            rows.add(row);
-        }
-        Map<String, Double> averages = new LinkedHashMap<>();
-        for (String n : names) {
-            averages.put(n, Math.round(100 * results.get(n).stream().mapToDouble(LongBench.TaskResult::score).average()
-                    .orElse(0)) / 100.0);
-        }
+        List<String> names = result.configs();
         PrintWriter out = out();
         if (json) {
-            out.println(Json.write(Map.of("tasks", rows, "average", averages)));
+            out.println(Json.write(Map.of("tasks", result.tasks(), "average", result.average())));
         } else {
             out.printf("LongBench on %s (%s examples per task)%n", dir.name(), limit == 0 ? "all" : String.valueOf(limit));
             out.printf("%-22s %-16s %4s", "task", "metric", "n");
             names.forEach(n -> out.printf(" %14s", n));
             out.printf(" %10s%n", "replaced");
-            for (Map<String, Object> r : rows) {
-                out.printf("%-22s %-16s %4s", r.get("task"), r.get("metric"), r.get("n"));
-                names.forEach(n -> out.printf(" %14.2f", (Double) r.get(n)));
-                out.printf(" %10s%n", r.get("replaced_characters"));
+            for (LongBench.TaskRow r : result.tasks()) {
+                out.printf("%-22s %-16s %4d", r.task(), r.metric(), r.n());
+                names.forEach(n -> out.printf(" %14.2f", r.scores().get(n)));
+                out.printf(" %10d%n", r.replacedCharacters());
             }
             out.printf("%-22s %-16s %4s", "average", "", "");
-            names.forEach(n -> out.printf(" %14.2f", averages.get(n)));
+            names.forEach(n -> out.printf(" %14.2f", result.average().get(n)));
             out.println();
         }
         out.flush();
@@ -117,13 +92,13 @@ final class LongBenchCommand extends ModelCommand implements Callable<Integer> {
             List<String> header = new ArrayList<>(List.of("task", "metric", "n"));
             header.addAll(names);
             List<List<Object>> table = new ArrayList<>();
-            for (Map<String, Object> r : rows) {
-                List<Object> cells = new ArrayList<>(List.of(r.get("task"), r.get("metric"), r.get("n")));
-                names.forEach(n -> cells.add(r.get(n)));
+            for (LongBench.TaskRow r : result.tasks()) {
+                List<Object> cells = new ArrayList<>(List.of(r.task(), r.metric(), r.n()));
+                names.forEach(n -> cells.add(r.scores().get(n)));
                 table.add(cells);
             }
             List<Object> avg = new ArrayList<>(List.of("average", "", ""));
-            names.forEach(n -> avg.add(averages.get(n)));
+            names.forEach(n -> avg.add(result.average().get(n)));
             table.add(avg);
             rep.table(header, table);
             writeReport(rep);

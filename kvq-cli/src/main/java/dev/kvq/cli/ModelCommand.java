@@ -69,6 +69,13 @@ abstract class ModelCommand {
         return configs().values().stream().findFirst().orElseGet(() -> kv.resolve());
     }
 
+    /** Each configuration's cache factory, in order. */
+    static Map<String, CacheFactory> factories(Map<String, KvQuantConfig> configs, ModelDir dir) {
+        Map<String, CacheFactory> out = new LinkedHashMap<>();
+        configs.forEach((name, c) -> out.put(name, factory(c, dir)));
+        return out;
+    }
+
     static CacheFactory factory(KvQuantConfig c, ModelDir dir) {
         return CacheFactory.quantized(KvCaches.spec(c, dir.config().shape()));
     }

@@ -2,29 +2,22 @@ package dev.kvq.cli;
 
 import dev.kvq.KvqException;
 import dev.kvq.config.KvQuantConfig;
-import dev.kvq.config.LayerBits;
 import dev.kvq.eval.Gsm8k;
 import dev.kvq.eval.Passkey;
 import dev.kvq.eval.Progress;
-import dev.kvq.eval.Report;
 import dev.kvq.eval.TextWindows;
 import dev.kvq.generate.Tokenizer;
 import dev.kvq.generate.model.ModelDir;
 import dev.kvq.generate.spi.RuntimeOptions;
-import dev.kvq.io.config.ConfigFiles;
 import dev.kvq.tuner.Evaluator;
-import dev.kvq.tuner.Pair;
 import dev.kvq.tuner.Profile;
+import dev.kvq.tuner.TuneArtifacts;
 import dev.kvq.tuner.Tuner;
-import java.io.IOException;
+import dev.kvq.tuner.Tuning;
 import java.io.PrintWriter;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
-import java.util.TreeMap;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -112,7 +105,7 @@ final class TuneCommand implements Callable<Integer> {
             throw KvqException.config(profile + " profiles " + p.layers().size() + " layers, but " + dir.root() + " has "
                     + dir.config().layers() + "; calibrate this model first");
         }
-        KvQuantConfig base = ConfigFiles.parse(Json.write(p.config()));
+        KvQuantConfig base = Tuning.scheme(p);
         Evaluator.Objective obj = Evaluator.Objective.parse(objective);
         Evaluator.Data calibration = data(dir, obj);
         int cores = Runtime.getRuntime().availableProcessors();
@@ -121,26 +114,12 @@ final class TuneCommand implements Callable<Integer> {
                 Math.max(1, cores / workers));
         String runtimeName = model.runtimeOr(base.runtime());
         Progress progress = json ? Progress.none() : ConsoleProgress.forConsole();
-        Tuner.Result result = Tuner.run(p, dir.config().shape(), base,
+        Tuning.Outcome outcome = Tuning.run(dir.name(), p, dir.config().shape(), new Tuning.Request(obj,
+                new Tuner.Options(maxAvgBits, trials, seed, workers), budgets, !noBaselines),
                 () -> new Evaluator(dir, runtimeName, runtime, obj, calibration),
-                new Tuner.Options(maxAvgBits, trials, seed, workers), progress);
-        Map<String, Double> baselines = new LinkedHashMap<>();
-        Double fp;
-        try (Evaluator e = new Evaluator(dir, runtimeName, new RuntimeOptions(runtime.device(), 0), obj, calibration)) {
-            fp = e.metric(null);
-            if (!noBaselines) {
-                for (Pair pair : Pair.KVTUNER) {
-                    // the search already scored the uniform configurations its space holds within the budget
-                    LayerBits bits = pair.bits();
-                    Double known = result.evaluated().stream().filter(pt -> pt.feasible()
-                            && pt.layers().values().stream().allMatch(bits::equals)).findFirst()
-                            .map(pt -> metric(obj, pt.score())).orElse(null);
-                    baselines.put(pair.name(), known != null ? known
-                            : e.metric(base.toBuilder().bits(pair.keyBits(), pair.valueBits()).build()));
-                }
-            }
-        }
-        write(dir, base, obj, result, baselines, fp);
+                () -> new Evaluator(dir, runtimeName, new RuntimeOptions(runtime.device(), 0), obj, calibration),
+                progress);
+        print(outcome, TuneArtifacts.write(outDir, outcome));
         return 0;
     }
 
@@ -158,111 +137,33 @@ final class TuneCommand implements Callable<Integer> {
         };
     }
 
-    private double metric(Evaluator.Objective obj, double score) {
-        return obj.accuracy() ? -score : score;
-    }
-
-    private void write(ModelDir dir, KvQuantConfig base, Evaluator.Objective obj, Tuner.Result result,
-                       Map<String, Double> baselines, Double fp) {
-        String name = obj.name().toLowerCase(java.util.Locale.ROOT);
-        List<Double> targets = budgets.isEmpty() ? List.of(maxAvgBits) : budgets;
-        Map<String, Object> doc = new LinkedHashMap<>();
-        doc.put("model", dir.name());
-        doc.put("scheme", ConfigFiles.toMap(base));
-        doc.put("objective", name);
-        doc.put("max_avg_bits", maxAvgBits);
-        doc.put("space_size", result.spaceSize());
-        doc.put("exhaustive", result.exhaustive());
-        doc.put("evaluations", result.modelEvaluations());
-        doc.put("fp_" + name, fp);
-        doc.put("uniform", baselines);
-        List<Map<String, Object>> front = new ArrayList<>();
-        int i = 0;
-        for (Tuner.Point pt : result.front()) {
-            String file = String.format("front-%02d-%.3fbits.yaml", i++, pt.avgBits());
-            ConfigFiles.writePerLayer(outDir.resolve(file), pt.layers());
-            front.add(point(pt, obj, file));
-        }
-        doc.put("front", front);
-        Map<String, Object> best = new LinkedHashMap<>();
-        for (double budget : targets) {
-            Tuner.Point pt = result.best(budget);
-            if (pt == null) {
-                continue;
-            }
-            String stem = String.format("best-%.2fbits", budget);
-            String file = stem + ".yaml";
-            PerLayerFiles.write(outDir, stem, pt.layers(), ConfigFiles.toMap(base),
-                    "the calibrated scheme with the tuned per-layer bits");
-            best.put(String.format("%.2f", budget), point(pt, obj, file));
-        }
-        doc.put("best", best);
-        List<Map<String, Object>> all = new ArrayList<>();
-        result.evaluated().forEach(pt -> all.add(point(pt, obj, null)));
-        doc.put("evaluated", all);
-        try {
-            Files.createDirectories(outDir);
-            Files.writeString(outDir.resolve("search.json"), Json.write(doc));
-        } catch (IOException e) {
-            throw new KvqException(dev.kvq.ErrorCode.IO, "cannot write to " + outDir + ": " + e.getMessage(), e);
-        }
-        Report rep = new Report("kvq tune: " + dir.name() + ", objective " + name);
-        Map<String, List<double[]>> series = new LinkedHashMap<>();
-        series.put("evaluated", result.evaluated().stream().filter(Tuner.Point::feasible)
-                .map(pt -> new double[] {pt.avgBits(), metric(obj, pt.score())}).toList());
-        series.put("Pareto front", result.front().stream().map(pt -> new double[] {pt.avgBits(), metric(obj,
-                pt.score())}).toList());
-        if (!baselines.isEmpty()) {
-            series.put("uniform", baselines.entrySet().stream().filter(e -> Pair.parse(e.getKey()).averageBits()
-                    <= Math.max(maxAvgBits, 8)).map(e -> new double[] {Pair.parse(e.getKey()).averageBits(),
-                    e.getValue()}).toList());
-        }
-        rep.chart("pareto.png", "Pareto front: " + name + " against average KV bits", "average KV bits", name, series, false);
-        rep.write(outDir);
+    private void print(Tuning.Outcome o, TuneArtifacts.Summary summary) {
+        String name = o.objectiveName();
+        Tuner.Result result = o.search();
         PrintWriter w = spec.commandLine().getOut();
         if (json) {
-            w.println(Json.write(doc));
+            w.println(Json.write(summary));
         } else {
             w.printf("%s: %s search over %,d configurations, %d evaluated (%s), objective %s on calibration data%n",
-                    dir.name(), result.exhaustive() ? "exhaustive" : "NSGA-II", result.spaceSize(),
+                    o.model(), result.exhaustive() ? "exhaustive" : "NSGA-II", result.spaceSize(),
                     result.modelEvaluations(), result.exhaustive() ? "all within the budget" : "budget " + trials, name);
-            w.printf("full precision %s %.4f%n", name, fp);
-            if (!baselines.isEmpty()) {
+            w.printf("full precision %s %.4f%n", name, o.fullPrecision());
+            if (!o.uniform().isEmpty()) {
                 w.printf("uniform:");
-                baselines.forEach((k, v) -> w.printf(" %s %.4f", k, v));
+                o.uniform().forEach((k, v) -> w.printf(" %s %.4f", k, v));
                 w.println();
             }
             w.printf("Pareto front (avg bits, %s, per-layer bits):%n", name);
             for (Tuner.Point pt : result.front()) {
-                w.printf("  %6.3f  %10.4f  %s%n", pt.avgBits(), metric(obj, pt.score()), layersLabel(pt.layers()));
+                w.printf("  %6.3f  %10.4f  %s%n", pt.avgBits(), o.metric(pt), TuneArtifacts.layersLabel(pt.layers()));
             }
-            for (double budget : targets) {
-                Tuner.Point pt = result.best(budget);
+            for (double budget : o.request().budgets()) {
+                TuneArtifacts.PointSummary pt = summary.best().get(String.format("%.2f", budget));
                 w.printf("best within %.2f bits: %s%n", budget, pt == null ? "none" : String.format("%.3f bits, %s %.4f "
-                        + "-> %s", pt.avgBits(), name, metric(obj, pt.score()), String.format("best-%.2fbits.yaml", budget)));
+                        + "-> %s", pt.avgBits(), name, pt.metric(), pt.file()));
             }
             w.printf("written to %s (search.json, pareto.png, index.html, per-layer YAML files)%n", outDir);
         }
         w.flush();
-    }
-
-    private Map<String, Object> point(Tuner.Point pt, Evaluator.Objective obj, String file) {
-        Map<String, Object> m = new LinkedHashMap<>();
-        m.put("avg_bits", pt.avgBits());
-        m.put("avg_k_bits", pt.avgKeyBits());
-        m.put("avg_v_bits", pt.avgValueBits());
-        m.put(obj.name().toLowerCase(java.util.Locale.ROOT), pt.feasible() ? metric(obj, pt.score()) : null);
-        m.put("feasible", pt.feasible());
-        m.put("layers", layersLabel(pt.layers()));
-        if (file != null) {
-            m.put("file", file);
-        }
-        return m;
-    }
-
-    static String layersLabel(Map<Integer, LayerBits> layers) {
-        StringBuilder sb = new StringBuilder();
-        new TreeMap<>(layers).forEach((l, b) -> sb.append(sb.isEmpty() ? "" : " ").append(b.label()));
-        return sb.toString();
     }
 }

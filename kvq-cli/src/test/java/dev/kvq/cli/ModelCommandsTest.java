@@ -81,18 +81,41 @@ class ModelCommandsTest {
         assertTrue(rows.get(1).path("kv_bytes").asLong() < rows.get(0).path("kv_bytes").asLong());
     }
 
+    private static final java.util.regex.Pattern DEMO_ROW = java.util.regex.Pattern.compile(
+            "^(.{22}) +(32 \\(fp32\\)|\\d\\.\\d\\d) +([\\d,]+) +([\\d.]+) +([\\d.]+)x +([\\d.]+)% +([\\d.]+)% +\\d+$");
+
     @Test
     void demoComparesThreeCachesOnTheShippedModel() {
         CommandTest.Run r = kvq("demo", "--model", model(), "--max-new-tokens", "48");
         assertEquals(0, r.exit(), r.err());
-        List<String> lines = r.out().lines().toList();
-        String fp = lines.stream().filter(l -> l.startsWith("full precision ")).findFirst().orElseThrow();
-        String kv4 = lines.stream().filter(l -> l.startsWith("KV4 (per-token)")).findFirst().orElseThrow();
-        String mixed = lines.stream().filter(l -> l.startsWith("mixed (kv-mixed.yaml)")).findFirst().orElseThrow();
-        // full precision agrees with itself; the shipped mixed config averages 3.5 bits
-        assertTrue(fp.contains("100.0%"), fp);
-        assertTrue(mixed.contains(" 3.50 "), mixed);
-        assertTrue(kv4.contains(" 4.00 "), kv4);
+        java.util.Map<String, java.util.regex.Matcher> rows = new java.util.LinkedHashMap<>();
+        for (String line : r.out().lines().toList()) {
+            java.util.regex.Matcher m = DEMO_ROW.matcher(line);
+            if (m.matches()) {
+                rows.put(m.group(1).strip(), m);
+            }
+        }
+        assertEquals(List.of("full precision", "KV4 (per-token)", "mixed (kv-mixed.yaml)"), List.copyOf(rows.keySet()),
+                r.out());
+        java.util.regex.Matcher fp = rows.get("full precision");
+        assertEquals("32 (fp32)", fp.group(2));
+        assertEquals("4.00", rows.get("KV4 (per-token)").group(2));
+        assertEquals("3.50", rows.get("mixed (kv-mixed.yaml)").group(2), "the shipped mixed config averages 3.5 bits");
+        long fpBytes = Long.parseLong(fp.group(3).replace(",", ""));
+        assertTrue(Double.parseDouble(fp.group(5)) < 1, "a float32 cache is larger than float16: " + fp.group());
+        for (String name : List.of("KV4 (per-token)", "mixed (kv-mixed.yaml)")) {
+            java.util.regex.Matcher q = rows.get(name);
+            // below half the float32 cache: below float16
+            assertTrue(Long.parseLong(q.group(3).replace(",", "")) < fpBytes / 2, q.group());
+            assertTrue(Double.parseDouble(q.group(5)) > 1, "smaller than float16: " + q.group());
+            double top1 = Double.parseDouble(q.group(7));
+            assertTrue(top1 >= 80 && top1 <= 100, "teacher-forced agreement " + q.group());
+            double same = Double.parseDouble(q.group(6));
+            String diff = r.out().lines().filter(l -> l.startsWith(name + ": ")).findFirst().orElseThrow();
+            // the text is the same up to the first difference at least
+            assertTrue(diff.endsWith("identical") ? same == 100
+                    : same >= 100.0 * Integer.parseInt(diff.replaceAll(".* ", "")) / 48 - 0.05, diff + " vs " + same);
+        }
         assertTrue(r.out().contains("full-precision continuation:"), r.out());
     }
 

@@ -1,5 +1,8 @@
 package dev.kvq.eval;
 
+import com.fasterxml.jackson.annotation.JsonIgnore;
+import com.fasterxml.jackson.annotation.JsonProperty;
+import com.fasterxml.jackson.annotation.JsonPropertyOrder;
 import dev.kvq.KvqException;
 import dev.kvq.cache.KvCache;
 import dev.kvq.config.Placement;
@@ -10,7 +13,6 @@ import dev.kvq.generate.spi.Decoder;
 import dev.kvq.tensor.KvView;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
@@ -25,7 +27,7 @@ public final class Bench {
     }
 
     /**
-     * One measurement.
+     * One measurement (JSON field names as {@code kvq bench --json} prints them).
      *
      * @param batch sequences decoded together
      * @param bytesHeld bytes all the batch's caches hold, as kvq counts them
@@ -34,11 +36,29 @@ public final class Bench {
      * @param peakDeviceBytes the most bytes the runtime's memory held for the caches, else 0
      * @param deviceBytesInUse bytes in use on the whole device after the run where the runtime tells, else null
      */
-    public record Row(String config, Placement placement, int batch, int context, double prefillMillis,
-                      double decodeTokensPerSecond, long bytesHeld, long bytesFp16, int tokensHeld, Double avgBits,
-                      double materializeMillisPerStep, double forwardMillisPerStep, double appendMillisPerStep,
-                      long deviceBytes, double transferBytesPerStep, long peakDeviceBytes, Long deviceBytesInUse) {
+    @JsonPropertyOrder({"config", "placement", "batch", "context", "prefill_ms", "decode_tokens_per_s", "kv_bytes",
+        "kv_bytes_fp16", "bytes_per_token", "avg_bits", "kv_device_bytes", "transfer_bytes_per_step",
+        "peak_device_bytes", "device_bytes_in_use", "materialize_ms_per_step", "forward_ms_per_step",
+        "append_ms_per_step"})
+    public record Row(String config, @JsonIgnore Placement placement, int batch, int context,
+                      @JsonProperty("prefill_ms") double prefillMillis,
+                      @JsonProperty("decode_tokens_per_s") double decodeTokensPerSecond,
+                      @JsonProperty("kv_bytes") long bytesHeld, @JsonProperty("kv_bytes_fp16") long bytesFp16,
+                      @JsonIgnore int tokensHeld, @JsonProperty("avg_bits") Double avgBits,
+                      @JsonProperty("materialize_ms_per_step") double materializeMillisPerStep,
+                      @JsonProperty("forward_ms_per_step") double forwardMillisPerStep,
+                      @JsonProperty("append_ms_per_step") double appendMillisPerStep,
+                      @JsonProperty("kv_device_bytes") long deviceBytes,
+                      @JsonProperty("transfer_bytes_per_step") double transferBytesPerStep,
+                      @JsonProperty("peak_device_bytes") long peakDeviceBytes,
+                      @JsonProperty("device_bytes_in_use") Long deviceBytesInUse) {
+        @JsonProperty("placement")
+        public String placementId() {
+            return placement.id();
+        }
+
         /** Bytes per token of one sequence. */
+        @JsonProperty("bytes_per_token")
         public double bytesPerToken() {
             return tokensHeld == 0 ? 0 : bytesHeld / (double) tokensHeld / batch;
         }
@@ -210,32 +230,5 @@ public final class Bench {
                     s.deviceBytes(), (s.transferBytes() - transferBefore) / perStep, s.peakDeviceBytes(),
                     inUse.isPresent() ? inUse.getAsLong() : null);
         }
-    }
-
-    /** Rows as JSON-ready maps. */
-    public static List<Map<String, Object>> toMaps(List<Row> rows) {
-        List<Map<String, Object>> out = new ArrayList<>();
-        for (Row r : rows) {
-            Map<String, Object> m = new LinkedHashMap<>();
-            m.put("config", r.config());
-            m.put("placement", r.placement().id());
-            m.put("batch", r.batch());
-            m.put("context", r.context());
-            m.put("prefill_ms", r.prefillMillis());
-            m.put("decode_tokens_per_s", r.decodeTokensPerSecond());
-            m.put("kv_bytes", r.bytesHeld());
-            m.put("kv_bytes_fp16", r.bytesFp16());
-            m.put("bytes_per_token", r.bytesPerToken());
-            m.put("avg_bits", r.avgBits());
-            m.put("kv_device_bytes", r.deviceBytes());
-            m.put("transfer_bytes_per_step", r.transferBytesPerStep());
-            m.put("peak_device_bytes", r.peakDeviceBytes());
-            m.put("device_bytes_in_use", r.deviceBytesInUse());
-            m.put("materialize_ms_per_step", r.materializeMillisPerStep());
-            m.put("forward_ms_per_step", r.forwardMillisPerStep());
-            m.put("append_ms_per_step", r.appendMillisPerStep());
-            out.add(m);
-        }
-        return out;
     }
 }

@@ -1,5 +1,7 @@
 package dev.kvq.eval;
 
+import com.fasterxml.jackson.annotation.JsonProperty;
+import com.fasterxml.jackson.annotation.JsonPropertyOrder;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.kvq.ErrorCode;
@@ -14,6 +16,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
@@ -114,6 +117,26 @@ public final class Gsm8k {
             s = s.substring(0, s.length() - 1);
         }
         return s;
+    }
+
+    /** One configuration's line of {@code kvq eval gsm8k} (JSON field names as the command prints them). */
+    @JsonPropertyOrder({"config", "accuracy", "correct", "n", "avg_bits", "first_completion"})
+    public record Row(String config, double accuracy, int correct, int n, @JsonProperty("avg_bits") Double avgBits,
+                      @JsonProperty("first_completion") String firstCompletion) {
+    }
+
+    /** Every named configuration (a null plan: full precision) on the same problems. */
+    public static List<Row> sweep(Decoder decoder, Tokenizer tokenizer, Map<String, CacheFactory> configs,
+                                  List<Example> shots, List<Example> problems, int maxNewTokens, int batch,
+                                  Progress progress) {
+        List<Row> rows = new ArrayList<>();
+        for (Map.Entry<String, CacheFactory> e : configs.entrySet()) {
+            Result r = run(decoder, tokenizer, e.getValue(), shots, problems, maxNewTokens, batch, progress);
+            rows.add(new Row(e.getKey(), r.accuracy(), r.correct(), r.n(), e.getValue().plan() == null ? null
+                    : e.getValue().plan().averageBits(), r.outcomes().isEmpty() ? null
+                    : r.outcomes().getFirst().completion()));
+        }
+        return rows;
     }
 
     public static Result run(Decoder decoder, Tokenizer tokenizer, CacheFactory caches, List<Example> shots,

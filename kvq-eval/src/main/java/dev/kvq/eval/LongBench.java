@@ -1,5 +1,9 @@
 package dev.kvq.eval;
 
+import com.fasterxml.jackson.annotation.JsonAnyGetter;
+import com.fasterxml.jackson.annotation.JsonIgnore;
+import com.fasterxml.jackson.annotation.JsonProperty;
+import com.fasterxml.jackson.annotation.JsonPropertyOrder;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.kvq.ErrorCode;
@@ -14,6 +18,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -182,5 +187,54 @@ public final class LongBench {
         double score = Math.round(100 * 100.0 * sum / task.examples().size()) / 100.0;
         return new TaskResult(task.name(), LongBenchMetrics.forTask(task.name()).name().toLowerCase(java.util.Locale.ROOT),
                 task.examples().size(), score, replaced == null ? 0 : replaced.getAsLong() - before, predictions);
+    }
+
+    /**
+     * One task under several configurations, as {@code kvq eval longbench} prints it: in JSON the configurations'
+     * scores are fields named after them.
+     */
+    @JsonPropertyOrder({"task", "metric", "n"})
+    public record TaskRow(String task, String metric, int n, @JsonIgnore Map<String, Double> scores,
+                          @JsonProperty("replaced_characters") long replacedCharacters,
+                          @JsonProperty("first_prediction") String firstPrediction) {
+        @JsonAnyGetter
+        public Map<String, Double> scoreFields() {
+            return scores;
+        }
+    }
+
+    /** Every task under every configuration, and each configuration's average score (rounded to 2 decimals). */
+    public record Comparison(List<String> configs, List<TaskRow> tasks, Map<String, Double> average) {
+    }
+
+    /** Runs every task under every named configuration; the replaced count and first prediction are the first's. */
+    public static Comparison compare(Decoder decoder, Tokenizer tokenizer, Map<String, CacheFactory> configs,
+                                     List<Task> tasks, int maxLength, int batch,
+                                     java.util.function.LongSupplier replaced, Progress progress) {
+        Map<String, List<TaskResult>> results = new LinkedHashMap<>();
+        for (Map.Entry<String, CacheFactory> run : configs.entrySet()) {
+            List<TaskResult> list = new ArrayList<>();
+            for (Task task : tasks) {
+                list.add(run(decoder, tokenizer, run.getValue(), task, maxLength, batch, replaced, progress));
+            }
+            results.put(run.getKey(), list);
+        }
+        List<String> names = List.copyOf(results.keySet());
+        List<TaskRow> rows = new ArrayList<>();
+        for (int t = 0; t < tasks.size(); t++) {
+            TaskResult first = results.get(names.getFirst()).get(t);
+            Map<String, Double> scores = new LinkedHashMap<>();
+            for (String n : names) {
+                scores.put(n, results.get(n).get(t).score());
+            }
+            rows.add(new TaskRow(first.task(), first.metric(), first.n(), scores, first.replacedCharacters(),
+                    first.predictions().isEmpty() ? null : first.predictions().getFirst()));
+        }
+        Map<String, Double> averages = new LinkedHashMap<>();
+        for (String n : names) {
+            averages.put(n, Math.round(100 * results.get(n).stream().mapToDouble(TaskResult::score).average()
+                    .orElse(0)) / 100.0);
+        }
+        return new Comparison(names, rows, averages);
     }
 }

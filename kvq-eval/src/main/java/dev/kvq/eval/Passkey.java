@@ -1,5 +1,7 @@
 package dev.kvq.eval;
 
+import com.fasterxml.jackson.annotation.JsonProperty;
+import com.fasterxml.jackson.annotation.JsonPropertyOrder;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.kvq.ErrorCode;
@@ -15,6 +17,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 
 /**
  * Passkey retrieval: each prompt hides facts {@code key:12345.} in filler text and ends with {@code recall: key:};
@@ -32,6 +35,38 @@ public final class Passkey {
         public double accuracy() {
             return n == 0 ? 0 : correct / (double) n;
         }
+    }
+
+    /** One configuration's line of {@code kvq eval passkey} (JSON field names as the command prints them). */
+    @JsonPropertyOrder({"config", "accuracy", "fp_accuracy", "n", "avg_k_bits", "avg_v_bits", "kv_bytes",
+        "kv_bytes_fp16"})
+    public record Row(String config, double accuracy, @JsonProperty("fp_accuracy") Double fpAccuracy, int n,
+                      @JsonProperty("avg_k_bits") double avgKeyBits, @JsonProperty("avg_v_bits") double avgValueBits,
+                      @JsonProperty("kv_bytes") long kvBytes, @JsonProperty("kv_bytes_fp16") long kvBytesFp16) {
+        public double avgBits() {
+            return (avgKeyBits + avgValueBits) / 2;
+        }
+    }
+
+    /** The full-precision accuracy (null when not run) and one row per quantized configuration. */
+    public record Sweep(Double fpAccuracy, int n, List<Row> rows) {
+    }
+
+    /**
+     * Runs the full-precision cache (with {@code withFp}) and every named quantized configuration on the same items.
+     */
+    public static Sweep sweep(Decoder decoder, Tokenizer tokenizer, boolean withFp, Map<String, CacheFactory> configs,
+                              List<Item> items, int batch, Progress progress) {
+        Double fp = withFp ? run(decoder, tokenizer, CacheFactory.fullPrecision(decoder.config().shape()), items, batch,
+                progress).accuracy() : null;
+        List<Row> rows = new ArrayList<>();
+        for (Map.Entry<String, CacheFactory> e : configs.entrySet()) {
+            CacheFactory f = e.getValue();
+            Result r = run(decoder, tokenizer, f, items, batch, progress);
+            rows.add(new Row(e.getKey(), r.accuracy(), fp, r.n(), f.plan().averageKeyBits(), f.plan().averageValueBits(),
+                    r.peakKvBytes(), r.kvBytesFp16()));
+        }
+        return new Sweep(fp, items.size(), rows);
     }
 
     /** Items {@code [offset, offset + limit)} of a jsonl file of {@code {"prompt", "answer"}}. */

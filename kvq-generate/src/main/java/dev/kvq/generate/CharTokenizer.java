@@ -77,6 +77,18 @@ public final class CharTokenizer implements Tokenizer {
         return sb.toString();
     }
 
+    /** Each token is one character: its text is the vocabulary's own string, so streaming allocates nothing. */
+    @Override
+    public TextStream textStream() {
+        return token -> {
+            if (token < 0 || token >= chars.size()) {
+                throw new KvqException(ErrorCode.TOKENIZER, "token id " + token + " is outside the vocabulary of "
+                        + chars.size());
+            }
+            return chars.get(token);
+        };
+    }
+
     @Override
     public int vocabSize() {
         return chars.size();

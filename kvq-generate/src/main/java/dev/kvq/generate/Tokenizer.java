@@ -17,7 +17,23 @@ public interface Tokenizer extends AutoCloseable {
     /** One line for logs: kind and size. */
     String describe();
 
+    /**
+     * A stream that turns one sequence's generated tokens into text, token by token. The default decodes a short
+     * window of recent tokens each time ({@link IncrementalDecoding}), which is right for tokenizers whose tokens
+     * change the text of their neighbours (byte-level BPE, SentencePiece's leading spaces).
+     */
+    default TextStream textStream() {
+        return new IncrementalDecoding(this);
+    }
+
     @Override
     default void close() {
+    }
+
+    /** Generated tokens to text, one token at a time. Not thread-safe; one per sequence. */
+    @FunctionalInterface
+    interface TextStream {
+        /** The text {@code token} adds after the tokens before it: empty while it ends inside a character. */
+        String next(int token);
     }
 }

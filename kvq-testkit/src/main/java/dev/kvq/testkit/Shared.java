@@ -7,7 +7,8 @@ import org.junit.jupiter.api.Assumptions;
 /**
  * The read-only {@code ../shared} folder beside the repository (models, goldens, data). Tests that need it
  * call {@link #require(String)}, which skips the test with a message naming the missing path when it is
- * absent (a fresh clone), so such tests never pass silently.
+ * absent (a fresh clone), so such tests never pass silently. A missing golden fails instead of skipping where the
+ * goldens are expected: when {@code kvq.golden.dir} names a directory, or on CI ({@code CI=true}).
  */
 public final class Shared {
     private Shared() {
@@ -45,11 +46,29 @@ public final class Shared {
         return p;
     }
 
-    /** A file of the golden directory, skipping the calling test when it does not exist. */
+    /**
+     * A file of the golden directory. When it does not exist the calling test fails if {@link #goldensExpected()},
+     * and is skipped otherwise.
+     */
     public static Path requireGolden(String name) {
         Path p = goldenDir().resolve(name);
+        if (!Files.exists(p) && goldensExpected()) {
+            throw new AssertionError("golden file " + p + " is missing, and the goldens are expected here ("
+                    + (named() ? "-Dkvq.golden.dir names " + goldenDir() : "CI=true") + "); point -Dkvq.golden.dir at a "
+                    + "directory with manifest.json and the .safetensors files");
+        }
         Assumptions.assumeTrue(Files.exists(p), () -> "skipped: golden file " + p + " is missing (set "
                 + "-Dkvq.golden.dir=... to a directory with manifest.json and the .safetensors files)");
         return p;
+    }
+
+    /** True when a missing golden is a failure: a directory is named ({@code kvq.golden.dir}) or CI runs. */
+    public static boolean goldensExpected() {
+        return named() || "true".equalsIgnoreCase(System.getenv("CI"));
+    }
+
+    private static boolean named() {
+        String prop = System.getProperty("kvq.golden.dir");
+        return prop != null && !prop.isBlank();
     }
 }

@@ -86,16 +86,21 @@ class RuntimeParityTest {
         return m;
     }
 
+    /** The runtime is a name in the configuration: each name opens that runtime, and both continue alike. */
     @Test
     void aConfigurationFileSwitchesTheRuntime() {
         ModelDir dir = ModelDir.open(Repo.demoModel());
+        List<int[]> tokens = new java.util.ArrayList<>();
         for (String runtime : List.of("onnx", "djl")) {
             KvQuantConfig c = ConfigFiles.parse("runtime: " + runtime + "\nnbits: 4\nq_group_size: 64\nresidual_length: 0\n");
             try (Decoder d = Runtimes.discover().get(c.runtime()).open(dir, c.device()); Tokenizer tok = Tokenizers.load(dir)) {
+                assertEquals("dev.kvq.runtime." + runtime, d.getClass().getPackageName(), "the decoder of " + runtime);
                 var out = new Generator(d, tok, CacheFactory.quantized(KvCaches.spec(c, dir.config().shape())))
                         .generate(List.of("KING:"), Generator.Options.greedy(10), null);
-                assertEquals(10, out.results().getFirst().tokens().length, runtime);
+                tokens.add(out.results().getFirst().tokens());
             }
         }
+        assertEquals(10, tokens.getFirst().length);
+        assertArrayEquals(tokens.get(0), tokens.get(1), "ONNX Runtime and DJL continue alike");
     }
 }

@@ -1,8 +1,12 @@
 package dev.kvq.tuner;
 
+import dev.kvq.config.LayerBits;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Comparator;
 import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
 
 /**
  * The profile's additive estimate of a configuration's next-token KL: the sum over layers of the KL measured with only
@@ -157,5 +161,40 @@ public final class AdditiveKl {
             }
         }
         throw dev.kvq.KvqException.config("the profile has no layer " + layer + " although a group names it");
+    }
+
+    /**
+     * What a budget can reach at best by the estimate, over the unpruned space: the best mix within {@code budget} bits
+     * and its per-layer bits, beside the best uniform pair within the same budget (null when there is none).
+     */
+    public record BudgetEstimate(double budget, Estimate mix, Map<Integer, LayerBits> layers, Estimate uniform) {
+    }
+
+    /**
+     * The estimate at each budget, over the unpruned space; a budget no mix fits is left out. Empty when the profile
+     * has no KL (calibrated without {@code --kl-windows}).
+     */
+    public static List<BudgetEstimate> budgets(Profile profile, double... budgets) {
+        List<Profile.Group> all = unpruned(profile);
+        if (!available(profile, all)) {
+            return List.of();
+        }
+        List<Estimate> front = front(profile, all);
+        List<Estimate> uniforms = uniforms(profile, all);
+        List<BudgetEstimate> out = new ArrayList<>();
+        for (double budget : budgets) {
+            Estimate mix = best(front, budget);
+            if (mix == null) {
+                continue;
+            }
+            Map<Integer, LayerBits> layers = new TreeMap<>();
+            for (int i = 0; i < all.size(); i++) {
+                layers.put(all.get(i).layers().getFirst(), Pair.parse(mix.pairs().get(i)).bits());
+            }
+            Estimate uniform = uniforms.stream().filter(e -> e.avgBits() <= budget + Tuner.BITS_TOLERANCE)
+                    .min(Comparator.comparingDouble(Estimate::kl)).orElse(null);
+            out.add(new BudgetEstimate(budget, mix, layers, uniform));
+        }
+        return out;
     }
 }

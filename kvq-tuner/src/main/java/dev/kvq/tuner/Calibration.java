@@ -87,8 +87,7 @@ public final class Calibration {
         Double[][] kl = new Double[layers][o.pairs().size()];
         if (o.klWindows() > 0 && decoder != null) {
             List<int[]> klText = all.subList(0, Math.min(o.klWindows(), all.size()));
-            float[][][] reference = TeacherForcing.logProbs(decoder, CacheFactory.fullPrecision(shape), klText,
-                    o.prefill());
+            KlObjective klObjective = new KlObjective(decoder, klText, o.prefill());
             try (Progress.Task task = progress.start("calibrate: KL", (long) layers * o.pairs().size())) {
                 for (int l = 0; l < layers; l++) {
                     for (int pi = 0; pi < o.pairs().size(); pi++) {
@@ -110,7 +109,7 @@ public final class Calibration {
                                 return "layer " + layer + " only";
                             }
                         };
-                        kl[l][pi] = TeacherForcing.meanKl(decoder, mix, klText, o.prefill(), reference);
+                        kl[l][pi] = klObjective.meanKl(mix);
                         task.step(1);
                     }
                 }

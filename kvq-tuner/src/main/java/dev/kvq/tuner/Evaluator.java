@@ -22,7 +22,7 @@ import java.util.Locale;
  * Scores a configuration on calibration data (lower is better); one instance per worker thread, each with its own
  * decoder, since a decoder is not thread-safe.
  */
-public final class Evaluator implements AutoCloseable {
+public final class Evaluator implements Scorer {
     /** What the search optimizes. */
     public enum Objective {
         /** Perplexity of text windows (minimize). */
@@ -58,7 +58,7 @@ public final class Evaluator implements AutoCloseable {
     private final Tokenizer tokenizer;
     private final Objective objective;
     private final Data data;
-    private final float[][][] reference;
+    private final KlObjective kl;
 
     public Evaluator(ModelDir dir, String runtime, RuntimeOptions options, Objective objective, Data data) {
         this.dir = dir;
@@ -66,8 +66,7 @@ public final class Evaluator implements AutoCloseable {
         this.tokenizer = Tokenizers.load(dir, UnknownChars.replaceWith(" "));
         this.objective = objective;
         this.data = data;
-        this.reference = objective == Objective.KL ? TeacherForcing.logProbs(decoder,
-                CacheFactory.fullPrecision(dir.config().shape()), data.windows(), data.prefill()) : null;
+        this.kl = objective == Objective.KL ? new KlObjective(decoder, data.windows(), data.prefill()) : null;
     }
 
     /** The raw metric (perplexity, KL, or accuracy). */
@@ -77,7 +76,7 @@ public final class Evaluator implements AutoCloseable {
         return switch (objective) {
             case PPL -> LikelihoodEval.run(decoder, caches, data.windows(), new LikelihoodEval.Options(data.prefill(),
                     data.windows().size(), false), Progress.none()).ppl();
-            case KL -> TeacherForcing.meanKl(decoder, caches, data.windows(), data.prefill(), reference);
+            case KL -> kl.meanKl(caches);
             case PASSKEY -> Passkey.run(decoder, tokenizer, caches, data.passkey(), 25, Progress.none()).accuracy();
             case GSM8K -> Gsm8k.run(decoder, tokenizer, caches, data.shots(), data.problems(), 256, 8,
                     Progress.none()).accuracy();
@@ -85,6 +84,7 @@ public final class Evaluator implements AutoCloseable {
     }
 
     /** The value the search minimizes. */
+    @Override
     public double score(KvQuantConfig config) {
         double m = metric(config);
         return objective.accuracy() ? -m : m;

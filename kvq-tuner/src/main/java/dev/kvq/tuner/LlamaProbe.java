@@ -5,9 +5,7 @@ import dev.kvq.KvqException;
 import dev.kvq.generate.model.ModelConfig;
 import dev.kvq.generate.model.ModelDir;
 import dev.kvq.io.safetensors.SafeTensors;
-import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
-import jdk.incubator.vector.VectorSpecies;
+import dev.kvq.spi.VectorSupport;
 
 /**
  * A plain-Java forward pass of a Llama-architecture decoder (RMSNorm, rotary embeddings in the rotate-half layout,
@@ -16,7 +14,7 @@ import jdk.incubator.vector.VectorSpecies;
  * the keys and values, from the same weights. Single sequence, float32.
  */
 public final class LlamaProbe {
-    private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
+    private static final boolean SIMD = VectorSupport.enabled();
 
     /** Queries {@code [heads, T, D]}, keys and values {@code [kvHeads, T, D]} of one layer (after rotary embedding). */
     public record LayerQkv(float[] q, float[] k, float[] v) {
@@ -221,14 +219,11 @@ public final class LlamaProbe {
     }
 
     private static float dot(float[] a, int ao, float[] b, int bo, int n) {
-        FloatVector acc = FloatVector.zero(S);
-        int i = 0;
-        int bound = S.loopBound(n);
-        for (; i < bound; i += S.length()) {
-            acc = FloatVector.fromArray(S, a, ao + i).fma(FloatVector.fromArray(S, b, bo + i), acc);
+        if (SIMD) {
+            return DotSimd.dot(a, ao, b, bo, n);
         }
-        float s = acc.reduceLanes(VectorOperators.ADD);
-        for (; i < n; i++) {
+        float s = 0;
+        for (int i = 0; i < n; i++) {
             s += a[ao + i] * b[bo + i];
         }
         return s;

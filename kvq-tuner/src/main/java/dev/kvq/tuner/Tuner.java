@@ -11,19 +11,20 @@ import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
-import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Supplier;
 import org.moeaframework.algorithm.NSGAII;
-import org.moeaframework.core.PRNG;
+import org.moeaframework.core.Problem;
 import org.moeaframework.core.Solution;
 import org.moeaframework.core.initialization.InjectedInitialization;
 import org.moeaframework.core.variable.EncodingUtils;
 import org.moeaframework.parallel.DistributedProblem;
 import org.moeaframework.problem.AbstractProblem;
+import org.moeaframework.problem.ProblemWrapper;
 
 /**
  * The multi-objective search over the grouped space of a profile: each group of layers picks one of its candidate
@@ -31,7 +32,8 @@ import org.moeaframework.problem.AbstractProblem;
  * {@code avg bits <= maxAvgBits} as a constraint. NSGA-II (MOEA Framework) runs the search; when the whole space is no
  * larger than the trial budget every point is evaluated instead. The first generation holds the uniform configurations
  * and the profile's additive-KL estimates ({@link AdditiveKl}). Evaluations are memoized and run in parallel, one
- * evaluator per thread.
+ * scorer per thread, outside any lock. A search's random numbers are its own ({@link SearchRandom}), and the budget
+ * goes to proposals in the order NSGA-II makes them, so a seed gives one result, alone or beside other searches.
  */
 public final class Tuner {
     private Tuner() {
@@ -40,7 +42,7 @@ public final class Tuner {
     /**
      * @param maxAvgBits budget on the average KV bits
      * @param trials evaluations at most
-     * @param seed NSGA-II's random seed
+     * @param seed NSGA-II's random seed (the search's own generator)
      * @param threads evaluations run at once
      */
     public record Options(double maxAvgBits, int trials, long seed, int threads) {
@@ -68,8 +70,8 @@ public final class Tuner {
         }
     }
 
-    public static Result run(Profile profile, ModelShape shape, KvQuantConfig base, Supplier<Evaluator> evaluators,
-                             Options o, Progress progress) {
+    public static Result run(Profile profile, ModelShape shape, KvQuantConfig base,
+                             Supplier<? extends Scorer> scorers, Options o, Progress progress) {
         List<Profile.Group> groups = profile.groups();
         long space = 1;
         for (Profile.Group g : groups) {
@@ -78,91 +80,253 @@ public final class Tuner {
             }
             space = Math.multiplyExact(space, g.candidates().size());
         }
-        Map<String, Point> memo = new ConcurrentHashMap<>();
-        ThreadLocal<Evaluator> local = ThreadLocal.withInitial(evaluators);
-        List<Evaluator> opened = java.util.Collections.synchronizedList(new ArrayList<>());
-        Supplier<Evaluator> evaluator = () -> {
-            Evaluator e = local.get();
-            if (!opened.contains(e)) {
-                opened.add(e);
-            }
-            return e;
-        };
         boolean exhaustive = space <= o.trials();
         ExecutorService pool = Executors.newFixedThreadPool(Math.max(1, o.threads()));
+        Search search = new Search(groups, shape, base, o, scorers, exhaustive ? -1 : o.trials());
         try (Progress.Task task = progress.start("tune", exhaustive ? space : o.trials())) {
+            search.task = task;
             if (exhaustive) {
-                List<Future<?>> futures = new ArrayList<>();
+                List<Future<Point>> futures = new ArrayList<>();
                 for (long index = 0; index < space; index++) {
-                    int[] choice = decode(index, groups);
+                    Claim claim = search.claim(decode(index, groups));
                     futures.add(pool.submit(() -> {
-                        evaluate(choice, groups, shape, base, o, evaluator, memo, null, () -> { });
-                        task.step(1);
+                        Point p = claim.resolve();
+                        if (!claim.computes()) {
+                            task.step(1);
+                        }
+                        return p;
                     }));
                 }
-                for (Future<?> f : futures) {
+                for (Future<Point> f : futures) {
                     f.get();
                 }
             } else {
-                PRNG.setSeed(o.seed());
-                // the budget counts distinct model evaluations: NSGA-II proposes the same configuration many times
-                // in a small space, and a memoized repeat costs nothing
-                AtomicInteger left = new AtomicInteger(o.trials());
-                AbstractProblem problem = new AbstractProblem(groups.size(), 2, 1) {
-                    @Override
-                    public void evaluate(Solution s) {
-                        int[] choice = EncodingUtils.getInt(s);
-                        Point p = Tuner.evaluate(choice, groups, shape, base, o, evaluator, memo, left,
-                                () -> task.step(1));
-                        s.setObjective(0, p.avgBits());
-                        s.setObjective(1, p.score());
-                        s.setConstraint(0, p.feasible() ? 0 : Math.max(BITS_TOLERANCE, p.avgBits() - o.maxAvgBits()));
-                    }
-
-                    @Override
-                    public Solution newSolution() {
-                        Solution s = new Solution(groups.size(), 2, 1);
-                        for (int i = 0; i < groups.size(); i++) {
-                            s.setVariable(i, EncodingUtils.newInt(0, groups.get(i).candidates().size() - 1));
-                        }
-                        return s;
-                    }
-                };
-                try (DistributedProblem parallel = new DistributedProblem(problem, pool, false)) {
-                    NSGAII nsga = new NSGAII(parallel);
-                    List<Solution> injected = new ArrayList<>();
-                    int population = Math.max(8, Math.min(o.trials() / 4, 40));
-                    for (int[] choice : seeds(profile, groups, o.maxAvgBits(), population)) {
-                        Solution s = parallel.newSolution();
-                        for (int i = 0; i < choice.length; i++) {
-                            EncodingUtils.setInt(s.getVariable(i), choice[i]);
-                        }
-                        injected.add(s);
-                    }
-                    nsga.setInitialPopulationSize(Math.max(population, injected.size()));
-                    nsga.setInitialization(new InjectedInitialization(parallel, injected));
-                    // stop when the budget is spent, or when the search keeps proposing known points (a space with
-                    // fewer feasible configurations than the budget)
-                    long proposals = 50L * o.trials();
-                    while (left.get() > 0 && nsga.getNumberOfEvaluations() < proposals) {
-                        nsga.step();
-                    }
-                }
+                SearchRandom.withSeed(o.seed(), () -> {
+                    nsga(profile, groups, o, search, pool);
+                    return null;
+                });
             }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             throw new KvqException(dev.kvq.ErrorCode.RUNTIME_FAILURE, "the search was interrupted", e);
-        } catch (java.util.concurrent.ExecutionException e) {
-            Throwable c = e.getCause();
-            throw c instanceof KvqException k ? k : new KvqException(dev.kvq.ErrorCode.RUNTIME_FAILURE,
-                    "an evaluation failed: " + c, c);
+        } catch (java.util.concurrent.ExecutionException | RuntimeException e) {
+            throw failure(e);
         } finally {
             pool.shutdownNow();
-            opened.forEach(Evaluator::close);
+            if (ended(pool)) {
+                search.closeScorers();
+            }
         }
-        List<Point> all = new ArrayList<>(memo.values());
-        all.sort(Comparator.comparingDouble(Point::avgBits).thenComparingDouble(Point::score));
+        List<Point> all = search.points();
         return new Result(all, front(all), exhaustive, space);
+    }
+
+    /**
+     * Waits for evaluations still running (after a failure) to end; false when one does not, and then its scorer is
+     * left open rather than closed under it.
+     */
+    private static boolean ended(ExecutorService pool) {
+        try {
+            return pool.awaitTermination(10, java.util.concurrent.TimeUnit.MINUTES);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return false;
+        }
+    }
+
+    /** The kvq error behind a failed evaluation (wrapped by the pool, the futures or MOEA Framework), else a new one. */
+    private static KvqException failure(Throwable e) {
+        for (Throwable c = e; c != null; c = c.getCause()) {
+            if (c instanceof KvqException k) {
+                return k;
+            }
+        }
+        Throwable cause = e instanceof java.util.concurrent.ExecutionException && e.getCause() != null ? e.getCause() : e;
+        return new KvqException(dev.kvq.ErrorCode.RUNTIME_FAILURE, "an evaluation failed: " + cause, cause);
+    }
+
+    /**
+     * NSGA-II over the grouped space until the evaluation budget is spent. Proposals are claimed on this thread, in
+     * the order NSGA-II makes them (so which of them the budget covers never depends on thread timing), and evaluated
+     * on the pool.
+     */
+    private static void nsga(Profile profile, List<Profile.Group> groups, Options o, Search search,
+                             ExecutorService pool) {
+        Map<Solution, Claim> claims = java.util.Collections.synchronizedMap(new java.util.IdentityHashMap<>());
+        AbstractProblem problem = new AbstractProblem(groups.size(), 2, 1) {
+            @Override
+            public void evaluate(Solution s) {
+                Point p = claims.remove(s).resolve();
+                s.setObjective(0, p.avgBits());
+                s.setObjective(1, p.score());
+                s.setConstraint(0, p.feasible() ? 0 : Math.max(BITS_TOLERANCE, p.avgBits() - o.maxAvgBits()));
+            }
+
+            @Override
+            public Solution newSolution() {
+                Solution s = new Solution(groups.size(), 2, 1);
+                for (int i = 0; i < groups.size(); i++) {
+                    s.setVariable(i, EncodingUtils.newInt(0, groups.get(i).candidates().size() - 1));
+                }
+                return s;
+            }
+        };
+        try (DistributedProblem parallel = new DistributedProblem(problem, pool, false)) {
+            Problem claiming = new ProblemWrapper(parallel) {
+                @Override
+                public void evaluate(Solution s) {
+                    claims.put(s, search.claim(EncodingUtils.getInt(s)));
+                    parallel.evaluate(s);
+                }
+            };
+            NSGAII nsga = new NSGAII(claiming);
+            List<Solution> injected = new ArrayList<>();
+            int population = Math.max(8, Math.min(o.trials() / 4, 40));
+            for (int[] choice : seeds(profile, groups, o.maxAvgBits(), population)) {
+                Solution s = claiming.newSolution();
+                for (int i = 0; i < choice.length; i++) {
+                    EncodingUtils.setInt(s.getVariable(i), choice[i]);
+                }
+                injected.add(s);
+            }
+            nsga.setInitialPopulationSize(Math.max(population, injected.size()));
+            nsga.setInitialization(new InjectedInitialization(claiming, injected));
+            // stop when the budget is spent, or when the search keeps proposing known points (a space with fewer
+            // feasible configurations than the budget)
+            long proposals = 50L * o.trials();
+            while (search.budgetLeft() > 0 && nsga.getNumberOfEvaluations() < proposals) {
+                nsga.step();
+            }
+        }
+    }
+
+    /**
+     * One search's state. Configurations are claimed on the search's thread: a known one waits for its point, a new
+     * feasible one takes one evaluation of the budget and is run by whichever pool thread resolves the claim, with a
+     * scorer of its own. No lock is held while a model runs.
+     */
+    private static final class Search {
+        private final List<Profile.Group> groups;
+        private final ModelShape shape;
+        private final KvQuantConfig base;
+        private final Options options;
+        private final Supplier<? extends Scorer> scorers;
+        private final Map<String, CompletableFuture<Point>> points = new ConcurrentHashMap<>();
+        private final java.util.concurrent.BlockingQueue<Scorer> idle = new java.util.concurrent.LinkedBlockingQueue<>();
+        private final List<Scorer> opened = new java.util.concurrent.CopyOnWriteArrayList<>();
+        /** Evaluations still allowed, or -1 for no limit; touched by the search's thread only. */
+        private int budget;
+        private Progress.Task task;
+
+        Search(List<Profile.Group> groups, ModelShape shape, KvQuantConfig base, Options options,
+               Supplier<? extends Scorer> scorers, int budget) {
+            this.groups = groups;
+            this.shape = shape;
+            this.base = base;
+            this.options = options;
+            this.scorers = scorers;
+            this.budget = budget;
+        }
+
+        int budgetLeft() {
+            return budget;
+        }
+
+        /**
+         * What {@code choice} will be: its known point, an unscored point (over the bit budget, never run; or beyond
+         * the evaluation budget, and then not remembered, as it was never measured), or a new evaluation.
+         */
+        Claim claim(int[] choice) {
+            List<String> names = new ArrayList<>();
+            Map<Integer, LayerBits> layers = new TreeMap<>();
+            for (int i = 0; i < groups.size(); i++) {
+                String pair = groups.get(i).candidates().get(choice[i]);
+                names.add(pair);
+                for (int layer : groups.get(i).layers()) {
+                    layers.put(layer, Pair.parse(pair).bits());
+                }
+            }
+            String key = String.join(",", names);
+            CompletableFuture<Point> known = points.get(key);
+            if (known != null) {
+                return new Claim(this, known, null, null);
+            }
+            KvQuantConfig config = config(base, layers);
+            PrecisionPlan plan = PrecisionPlan.resolve(config, shape);
+            Point unscored = new Point(List.copyOf(names), layers, plan.averageBits(), plan.averageKeyBits(),
+                    plan.averageValueBits(), Double.MAX_VALUE, false);
+            if (unscored.avgBits() > options.maxAvgBits() + BITS_TOLERANCE) {
+                CompletableFuture<Point> done = CompletableFuture.completedFuture(unscored);
+                points.put(key, done);
+                return new Claim(this, done, null, null);
+            }
+            if (budget == 0) {
+                return new Claim(this, CompletableFuture.completedFuture(unscored), null, null);
+            }
+            if (budget > 0) {
+                budget--;
+            }
+            CompletableFuture<Point> pending = new CompletableFuture<>();
+            points.put(key, pending);
+            return new Claim(this, pending, config, unscored);
+        }
+
+        /** Runs the model for a claimed configuration on the calling (pool) thread. */
+        Point evaluate(KvQuantConfig config, Point unscored, CompletableFuture<Point> into) {
+            Scorer scorer = idle.poll();
+            if (scorer == null) {
+                // at most one scorer per pool thread: a thread takes one only while it evaluates
+                scorer = scorers.get();
+                opened.add(scorer);
+            }
+            try {
+                double score = scorer.score(config);
+                Point p = new Point(unscored.groupChoice(), unscored.layers(), unscored.avgBits(),
+                        unscored.avgKeyBits(), unscored.avgValueBits(), score, true);
+                into.complete(p);
+                if (task != null) {
+                    task.step(1);
+                }
+                return p;
+            } catch (RuntimeException | Error e) {
+                into.completeExceptionally(e);
+                throw e;
+            } finally {
+                idle.add(scorer);
+            }
+        }
+
+        /** Every remembered point, by bits, then score, then choice, so equal searches list them alike. */
+        List<Point> points() {
+            List<Point> all = new ArrayList<>();
+            for (CompletableFuture<Point> f : points.values()) {
+                if (f.isDone() && !f.isCompletedExceptionally()) {
+                    all.add(f.join());
+                }
+            }
+            all.sort(Comparator.comparingDouble(Point::avgBits).thenComparingDouble(Point::score)
+                    .thenComparing(p -> String.join(",", p.groupChoice())));
+            return all;
+        }
+
+        void closeScorers() {
+            opened.forEach(Scorer::close);
+        }
+
+    }
+
+    /**
+     * What a proposal resolves to: a point known or on its way, or, for the one claim that took the evaluation, the
+     * configuration to run.
+     */
+    private record Claim(Search search, CompletableFuture<Point> point, KvQuantConfig config, Point unscored) {
+        boolean computes() {
+            return config != null;
+        }
+
+        Point resolve() {
+            return computes() ? search.evaluate(config, unscored, point) : point.join();
+        }
     }
 
     /**
@@ -210,50 +374,6 @@ public final class Tuner {
             index /= n;
         }
         return choice;
-    }
-
-    /**
-     * Scores one choice, memoized. With {@code left} (the evaluations still allowed), a new feasible point takes one;
-     * once none is left it comes back unscored and infeasible, and is not remembered.
-     */
-    static Point evaluate(int[] choice, List<Profile.Group> groups, ModelShape shape, KvQuantConfig base, Options o,
-                          Supplier<Evaluator> evaluator, Map<String, Point> memo, AtomicInteger left,
-                          Runnable evaluated) {
-        List<String> names = new ArrayList<>();
-        Map<Integer, LayerBits> layers = new TreeMap<>();
-        for (int i = 0; i < groups.size(); i++) {
-            String pair = groups.get(i).candidates().get(choice[i]);
-            names.add(pair);
-            for (int layer : groups.get(i).layers()) {
-                layers.put(layer, Pair.parse(pair).bits());
-            }
-        }
-        String key = String.join(",", names);
-        Point known = memo.get(key);
-        if (known != null) {
-            return known;
-        }
-        KvQuantConfig config = config(base, layers);
-        PrecisionPlan plan = PrecisionPlan.resolve(config, shape);
-        double bits = plan.averageBits();
-        // an infeasible point is never deployed: it is scored without running the model, as is a point the
-        // evaluation budget no longer covers (that one is not remembered: it was never measured)
-        Point unscored = new Point(List.copyOf(names), layers, bits, plan.averageKeyBits(), plan.averageValueBits(),
-                Double.MAX_VALUE, false);
-        if (bits > o.maxAvgBits() + BITS_TOLERANCE) {
-            return memo.computeIfAbsent(key, k -> unscored);
-        }
-        // computeIfAbsent: two threads proposing the same point run the model once and take one evaluation
-        Point p = memo.computeIfAbsent(key, k -> {
-            if (left != null && left.getAndDecrement() <= 0) {
-                return null;
-            }
-            double score = evaluator.get().score(config);
-            evaluated.run();
-            return new Point(unscored.groupChoice(), layers, bits, unscored.avgKeyBits(), unscored.avgValueBits(), score,
-                    true);
-        });
-        return p != null ? p : unscored;
     }
 
     /** {@code base} with per-layer bits. */

@@ -14,9 +14,6 @@ import dev.kvq.tensor.KvView;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SegmentAllocator;
 import java.lang.foreign.ValueLayout;
-import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
-import jdk.incubator.vector.VectorSpecies;
 
 /**
  * One HQQ quantizer. Grouping as HQQ reshapes: axis 1 views the tensor as {@code [N/gs, gs]} (consecutive
@@ -36,24 +33,25 @@ final class HqqQuantizer implements Quantizer {
     static final float KAPPA = 1.01f;
     static final int ITERATIONS = 20;
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED;
-    private static final float ROUND_MAGIC = 12582912f;
 
     private final QuantSpec spec;
     private final boolean optimize;
     private final boolean betaGrowth;
     private final int maxCode;
-    private final VectorSpecies<Float> species;
+    /** Whether the solver's iterations run the SIMD kernel ({@link HqqSimd}). */
+    private final boolean vectorized;
 
     HqqQuantizer(QuantSpec spec, boolean optimize, boolean betaGrowth) {
-        this(spec, optimize, betaGrowth, VectorSupport.floatSpecies());
+        this(spec, optimize, betaGrowth, true);
     }
 
-    HqqQuantizer(QuantSpec spec, boolean optimize, boolean betaGrowth, VectorSpecies<Float> species) {
+    /** {@code vectorized = false} forces the scalar kernel (tests compare both); SIMD needs {@link VectorSupport#enabled()}. */
+    HqqQuantizer(QuantSpec spec, boolean optimize, boolean betaGrowth, boolean vectorized) {
         this.spec = spec;
         this.optimize = optimize;
         this.betaGrowth = betaGrowth;
         this.maxCode = (1 << spec.bits()) - 1;
-        this.species = species;
+        this.vectorized = vectorized && VectorSupport.enabled();
     }
 
     @Override
@@ -121,8 +119,8 @@ final class HqqQuantizer implements Quantizer {
         for (int it = 0; it < ITERATIONS; it++) {
             double errorSum = 0;
             for (int g = 0; g < z.length; g++) {
-                errorSum += species != null && gs >= species.length()
-                        ? iterateGroupVector(w, g * gs, gs, s[g], z[g], beta, zNext, g)
+                errorSum += vectorized && gs >= VectorSupport.floatLanes()
+                        ? HqqSimd.iterateGroup(w, g * gs, gs, s[g], z[g], beta, maxCode, zNext, g)
                         : iterateGroupScalar(w, g * gs, gs, s[g], z[g], beta, zNext, g);
             }
             System.arraycopy(zNext, 0, z, 0, z.length);
@@ -150,36 +148,6 @@ final class HqqQuantizer implements Quantizer {
             err += Math.abs(d);
             float e = shrink(d, beta);
             zSum += q - (x - e) * s;
-        }
-        zNext[g] = (float) (zSum / gs);
-        return err;
-    }
-
-    private double iterateGroupVector(float[] w, int from, int gs, float s, float z, float beta, float[] zNext, int g) {
-        VectorSpecies<Float> sp = species;
-        int bound = sp.loopBound(gs);
-        double err = 0;
-        double zSum = 0;
-        float invBeta = 1f / beta;
-        int i = 0;
-        for (; i < bound; i += sp.length()) {
-            FloatVector x = FloatVector.fromArray(sp, w, from + i);
-            FloatVector q = x.mul(s).add(z).max(0f).min((float) maxCode).add(ROUND_MAGIC).sub(ROUND_MAGIC);
-            FloatVector r = q.sub(z).div(s);
-            FloatVector d = x.sub(r);
-            FloatVector ad = d.abs();
-            err += ad.reduceLanes(VectorOperators.ADD);
-            FloatVector mag = ad.sub(ad.pow(P - 1f).mul(invBeta)).max(0f);
-            FloatVector e = mag.blend(mag.neg(), d.lt(0f));
-            zSum += q.sub(x.sub(e).mul(s)).reduceLanes(VectorOperators.ADD);
-        }
-        for (; i < gs; i++) {
-            float x = w[from + i];
-            float q = clampRint(x * s + z);
-            float r = (q - z) / s;
-            float d = x - r;
-            err += Math.abs(d);
-            zSum += q - (x - shrink(d, beta)) * s;
         }
         zNext[g] = (float) (zSum / gs);
         return err;

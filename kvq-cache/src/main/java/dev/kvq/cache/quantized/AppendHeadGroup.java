@@ -4,8 +4,6 @@ import dev.kvq.spi.PackedBlock;
 import dev.kvq.spi.Quantizer;
 import dev.kvq.tensor.KvView;
 import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
-import java.lang.foreign.SegmentAllocator;
 
 /**
  * Policy {@code append}: new tokens join the full-precision residual; every time it holds {@code R} tokens or
@@ -26,7 +24,8 @@ final class AppendHeadGroup extends HeadGroup {
     private PackedBlock valueTail;
     private int tailTokens;
     private boolean tailUnsupported;
-    private MemorySegment scratch = MemorySegment.NULL;
+    /** Where a single token is quantized before its rows are copied into the tail blocks. */
+    private final ReusableMemory tokenMemory = new ReusableMemory();
 
     AppendHeadGroup(int heads, int headDim, Quantizer keyQuantizer, Quantizer valueQuantizer, int residualLength,
                     boolean halfScales) {
@@ -69,10 +68,10 @@ final class AppendHeadGroup extends HeadGroup {
 
     /** Quantizes one token and writes it into the tail, starting a tail block when there is none. */
     private void appendToTail(KvView key, KvView value) {
-        // quantize into reused scratch memory, then copy the rows into place
-        SegmentAllocator temp = scratchAllocator(key);
-        PackedBlock k = quantize(keyQuantizer, key, temp);
-        PackedBlock v = quantize(valueQuantizer, value, temp);
+        // quantize into reused memory, then copy the rows into place
+        tokenMemory.reset();
+        PackedBlock k = quantize(keyQuantizer, key, tokenMemory);
+        PackedBlock v = quantize(valueQuantizer, value, tokenMemory);
         if (keyTail == null) {
             if (!k.rowCopyable() || !v.rowCopyable()) {
                 tailUnsupported = true;
@@ -98,22 +97,6 @@ final class AppendHeadGroup extends HeadGroup {
     private PackedBlock emptyLike(PackedBlock b) {
         return PackedBlock.allocate(blockArena, b.bits(), b.order(), b.form(), b.codeOffset(), heads, TAIL_TOKENS,
                 headDim, b.groupSize());
-    }
-
-    /** Slices of a reused segment sized for two one-token blocks, growing (once) if a backend asks for more. */
-    private SegmentAllocator scratchAllocator(KvView token) {
-        long needed = 4L * token.elements() * Float.BYTES + 256;
-        if (scratch.byteSize() < needed) {
-            scratch = blockArena.allocate(needed, 64);
-        }
-        SegmentAllocator slices = SegmentAllocator.slicingAllocator(scratch);
-        return (size, alignment) -> {
-            try {
-                return slices.allocate(size, alignment);
-            } catch (IndexOutOfBoundsException full) {
-                return Arena.ofAuto().allocate(size, alignment);
-            }
-        };
     }
 
     @Override
@@ -158,6 +141,7 @@ final class AppendHeadGroup extends HeadGroup {
         keyTail = null;
         valueTail = null;
         tailTokens = 0;
+        tokenMemory.close();
         if (blockArena.scope().isAlive()) {
             blockArena.close();
         }

@@ -2,7 +2,6 @@ package dev.kvq.cache.quantized;
 
 import dev.kvq.spi.Quantizer;
 import dev.kvq.tensor.KvView;
-import java.lang.foreign.Arena;
 
 /**
  * Policy {@code kvtuner}: {@code FlexibleQuantizedCache.update} step for step.
@@ -22,7 +21,8 @@ import java.lang.foreign.Arena;
 final class KvtunerHeadGroup extends HeadGroup {
     private final int residualLength;
     private final boolean forceQuant;
-    private Arena blockArena;
+    /** Holds the quantized blocks; each flush replaces them, so their memory is reused, not reallocated. */
+    private final ReusableMemory blockMemory = new ReusableMemory();
     /** The reference's 1-D empty residual, which is never flushed and concatenates as nothing. */
     private boolean placeholder;
 
@@ -101,27 +101,21 @@ final class KvtunerHeadGroup extends HeadGroup {
         }
     }
 
+    /** Replaces the quantized blocks by {@code keys}/{@code values} quantized; they never lie in the blocks' memory. */
     private void replaceQuantized(KvView keys, KvView values) {
-        Arena next = Arena.ofShared();
         keyBlocks.clear();
         valueBlocks.clear();
+        blockMemory.reset();
         if (keys.tokens() > 0) {
-            keyBlocks.add(quantize(keyQuantizer, keys, next));
-            valueBlocks.add(quantize(valueQuantizer, values, next));
+            keyBlocks.add(quantize(keyQuantizer, keys, blockMemory));
+            valueBlocks.add(quantize(valueQuantizer, values, blockMemory));
         }
         quantizedTokens = keys.tokens();
-        if (blockArena != null) {
-            blockArena.close();
-        }
-        blockArena = next;
     }
 
     @Override
     public void close() {
         super.close();
-        if (blockArena != null) {
-            blockArena.close();
-            blockArena = null;
-        }
+        blockMemory.close();
     }
 }

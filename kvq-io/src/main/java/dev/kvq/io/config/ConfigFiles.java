@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
+import com.fasterxml.jackson.dataformat.yaml.YAMLGenerator;
 import dev.kvq.ErrorCode;
 import dev.kvq.KvqException;
 import dev.kvq.config.CachePolicy;
@@ -46,6 +47,9 @@ public final class ConfigFiles {
             .enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION);
     private static final ObjectMapper JSON = new ObjectMapper()
             .enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION);
+    /** Block-style YAML without a document marker, quoting only what would otherwise read as another type. */
+    private static final ObjectMapper YAML_OUT = new ObjectMapper(YAMLFactory.builder()
+            .enable(YAMLGenerator.Feature.MINIMIZE_QUOTES).disable(YAMLGenerator.Feature.WRITE_DOC_START_MARKER).build());
 
     private ConfigFiles() {
     }
@@ -122,18 +126,37 @@ public final class ConfigFiles {
         return kindOf(file, read(file));
     }
 
-    /** Writes a per-layer file in KVTuner's format (integer keys, two fields per layer). */
+    /** Writes a per-layer file in KVTuner's format (integer keys in order, two fields per layer). */
     public static void writePerLayer(Path file, Map<Integer, LayerBits> layers) {
-        StringBuilder sb = new StringBuilder();
-        new TreeSet<>(layers.keySet()).forEach(l -> sb.append(l).append(":\n")
-                .append("  nbits_key: ").append(layers.get(l).keyBits()).append('\n')
-                .append("  nbits_value: ").append(layers.get(l).valueBits()).append('\n'));
+        Map<Integer, Object> doc = new LinkedHashMap<>();
+        new TreeSet<>(layers.keySet()).forEach(l -> doc.put(l, bitsMap(layers.get(l))));
+        writeYaml(file, doc, null);
+    }
+
+    /**
+     * Writes {@code config} as a YAML configuration whose per-layer bits come from the per-layer file
+     * {@code perLayerPath} ({@code per_layer_config_path}; a relative path resolves beside {@code file}), so the two
+     * files together reproduce {@code config} with those bits. {@code comment} heads the file.
+     */
+    public static void writeWithPerLayerFile(Path file, KvQuantConfig config, String perLayerPath, String comment) {
+        Map<String, Object> m = toMap(config);
+        m.remove("nbits_key");
+        m.remove("nbits_value");
+        m.remove("per_layer_config");
+        m.put("per_layer_quant", true);
+        m.put("per_layer_config_path", perLayerPath);
+        writeYaml(file, m, "kvq configuration: " + comment);
+    }
+
+    private static void writeYaml(Path file, Map<?, Object> doc, String comment) {
         try {
             Path parent = file.toAbsolutePath().getParent();
             if (parent != null) {
                 Files.createDirectories(parent);
             }
-            Files.writeString(file, sb.toString(), StandardCharsets.UTF_8);
+            String yaml = YAML_OUT.writeValueAsString(doc);
+            Files.writeString(file, comment == null ? yaml : "# " + comment.replace("\n", " ") + "\n" + yaml,
+                    StandardCharsets.UTF_8);
         } catch (IOException e) {
             throw new KvqException(ErrorCode.IO, "cannot write " + file + ": " + e.getMessage(), e);
         }
