@@ -21,6 +21,11 @@ final class PerLayerFiles {
     /** Writes both files into {@code dir}; {@code scheme} is the base configuration in KVTuner's field names. */
     static void write(Path dir, String stem, Map<Integer, LayerBits> layers, Map<String, Object> scheme, String comment) {
         String perLayer = stem + ".yaml";
+        try {
+            Files.createDirectories(dir);
+        } catch (IOException e) {
+            throw new KvqException(dev.kvq.ErrorCode.IO, "cannot create " + dir + ": " + e.getMessage(), e);
+        }
         ConfigFiles.writePerLayer(dir.resolve(perLayer), layers);
         Map<String, Object> m = new LinkedHashMap<>(scheme);
         m.remove("nbits_key");
