@@ -6,7 +6,8 @@
 #   passkey-char-llama, objective passkey: calibration = prompts 150-299, evaluation = prompts 0-149.
 # Usage: [SCHEMES=..] [TRIALS=120] [PASSKEY_TRIALS=80] [KL_WINDOWS=16] [TUNE_WINDOWS=96] tools/acceptance.sh [OUT_DIR] [shakespeare|passkey|all]
 #   (a few hours on 2 cores)
-# A step whose output exists is skipped, so an interrupted run resumes where it stopped.
+# A step whose output exists is skipped, so an interrupted run resumes where it stopped (kvq refuses to write over
+# results it finds, so a step that died after writing its files needs those files removed before it runs again).
 # tools/acceptance_tables.py OUT_DIR prints the README's shakespeare tables from the outputs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +35,7 @@ if [ "$which" = all ] || [ "$which" = shakespeare ]; then
     tag=shakespeare-$scheme
     sweep=$([ $scheme = per-token-asym ] && echo pertoken || echo kivi)
     step $out/$tag.calibrate.txt ./kvq calibrate --model $model --data $text --offset 0 --length 40000 \
-      --kl-windows $kl_windows --scheme $scheme --out $out/$tag/profile.json
+      --kl-windows $kl_windows --scheme $sweep --out $out/$tag/profile.json
     step $out/$tag.tune.txt ./kvq tune --model $model --profile $out/$tag/profile.json --data $text --offset 100000 \
       --length 60000 --windows $tune_windows --objective ppl --max-avg-bits 4.0 --budgets 3.0,3.5,4.0 --trials $trials \
       --out-dir $out/$tag
@@ -46,10 +47,10 @@ if [ "$which" = all ] || [ "$which" = shakespeare ]; then
     # analysis, not tuning: the profile measured on the evaluation text itself, and its additive estimate's best
     # mixes evaluated there; what no calibration-based search can beat by more than chance
     step $out/$tag-heldout.calibrate.txt ./kvq calibrate --model $model --data $text --offset 1003854 --length 60000 \
-      --windows 8 --kl-windows $kl_windows --scheme $scheme --out $out/$tag-heldout/profile.json
+      --windows 8 --kl-windows $kl_windows --scheme $sweep --out $out/$tag-heldout/profile.json
     step $out/$tag-heldout.eval-estimate.json ./kvq eval ppl --model $model --data $text --offset 1003854 \
-      --length 60000 --kv-config $out/$tag-heldout/estimate-3.00bits.kvq.yaml \
-      --kv-config $out/$tag-heldout/estimate-3.50bits.kvq.yaml --json
+      --length 60000 --kv-config $out/$tag-heldout/profile-estimates/estimate-3.00bits.kvq.yaml \
+      --kv-config $out/$tag-heldout/profile-estimates/estimate-3.50bits.kvq.yaml --json
   done
 fi
 
@@ -62,7 +63,7 @@ if [ "$which" = all ] || [ "$which" = passkey ]; then
     tag=passkey-$scheme
     sweep=$([ $scheme = per-token-asym ] && echo pertoken || echo kivi)
     step $out/$tag.calibrate.txt ./kvq calibrate --model $model --data $out/passkey-calibration.txt --length 0 \
-      --window 384 --scheme $scheme --out $out/$tag/profile.json
+      --window 384 --scheme $sweep --out $out/$tag/profile.json
     step $out/$tag.tune.txt ./kvq tune --model $model --profile $out/$tag/profile.json --data $data --offset 150 \
       --limit 150 --objective passkey --max-avg-bits 3.5 --budgets 3.0,3.5 --trials $passkey_trials --out-dir $out/$tag
     step $out/$tag.eval-uniform.json ./kvq eval passkey --model $model --data $data --limit 150 --sweep $sweep \

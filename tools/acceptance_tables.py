@@ -68,7 +68,10 @@ for scheme in ["per-token-asym", "per-channel-asym"]:
     print("| ---: | --- | ---: | ---: | ---: | --- |")
     for b in BUDGETS[:2]:
         r = estimates.get(f"estimate-{b}bits.kvq.yaml")
-        layers_file = out / f"{tag}-heldout" / f"estimate-{b}bits.yaml"
+        # kvq calibrate writes the estimates into profile-estimates/; runs before it wrote them beside the profile
+        layers_file = out / f"{tag}-heldout" / "profile-estimates" / f"estimate-{b}bits.yaml"
+        if not layers_file.exists():
+            layers_file = out / f"{tag}-heldout" / f"estimate-{b}bits.yaml"
         if r and layers_file.exists():
             text = layers_file.read_text().split("\n")
             bits = [(int(text[i + 1].split(":")[1]), int(text[i + 2].split(":")[1]))

@@ -25,14 +25,16 @@ import picocli.CommandLine.Option;
             + "configuration, beside the full-precision cache, measured in one run (best of --repeats after a warm-up)."})
 final class BenchCommand extends ModelCommand implements Callable<Integer> {
     @Option(names = "--contexts", split = ",", defaultValue = "256,512,1024", paramLabel = "N,N,...",
-            description = "Context lengths (default ${DEFAULT-VALUE}).")
+            converter = Checks.Positive.class, description = "Context lengths; with --decode-steps, at most the model's "
+                + "positions.")
     List<Integer> contexts;
 
-    @Option(names = "--decode-steps", defaultValue = "64", paramLabel = "N", description = "Decode steps timed per run.")
+    @Option(names = "--decode-steps", defaultValue = "64", paramLabel = "N", converter = Checks.Positive.class,
+            description = "Decode steps timed per run.")
     int decodeSteps;
 
-    @Option(names = "--repeats", defaultValue = "2", paramLabel = "N",
-            description = "Timed runs per row after one warm-up run (default ${DEFAULT-VALUE}); 0: one run, no warm-up.")
+    @Option(names = "--repeats", defaultValue = "2", paramLabel = "N", converter = Checks.NotNegative.class,
+            description = "Timed runs per row after one warm-up run; the fastest is kept (0: one run, no warm-up).")
     int repeats;
 
     @Option(names = "--prefill-chunk", defaultValue = "0", paramLabel = "N", description = "Prefill prompts in "
@@ -55,6 +57,16 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
     @Option(names = "--data", paramLabel = "FILE", description = "Text whose first tokens form the prompts (default: "
             + "random vocabulary tokens, seed 0).")
     Path data;
+
+    @Override
+    void checkModel(ModelDir dir) {
+        int max = contexts.stream().mapToInt(Integer::intValue).max().orElseThrow();
+        Checks.fits(dir, (long) max + decodeSteps, "--contexts " + max + " plus --decode-steps " + decodeSteps,
+                "give contexts of at most " + Math.max(0, Checks.positions(dir) - decodeSteps) + " tokens");
+        if (data != null) {
+            Checks.inputFile("--data", data);
+        }
+    }
 
     @Override
     public Integer call() {

@@ -16,6 +16,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Help.Visibility;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 import picocli.CommandLine.Spec;
@@ -35,15 +36,17 @@ final class ConfigCommand {
         @Parameters(index = "0", paramLabel = "FILE", description = "Configuration (JSON/YAML) or KVTuner precision file.")
         Path file;
 
-        @Option(names = "--layers", required = true, paramLabel = "N", description = "Decoder layers of the model.")
+        @Option(names = "--layers", required = true, paramLabel = "N", converter = Checks.Positive.class,
+                showDefaultValue = Visibility.NEVER,
+                description = "Decoder layers of the model.")
         int layers;
 
-        @Option(names = "--kv-heads", paramLabel = "H",
+        @Option(names = "--kv-heads", paramLabel = "H", converter = Checks.Positive.class,
                 description = "KV heads per layer (default: the per-head file's head count, else 1).")
         Integer kvHeads;
 
-        @Option(names = "--head-dim", paramLabel = "D", defaultValue = "128",
-                description = "Head dimension, for group-size checks (default: ${DEFAULT-VALUE}).")
+        @Option(names = "--head-dim", paramLabel = "D", defaultValue = "128", converter = Checks.Positive.class,
+                description = "Head dimension, for group-size checks.")
         int headDim;
 
         @Option(names = "--backend", paramLabel = "NAME", description = "Check against this backend instead of the file's.")

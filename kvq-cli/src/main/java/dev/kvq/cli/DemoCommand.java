@@ -19,6 +19,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
+import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
@@ -29,24 +30,40 @@ import picocli.CommandLine.Model.CommandSpec;
         description = {"Generate from a fixed prompt with kvq's demo model three ways (full-precision cache, uniform "
             + "KV4, and the mixed per-layer config shipped beside the model) and compare memory, agreement and speed.",
             "Needs no network and no data outside the repository."})
-final class DemoCommand implements Callable<Integer> {
+final class DemoCommand implements Callable<Integer>, CheckedCommand {
     static final String PROMPT = "ROMEO:\nBut soft, what light through yonder window breaks?\n";
 
     @Option(names = "--model", paramLabel = "DIR", description = "Model directory (default: the demo model, "
             + "models/kvq-demo-char).")
     Path model;
 
-    @Option(names = "--max-new-tokens", defaultValue = "400", paramLabel = "N")
+    @Option(names = "--max-new-tokens", defaultValue = "400", paramLabel = "N", converter = Checks.Positive.class,
+            description = "Characters to generate; with the prompt, at most the model's positions.")
     int maxNewTokens;
 
-    @Option(names = "--prompt", paramLabel = "TEXT", description = "Prompt (default: a line of Romeo and Juliet).")
+    @Option(names = "--prompt", paramLabel = "TEXT", converter = Checks.NotEmpty.class,
+            showDefaultValue = CommandLine.Help.Visibility.NEVER,
+            description = "Prompt (default: a line of Romeo and Juliet).")
     String prompt = PROMPT;
 
-    @Option(names = "--device", defaultValue = "cpu", paramLabel = "cpu|cuda")
+    @Option(names = "--device", defaultValue = "cpu", paramLabel = "cpu|cuda", converter = Checks.Device.class,
+            description = "Device: cpu, cuda or cuda:N.")
     String device;
 
     @Spec
     CommandSpec spec;
+
+    /** The model, and the prompt plus new tokens against its positions, before any work. */
+    @Override
+    public Output check() {
+        ModelDir dir = ModelDir.open(model != null ? model : defaultModel());
+        try (Tokenizer tokenizer = Tokenizers.load(dir)) {
+            int n = tokenizer.encode(prompt).length;
+            Checks.fits(dir, (long) n + maxNewTokens, "the prompt (" + Checks.tokens(n) + ") plus --max-new-tokens "
+                    + maxNewTokens, "give a --max-new-tokens of at most " + Math.max(0, Checks.positions(dir) - n));
+        }
+        return null;
+    }
 
     @Override
     public Integer call() {

@@ -10,10 +10,7 @@ import dev.kvq.generate.CacheFactory;
 import dev.kvq.generate.Tokenizer;
 import dev.kvq.generate.model.ModelDir;
 import dev.kvq.generate.spi.Decoder;
-import java.io.IOException;
 import java.io.PrintWriter;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -30,11 +27,16 @@ import picocli.CommandLine.Option;
 final class EvalCommand {
 
     static String readText(Path file) {
-        try {
-            return Files.readString(file, StandardCharsets.UTF_8);
-        } catch (IOException e) {
-            throw new dev.kvq.KvqException(dev.kvq.ErrorCode.IO, "cannot read " + file + ": " + e.getMessage(), e);
+        return Checks.readText("--data", file);
+    }
+
+    /** The longest of {@code texts} in tokens. */
+    static int longest(Tokenizer tokenizer, List<String> texts) {
+        int max = 0;
+        for (String t : texts) {
+            max = Math.max(max, tokenizer.encode(t).length);
         }
+        return max;
     }
 
     /** Likelihood of text windows: {@code eval ppl} and {@code eval agree} differ only in what they print. */
@@ -42,26 +44,46 @@ final class EvalCommand {
         @Option(names = "--data", required = true, paramLabel = "FILE", description = "Text file.")
         Path data;
 
-        @Option(names = "--offset", defaultValue = "0", paramLabel = "N", description = "First character of the slice.")
+        @Option(names = "--offset", defaultValue = "0", paramLabel = "N", converter = Checks.NotNegative.class,
+                description = "First character of the slice.")
         int offset;
 
-        @Option(names = "--length", defaultValue = "20000", paramLabel = "N",
-                description = "Characters of the slice (default ${DEFAULT-VALUE}; 0 = to the end).")
+        @Option(names = "--length", defaultValue = "20000", paramLabel = "N", converter = Checks.NotNegative.class,
+                description = "Characters of the slice (0 = to the end).")
         int length;
 
-        @Option(names = "--window", defaultValue = "256", paramLabel = "W", description = "Tokens per window.")
+        @Option(names = "--window", defaultValue = "256", paramLabel = "W", converter = Checks.Window.class,
+                description = "Tokens per window, at most the model's positions.")
         int window;
 
-        @Option(names = "--prefill", defaultValue = "32", paramLabel = "P", description = "Prompt tokens per window.")
+        @Option(names = "--prefill", defaultValue = "32", paramLabel = "P", converter = Checks.Positive.class,
+                description = "Prompt tokens per window, fewer than --window.")
         int prefill;
 
-        @Option(names = "--batch", defaultValue = "8", paramLabel = "B", description = "Windows run together.")
+        @Option(names = "--batch", defaultValue = "8", paramLabel = "B", converter = Checks.Positive.class,
+                description = "Windows run together.")
         int batch;
 
         @Option(names = "--no-fp", description = "Skip the full-precision run (no fp_ppl, KL or agreement).")
         boolean noFp;
 
+        /** The windows of --data, cut by {@link #checkModel}. */
+        private List<int[]> windows;
+
         abstract boolean agreement();
+
+        @Override
+        void checkModel(ModelDir dir) {
+            String text = readText(data);
+            Checks.require(offset < text.length(), "--offset " + offset + " is beyond the end of --data " + data + " ("
+                    + text.length() + " characters)");
+            Checks.require(prefill < window, "--prefill " + prefill + " must be smaller than --window " + window
+                    + ": each window needs a token to score after its prompt");
+            Checks.fits(dir, window, "--window " + window, "give a --window of at most " + Checks.positions(dir));
+            try (Tokenizer tokenizer = model.tokenizer(dir)) {
+                windows = TextWindows.of(tokenizer, text, offset, length, window);
+            }
+        }
 
         @Override
         public Integer call() {
@@ -70,7 +92,6 @@ final class EvalCommand {
             Map<String, CacheFactory> configs = factories(configs(), dir);
             try (Decoder decoder = model.open(dir, primary.runtime(), primary.device());
                  Tokenizer tokenizer = model.tokenizer(dir)) {
-                List<int[]> windows = TextWindows.of(tokenizer, readText(data), offset, length, window);
                 List<LikelihoodEval.Row> rows = LikelihoodEval.sweep(decoder, configs, windows,
                         new LikelihoodEval.Options(prefill, batch, !noFp), progress());
                 print(dir, decoder, windows, rows);
@@ -166,34 +187,57 @@ final class EvalCommand {
                 "The small models shipped with kvq cannot do arithmetic: expect an accuracy near zero; this proves the "
                 + "harness."})
     static final class Gsm8kCommand extends ModelCommand implements Callable<Integer> {
-        @Option(names = "--data", required = true, paramLabel = "test.jsonl")
+        @Option(names = "--data", required = true, paramLabel = "test.jsonl",
+                description = "GSM8K problems, one JSON object {question, answer} per line.")
         Path data;
 
         @Option(names = "--train", paramLabel = "train.jsonl", description = "Demonstrations (default: train.jsonl "
                 + "beside --data).")
         Path train;
 
-        @Option(names = "--shots", defaultValue = "4", paramLabel = "N")
+        @Option(names = "--shots", defaultValue = "4", paramLabel = "N", converter = Checks.NotNegative.class,
+                description = "Demonstrations before each problem.")
         int shots;
 
-        @Option(names = "--limit", defaultValue = "0", paramLabel = "N", description = "Problems (0 = all).")
+        @Option(names = "--limit", defaultValue = "0", paramLabel = "N", converter = Checks.NotNegative.class,
+                description = "Problems (0 = all).")
         int limit;
 
-        @Option(names = "--max-new-tokens", defaultValue = "256", paramLabel = "N")
+        @Option(names = "--max-new-tokens", defaultValue = "256", paramLabel = "N", converter = Checks.Positive.class,
+                description = "Tokens generated per problem at most.")
         int maxNewTokens;
 
-        @Option(names = "--batch", defaultValue = "8", paramLabel = "B")
+        @Option(names = "--batch", defaultValue = "8", paramLabel = "B", converter = Checks.Positive.class,
+                description = "Problems run together.")
         int batch;
 
         @Option(names = "--no-fp", description = "Skip the full-precision run.")
         boolean noFp;
 
+        /** Read by {@link #checkModel}. */
+        private List<Gsm8k.Example> demos;
+        private List<Gsm8k.Example> tests;
+
+        @Override
+        void checkModel(ModelDir dir) {
+            Path trainFile = train != null ? train : data.resolveSibling("train.jsonl");
+            Checks.inputFile("--data", data);
+            if (shots > 0) {
+                Checks.inputFile(train != null ? "--train" : "--train (train.jsonl beside --data)", trainFile);
+            }
+            demos = shots > 0 ? Gsm8k.read(trainFile, shots) : List.of();
+            tests = Gsm8k.read(data, limit);
+            try (Tokenizer tokenizer = model.tokenizer(dir)) {
+                int longest = longest(tokenizer, tests.stream().map(t -> Gsm8k.prompt(demos, t.question())).toList());
+                Checks.fits(dir, (long) longest + maxNewTokens, "the longest GSM8K prompt (" + Checks.tokens(longest) + " with "
+                        + shots + " shots) plus --max-new-tokens " + maxNewTokens, "give fewer --shots or a smaller "
+                        + "--max-new-tokens");
+            }
+        }
+
         @Override
         public Integer call() {
             ModelDir dir = model.dir();
-            Path trainFile = train != null ? train : data.resolveSibling("train.jsonl");
-            List<Gsm8k.Example> demos = shots > 0 ? Gsm8k.read(trainFile, shots) : List.of();
-            List<Gsm8k.Example> tests = Gsm8k.read(data, limit);
             KvQuantConfig primary = primary();
             List<Gsm8k.Row> rows;
             try (Decoder decoder = model.open(dir, primary.runtime(), primary.device());
@@ -223,25 +267,42 @@ final class EvalCommand {
             description = "Passkey retrieval accuracy (first 5 generated characters against answer[:5]), with the "
                     + "full-precision accuracy beside it.")
     static final class PasskeyCommand extends ModelCommand implements Callable<Integer> {
-        @Option(names = "--data", required = true, paramLabel = "test.jsonl")
+        @Option(names = "--data", required = true, paramLabel = "test.jsonl",
+                description = "Passkey prompts, one JSON object {prompt, answer} per line.")
         Path data;
 
-        @Option(names = "--offset", defaultValue = "0", paramLabel = "N", description = "First prompt.")
+        @Option(names = "--offset", defaultValue = "0", paramLabel = "N", converter = Checks.NotNegative.class,
+                description = "First prompt.")
         int offset;
 
-        @Option(names = "--limit", defaultValue = "0", paramLabel = "N", description = "Prompts (0 = all).")
+        @Option(names = "--limit", defaultValue = "0", paramLabel = "N", converter = Checks.NotNegative.class,
+                description = "Prompts (0 = all).")
         int limit;
 
-        @Option(names = "--batch", defaultValue = "16", paramLabel = "B")
+        @Option(names = "--batch", defaultValue = "16", paramLabel = "B", converter = Checks.Positive.class,
+                description = "Prompts run together.")
         int batch;
 
         @Option(names = "--no-fp", description = "Skip the full-precision run.")
         boolean noFp;
 
+        /** Read by {@link #checkModel}. */
+        private List<Passkey.Item> items;
+
+        @Override
+        void checkModel(ModelDir dir) {
+            Checks.inputFile("--data", data);
+            items = Passkey.read(data, offset, limit);
+            try (Tokenizer tokenizer = model.tokenizer(dir)) {
+                int longest = longest(tokenizer, items.stream().map(Passkey.Item::prompt).toList());
+                Checks.fits(dir, longest + 5L, "the longest passkey prompt (" + Checks.tokens(longest) + ") plus the 5 answer "
+                        + "tokens", "use a model with more positions");
+            }
+        }
+
         @Override
         public Integer call() {
             ModelDir dir = model.dir();
-            List<Passkey.Item> items = Passkey.read(data, offset, limit);
             KvQuantConfig primary = primary();
             Passkey.Sweep sweep;
             try (Decoder decoder = model.open(dir, primary.runtime(), primary.device());

@@ -4,6 +4,7 @@ import dev.kvq.cache.quantized.KvCaches;
 import dev.kvq.config.KvQuantConfig;
 import dev.kvq.generate.CacheFactory;
 import dev.kvq.generate.Generator;
+import dev.kvq.generate.Runtimes;
 import dev.kvq.generate.model.ModelDir;
 import dev.kvq.generate.SamplingParams;
 import dev.kvq.generate.Tokenizer;
@@ -15,6 +16,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Help.Visibility;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
@@ -24,33 +26,38 @@ import picocli.CommandLine.Model.CommandSpec;
 @Command(name = "generate", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Generate text with a model whose KV cache is quantized (or full precision with --fp).",
             "Streams the text, then prints a line with tokens/s and the bytes the cache holds."})
-final class GenerateCommand implements Callable<Integer> {
+final class GenerateCommand implements Callable<Integer>, CheckedCommand {
     @Mixin
     ModelOptions model;
 
     @Mixin
     KvOptions kv;
 
-    @Option(names = "--prompt", required = true, paramLabel = "TEXT",
+    @Option(names = "--prompt", required = true, paramLabel = "TEXT", converter = Checks.NotEmpty.class,
             description = "Prompt; repeat for a batch (left-padded, one cache per sequence).")
     List<String> prompts;
 
-    @Option(names = "--max-new-tokens", defaultValue = "200", paramLabel = "N")
+    @Option(names = "--max-new-tokens", defaultValue = "200", paramLabel = "N", converter = Checks.Positive.class,
+            description = "Tokens to generate at most; with the prompt, at most the model's positions.")
     int maxNewTokens;
 
-    @Option(names = "--temperature", defaultValue = "0", paramLabel = "T", description = "0 = greedy (default).")
+    @Option(names = "--temperature", defaultValue = "0", paramLabel = "T", converter = Checks.Temperature.class,
+            description = "Sampling temperature; 0 = greedy.")
     double temperature;
 
-    @Option(names = "--top-k", defaultValue = "0", paramLabel = "K", description = "0 = off.")
+    @Option(names = "--top-k", defaultValue = "0", paramLabel = "K", converter = Checks.NotNegative.class,
+            description = "Sample among the K most likely tokens; 0 = off.")
     int topK;
 
-    @Option(names = "--top-p", defaultValue = "1", paramLabel = "P", description = "1 = off.")
+    @Option(names = "--top-p", defaultValue = "1", paramLabel = "P", converter = Checks.TopP.class,
+            description = "Sample within probability mass P (more than 0, at most 1); 1 = off.")
     double topP;
 
-    @Option(names = "--seed", defaultValue = "0", paramLabel = "S")
+    @Option(names = "--seed", defaultValue = "0", paramLabel = "S", description = "Random seed of sampling.")
     long seed;
 
-    @Option(names = "--stop", paramLabel = "STR", description = "Stop a sequence at this string (repeatable).")
+    @Option(names = "--stop", paramLabel = "STR", showDefaultValue = Visibility.NEVER, converter = Checks.NotEmpty.class,
+            description = "Stop a sequence at this string (repeatable; default: none).")
     List<String> stops = new ArrayList<>();
 
     @Option(names = "--json", description = "Print one JSON object instead of streaming text.")
@@ -58,6 +65,31 @@ final class GenerateCommand implements Callable<Integer> {
 
     @Spec
     CommandSpec spec;
+
+    /** Prompt and new tokens against the model's positions, and the cache configuration, before any work. */
+    @Override
+    public Output check() {
+        kv.check(false);
+        ModelDir dir = model.dir();
+        KvQuantConfig config = kv.resolve();
+        if (!kv.fp) {
+            KvCaches.spec(config, dir.config().shape());
+        }
+        Runtimes.discover().get(model.runtimeOr(config.runtime()));
+        try (Tokenizer tokenizer = model.tokenizer(dir)) {
+            int longest = 0;
+            for (int i = 0; i < prompts.size(); i++) {
+                int n = tokenizer.encode(prompts.get(i)).length;
+                Checks.require(n > 0, "--prompt " + (prompts.size() > 1 ? (i + 1) + " " : "") + "is empty after "
+                        + "tokenization; give text the model's tokenizer reads");
+                longest = Math.max(longest, n);
+            }
+            Checks.fits(dir, (long) longest + maxNewTokens, "the prompt (" + Checks.tokens(longest) + ") plus --max-new-tokens "
+                    + maxNewTokens, "give a --max-new-tokens of at most " + Math.max(0, Checks.positions(dir) - longest)
+                    + " or a shorter prompt");
+        }
+        return null;
+    }
 
     @Override
     public Integer call() {
@@ -129,6 +161,13 @@ final class GenerateCommand implements Callable<Integer> {
                         s.kvBytesFp16(), s.kvBytes() == 0 ? 0 : s.kvBytesFp16() / (double) s.kvBytes());
             }
             out.flush();
+            if (!kv.fp && config.residualLength() > 0 && s.kvBytes() > s.kvBytesFp16()) {
+                err.printf("kvq: note: the cache holds more than float16 would: it keeps the last tokens of each sequence "
+                        + "in a float32 residual window of %d tokens (residual_length), allocated up front, which on a run "
+                        + "this short outweighs the quantized tokens; longer contexts amortize it, and --scheme pertoken "
+                        + "or --residual-length 0 quantizes every token at once%n", config.residualLength());
+                err.flush();
+            }
         }
         return 0;
     }

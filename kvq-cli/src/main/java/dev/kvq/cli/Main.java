@@ -5,6 +5,9 @@ import dev.kvq.KvqException;
 import java.io.PrintWriter;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParseResult;
+import picocli.CommandLine.ScopeType;
 
 /** {@code kvq}: KV-cache quantization for the JVM. */
 @Command(name = "kvq", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
@@ -17,6 +20,10 @@ public final class Main {
     public static final int EXIT_INPUT = 2;
     /** Exit code for failures while running. */
     public static final int EXIT_FAILURE = 1;
+
+    @Option(names = "--debug", scope = ScopeType.INHERIT,
+            description = "On a failure, print the stack trace beside the message.")
+    boolean debug;
 
     public static void main(String[] args) {
         System.exit(run(args, new PrintWriter(System.out, true), new PrintWriter(System.err, true)));
@@ -32,19 +39,73 @@ public final class Main {
 
     static CommandLine commandLine() {
         CommandLine cmd = new CommandLine(new Main());
+        showDefaults(cmd);
+        cmd.setParameterExceptionHandler((e, args) -> {
+            CommandLine c = e.getCommandLine();
+            PrintWriter err = c.getErr();
+            err.println("kvq: " + e.getMessage() + " (" + c.getCommandSpec().qualifiedName() + " --help lists the options)");
+            CommandLine.UnmatchedArgumentException.printSuggestions(e, err);
+            err.flush();
+            return EXIT_INPUT;
+        });
+        cmd.setExecutionStrategy(Main::execute);
         cmd.setExecutionExceptionHandler((e, commandLine, parseResult) -> {
             PrintWriter err = commandLine.getErr();
+            boolean debug = debug(parseResult);
+            int code;
             if (e instanceof KvqException k) {
                 err.println("kvq: " + k.getMessage());
-                err.flush();
-                return k.code() == ErrorCode.RUNTIME_FAILURE ? EXIT_FAILURE : EXIT_INPUT;
+                code = k.code() == ErrorCode.RUNTIME_FAILURE ? EXIT_FAILURE : EXIT_INPUT;
+            } else {
+                err.println("kvq: unexpected failure: " + e + (debug ? "" : " (--debug prints the stack trace)"));
+                code = EXIT_FAILURE;
             }
-            err.println("kvq: unexpected failure: " + e);
-            e.printStackTrace(err);
+            if (debug) {
+                e.printStackTrace(err);
+            }
             err.flush();
-            return EXIT_FAILURE;
+            return code;
         });
         return cmd;
+    }
+
+    /** Runs the chosen command; a {@link CheckedCommand} is checked first, and its claimed output released after. */
+    private static int execute(ParseResult parseResult) {
+        Integer help = CommandLine.executeHelpRequest(parseResult);
+        if (help != null) {
+            return help;
+        }
+        ParseResult leaf = parseResult;
+        while (leaf.subcommand() != null) {
+            leaf = leaf.subcommand();
+        }
+        if (!(leaf.commandSpec().userObject() instanceof CheckedCommand command)) {
+            return new CommandLine.RunLast().execute(parseResult);
+        }
+        Output claimed;
+        try {
+            claimed = command.check();
+        } catch (RuntimeException e) {
+            throw new CommandLine.ExecutionException(leaf.commandSpec().commandLine(), e.getMessage(), e);
+        }
+        try (Output ignored = claimed) {
+            return new CommandLine.RunLast().execute(parseResult);
+        }
+    }
+
+    private static boolean debug(ParseResult parseResult) {
+        for (ParseResult p = parseResult; p != null; p = p.subcommand()) {
+            if (p.hasMatchedOption("--debug")) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** Every command's help shows the default of each option that has one. */
+    private static void showDefaults(CommandLine cmd) {
+        cmd.getCommandSpec().usageMessage().showDefaultValues(true);
+        cmd.getSubcommands().values().forEach(Main::showDefaults);
     }
 
     static final class Version implements CommandLine.IVersionProvider {

@@ -5,6 +5,7 @@ import dev.kvq.config.KvQuantConfig;
 import dev.kvq.eval.Progress;
 import dev.kvq.eval.Report;
 import dev.kvq.generate.CacheFactory;
+import dev.kvq.generate.Runtimes;
 import dev.kvq.generate.model.ModelDir;
 import java.io.PrintWriter;
 import java.nio.file.Path;
@@ -15,8 +16,11 @@ import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
 import picocli.CommandLine.Model.CommandSpec;
 
-/** What every command that runs a model shares: model, KV options, sweeps, JSON and report output. */
-abstract class ModelCommand {
+/**
+ * What every command that runs a model shares: model, KV options, sweeps, JSON and report output, and the checks of
+ * all of them before any work.
+ */
+abstract class ModelCommand implements CheckedCommand {
     @Mixin
     ModelOptions model;
 
@@ -29,8 +33,15 @@ abstract class ModelCommand {
     @Option(names = "--json", description = "Print JSON.")
     boolean json;
 
-    @Option(names = "--report", paramLabel = "DIR", description = "Write an HTML report with plots to DIR.")
+    @Option(names = "--report", paramLabel = "DIR", description = "Write an HTML report with plots to DIR (index.html "
+            + "and PNG files); a DIR that holds a report already is refused unless --force.")
     Path report;
+
+    @Option(names = "--force", description = "Replace the report of an earlier run in --report DIR.")
+    boolean force;
+
+    /** The report directory, claimed by {@link #check()}. */
+    private Output reportOutput;
 
     @Spec
     CommandSpec spec;
@@ -44,7 +55,31 @@ abstract class ModelCommand {
     }
 
     Progress progress() {
-        return json ? Progress.none() : ConsoleProgress.forConsole();
+        return ConsoleProgress.forConsole(err(), json);
+    }
+
+    /**
+     * The options against each other, every configuration resolved against the model, the command's own options
+     * ({@link #checkModel}), then the report directory claimed: all before any work.
+     */
+    @Override
+    public Output check() {
+        kv.check(true);
+        sweep.check(kv);
+        ModelDir dir = model.dir();
+        Map<String, KvQuantConfig> all = configs();
+        for (KvQuantConfig c : all.values()) {
+            factory(c, dir);
+        }
+        KvQuantConfig primary = primary();
+        Runtimes.discover().get(model.runtimeOr(primary.runtime()));
+        checkModel(dir);
+        reportOutput = report == null ? null : Output.directory("--report", report, force, "index.html", "*.png");
+        return reportOutput;
+    }
+
+    /** The command's own options, against each other and the model; runs before any work. */
+    void checkModel(ModelDir dir) {
     }
 
     /** The configurations to evaluate: the sweep, else the one the KV options describe (or fp with --fp). */
@@ -95,8 +130,9 @@ abstract class ModelCommand {
 
     void writeReport(Report r) {
         if (report != null) {
-            Path page = r.write(report);
-            err().println("kvq: report written to " + page);
+            r.write(reportOutput.staging());
+            reportOutput.publish();
+            err().println("kvq: report written to " + report.resolve("index.html"));
             err().flush();
         }
     }

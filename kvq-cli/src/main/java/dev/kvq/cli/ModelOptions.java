@@ -15,15 +15,17 @@ final class ModelOptions {
             + "model.onnx or model.torchscript.pt, vocab.json or tokenizer.json).")
     Path model;
 
-    @Option(names = "--runtime", paramLabel = "NAME", description = "Inference runtime: onnx or djl (default: the "
-            + "configuration's, else onnx).")
+    @Option(names = "--runtime", paramLabel = "NAME", converter = Checks.Runtime.class,
+            description = "Inference runtime: onnx or djl (default: the configuration's, else onnx).")
     String runtime;
 
-    @Option(names = "--device", paramLabel = "cpu|cuda", description = "Device (default: the configuration's, else cpu).")
+    @Option(names = "--device", paramLabel = "cpu|cuda", converter = Checks.Device.class,
+            description = "Device: cpu, cuda or cuda:N (default: the configuration's, else cpu).")
     String device;
 
     @Option(names = "--unknown-chars", paramLabel = "error|replace[:C]", defaultValue = "error",
-            description = "Characters outside a character vocabulary: fail (default) or replace with C (default ' ').")
+            converter = Checks.UnknownChars.class,
+            description = "Characters outside a character vocabulary: fail, or replace with C (a space without :C).")
     String unknownChars;
 
     ModelDir dir() {

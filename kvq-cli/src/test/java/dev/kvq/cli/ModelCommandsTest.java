@@ -127,9 +127,13 @@ class ModelCommandsTest {
                 profile.toString());
         assertEquals(0, cal.exit(), cal.err());
         assertTrue(cal.out().contains("additive estimate"), cal.out());
-        // the estimate's best mix per budget, ready for --kv-config
-        Path estimate = dir.resolve("cal/estimate-3.50bits.kvq.yaml");
-        assertTrue(Files.isRegularFile(dir.resolve("cal/estimate-3.50bits.yaml")));
+        // the estimate's best mix per budget, ready for --kv-config, in a folder named after the profile
+        Path estimate = dir.resolve("cal/profile-estimates/estimate-3.50bits.kvq.yaml");
+        assertTrue(Files.isRegularFile(dir.resolve("cal/profile-estimates/estimate-3.50bits.yaml")));
+        try (var beside = Files.list(dir.resolve("cal"))) {
+            assertEquals(List.of("profile-estimates", "profile.json"), beside.map(p -> p.getFileName().toString())
+                    .sorted().toList());
+        }
         assertTrue(Files.readString(estimate).contains("per_layer_config_path: estimate-3.50bits.yaml"));
 
         Path out = dir.resolve("tuned");
@@ -159,11 +163,11 @@ class ModelCommandsTest {
 
         CommandTest.Run bits = kvq("generate", "--model", model(), "--prompt", "x", "--k-bits", "9");
         assertEquals(2, bits.exit());
-        assertTrue(bits.err().contains("nbits_key must be between 1 and 8, was 9"), bits.err());
+        assertTrue(bits.err().contains("'--k-bits': was 9, must be between 1 and 8 bits"), bits.err());
 
         CommandTest.Run pairs = kvq("eval", "ppl", "--model", model(), "--data", Repo.demoText().toString(),
                 "--sweep", "pertoken", "--pairs", "8");
         assertEquals(2, pairs.exit());
-        assertTrue(pairs.err().contains("--pairs entries look like 8-4"), pairs.err());
+        assertTrue(pairs.err().contains("'--pairs' (K-V): was '8', entries look like 8-4"), pairs.err());
     }
 }

@@ -3,7 +3,6 @@ package dev.kvq.eval;
 import com.fasterxml.jackson.annotation.JsonProperty;
 import com.fasterxml.jackson.annotation.JsonPropertyOrder;
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.kvq.ErrorCode;
 import dev.kvq.KvqException;
 import dev.kvq.generate.CacheFactory;
@@ -49,7 +48,6 @@ public final class Gsm8k {
     }
 
     public static List<Example> read(Path jsonl, int limit) {
-        ObjectMapper json = new ObjectMapper();
         List<Example> out = new ArrayList<>();
         try {
             int line = 0;
@@ -58,7 +56,7 @@ public final class Gsm8k {
                 if (s.isBlank()) {
                     continue;
                 }
-                JsonNode n = json.readTree(s);
+                JsonNode n = JsonLines.object(jsonl, line, s);
                 if (!n.hasNonNull("question") || !n.hasNonNull("answer")) {
                     throw new KvqException(ErrorCode.CORRUPT_DATA, jsonl + " line " + line + " lacks question or answer");
                 }
@@ -68,7 +66,7 @@ public final class Gsm8k {
                 }
             }
         } catch (IOException e) {
-            throw new KvqException(ErrorCode.IO, "cannot read " + jsonl + ": " + e.getMessage(), e);
+            throw KvqException.cannotRead(jsonl, e);
         }
         return out;
     }

@@ -41,7 +41,14 @@ public final class LongBench {
     public record Example(String input, String context, List<String> answers, List<String> allClasses, String id) {
     }
 
-    public record Task(String name, String template, int maxNewTokens, List<Example> examples) {
+    /**
+     * A task; {@code damaged} marks one read from the data directory's {@code damaged/} folder (text with encoding
+     * damage), whose scores are not comparable with published ones.
+     */
+    public record Task(String name, String template, int maxNewTokens, List<Example> examples, boolean damaged) {
+        public Task(String name, String template, int maxNewTokens, List<Example> examples) {
+            this(name, template, maxNewTokens, examples, false);
+        }
     }
 
     /** One task's outcome; {@code score} is 100 x the mean, rounded to 2 decimals. */
@@ -73,7 +80,8 @@ public final class LongBench {
             if (f == null) {
                 throw new KvqException(ErrorCode.IO, "no " + t + ".jsonl in " + dir + " or " + dir.resolve("damaged"));
             }
-            out.add(new Task(t, templates.get(t), Integer.parseInt(maxLens.get(t)), read(f, limit)));
+            out.add(new Task(t, templates.get(t), Integer.parseInt(maxLens.get(t)), read(f, limit),
+                    f.getParent().getFileName().toString().equals("damaged")));
         }
         if (out.isEmpty()) {
             throw KvqException.config(dir + " holds no LongBench task files");
@@ -97,18 +105,20 @@ public final class LongBench {
             n.fields().forEachRemaining(e -> m.put(e.getKey(), e.getValue().asText()));
             return m;
         } catch (IOException e) {
-            throw new KvqException(ErrorCode.IO, "cannot read " + file + ": " + e.getMessage(), e);
+            throw KvqException.cannotRead(file, e);
         }
     }
 
     static List<Example> read(Path file, int limit) {
         List<Example> out = new ArrayList<>();
         try {
+            int number = 0;
             for (String line : Files.readAllLines(file)) {
+                number++;
                 if (line.isBlank()) {
                     continue;
                 }
-                JsonNode n = JSON.readTree(line);
+                JsonNode n = JsonLines.object(file, number, line);
                 List<String> answers = new ArrayList<>();
                 n.path("answers").forEach(a -> answers.add(a.asText()));
                 List<String> classes = new ArrayList<>();
@@ -120,7 +130,7 @@ public final class LongBench {
                 }
             }
         } catch (IOException e) {
-            throw new KvqException(ErrorCode.CORRUPT_DATA, "cannot read " + file + ": " + e.getMessage(), e);
+            throw KvqException.cannotRead(file, e);
         }
         return out;
     }
@@ -194,7 +204,7 @@ public final class LongBench {
      * scores are fields named after them.
      */
     @JsonPropertyOrder({"task", "metric", "n"})
-    public record TaskRow(String task, String metric, int n, @JsonIgnore Map<String, Double> scores,
+    public record TaskRow(String task, boolean damaged, String metric, int n, @JsonIgnore Map<String, Double> scores,
                           @JsonProperty("replaced_characters") long replacedCharacters,
                           @JsonProperty("first_prediction") String firstPrediction) {
         @JsonAnyGetter
@@ -227,7 +237,8 @@ public final class LongBench {
             for (String n : names) {
                 scores.put(n, results.get(n).get(t).score());
             }
-            rows.add(new TaskRow(first.task(), first.metric(), first.n(), scores, first.replacedCharacters(),
+            rows.add(new TaskRow(first.task(), tasks.get(t).damaged(), first.metric(), first.n(), scores,
+                    first.replacedCharacters(),
                     first.predictions().isEmpty() ? null : first.predictions().getFirst()));
         }
         Map<String, Double> averages = new LinkedHashMap<>();

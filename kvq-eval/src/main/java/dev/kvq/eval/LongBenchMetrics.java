@@ -22,14 +22,21 @@ public final class LongBenchMetrics {
     private static final String ASCII_PUNCTUATION = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
     private static final String CJK_PUNCTUATION = "！？｡。＂＃＄％＆＇（）＊＋，－／：；＜＝＞＠［＼］＾＿｀｛｜｝～｟｠｢｣､、〃》「」"
             + "『』【】〔〕〖〗〘〙〚〛〜〝〞〟〰〾〿–—‘’‛“”„‟…‧﹏.";
-    private static final JiebaSegmenter JIEBA = new JiebaSegmenter();
 
     private LongBenchMetrics() {
     }
 
-    /** Loads jieba's dictionary now (it prints progress to standard output while it loads; callers may redirect it). */
+    /** jieba and its dictionary, loaded on first use: only the Chinese metrics need them. */
+    private static final class Jieba {
+        static final JiebaSegmenter SEGMENTER = new JiebaSegmenter();
+    }
+
+    /**
+     * Loads jieba's dictionary now (it prints progress to standard output while it loads; callers may redirect it).
+     * Only the metrics whose {@link Metric#usesJieba()} is true need it.
+     */
     public static void load() {
-        JIEBA.sentenceProcess("加载");
+        Jieba.SEGMENTER.sentenceProcess("加载");
     }
 
     /** The metric of each LongBench task. */
@@ -52,13 +59,18 @@ public final class LongBenchMetrics {
     public enum Metric {
         QA_F1, QA_F1_ZH, ROUGE_L, ROUGE_L_ZH, CLASSIFICATION, RETRIEVAL, RETRIEVAL_ZH, COUNT, CODE_SIMILARITY;
 
+        /** Whether the metric segments Chinese words with jieba (whose dictionary takes a moment to load). */
+        public boolean usesJieba() {
+            return this == QA_F1_ZH || this == ROUGE_L_ZH;
+        }
+
         public double score(String prediction, String reference, List<String> classes) {
             return switch (this) {
                 case QA_F1 -> qaF1(prediction, reference);
                 case QA_F1_ZH -> qaF1Zh(prediction, reference);
                 case ROUGE_L -> rougeL(prediction, reference);
-                case ROUGE_L_ZH -> rougeL(String.join(" ", JIEBA.sentenceProcess(prediction)),
-                        String.join(" ", JIEBA.sentenceProcess(reference)));
+                case ROUGE_L_ZH -> rougeL(String.join(" ", Jieba.SEGMENTER.sentenceProcess(prediction)),
+                        String.join(" ", Jieba.SEGMENTER.sentenceProcess(reference)));
                 case CLASSIFICATION -> classification(prediction, reference, classes);
                 case RETRIEVAL -> retrieval(prediction, reference, "Paragraph (\\d+)");
                 case RETRIEVAL_ZH -> retrieval(prediction, reference, "段落(\\d+)");
@@ -103,7 +115,7 @@ public final class LongBenchMetrics {
     /** jieba words (precise mode), each lowercased with ASCII/CJK punctuation and whitespace removed; empties dropped. */
     static List<String> zhWords(String text) {
         List<String> out = new ArrayList<>();
-        for (String w : JIEBA.sentenceProcess(text)) {
+        for (String w : Jieba.SEGMENTER.sentenceProcess(text)) {
             StringBuilder sb = new StringBuilder();
             for (char c : w.toLowerCase(Locale.ROOT).toCharArray()) {
                 if (ASCII_PUNCTUATION.indexOf(c) < 0 && CJK_PUNCTUATION.indexOf(c) < 0 && !Character.isWhitespace(c)) {

@@ -3,7 +3,6 @@ package dev.kvq.eval;
 import com.fasterxml.jackson.annotation.JsonProperty;
 import com.fasterxml.jackson.annotation.JsonPropertyOrder;
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.kvq.ErrorCode;
 import dev.kvq.KvqException;
 import dev.kvq.cache.ForwardingKvCache;
@@ -71,7 +70,6 @@ public final class Passkey {
 
     /** Items {@code [offset, offset + limit)} of a jsonl file of {@code {"prompt", "answer"}}. */
     public static List<Item> read(Path jsonl, int offset, int limit) {
-        ObjectMapper json = new ObjectMapper();
         List<Item> out = new ArrayList<>();
         try {
             List<String> lines = Files.readAllLines(jsonl);
@@ -79,14 +77,14 @@ public final class Passkey {
                 if (lines.get(i).isBlank()) {
                     continue;
                 }
-                JsonNode n = json.readTree(lines.get(i));
+                JsonNode n = JsonLines.object(jsonl, i + 1, lines.get(i));
                 if (!n.hasNonNull("prompt") || !n.hasNonNull("answer")) {
                     throw new KvqException(ErrorCode.CORRUPT_DATA, jsonl + " line " + (i + 1) + " lacks prompt or answer");
                 }
                 out.add(new Item(n.get("prompt").asText(), n.get("answer").asText()));
             }
         } catch (IOException e) {
-            throw new KvqException(ErrorCode.IO, "cannot read " + jsonl + ": " + e.getMessage(), e);
+            throw KvqException.cannotRead(jsonl, e);
         }
         if (out.isEmpty()) {
             throw KvqException.config(jsonl + " has no items from offset " + offset);

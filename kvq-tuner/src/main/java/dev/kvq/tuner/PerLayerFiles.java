@@ -26,6 +26,11 @@ public final class PerLayerFiles {
                                 String comment) {
         Path perLayer = dir.resolve(stem + ".yaml");
         Path config = dir.resolve(stem + ".kvq.yaml");
+        try {
+            java.nio.file.Files.createDirectories(dir);
+        } catch (java.io.IOException e) {
+            throw new dev.kvq.KvqException(dev.kvq.ErrorCode.IO, "cannot create " + dir + ": " + e.getMessage(), e);
+        }
         ConfigFiles.writePerLayer(perLayer, layers);
         ConfigFiles.writeWithPerLayerFile(config, scheme, perLayer.getFileName().toString(), comment);
         return new Written(perLayer, config);

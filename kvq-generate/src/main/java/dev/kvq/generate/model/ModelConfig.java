@@ -44,7 +44,7 @@ public record ModelConfig(String modelType, int layers, int attentionHeads, int 
         try {
             root = JSON.readTree(Files.readString(file));
         } catch (IOException e) {
-            throw new KvqException(ErrorCode.MODEL_INVALID, "cannot read " + file + ": " + e.getMessage(), e);
+            throw KvqException.cannotRead(file, e);
         }
         if (root == null || !root.isObject()) {
             throw new KvqException(ErrorCode.MODEL_INVALID, file + " is not a JSON object");

@@ -2,6 +2,7 @@ package dev.kvq.io.config;
 
 import com.fasterxml.jackson.core.JsonParser;
 import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -44,9 +45,11 @@ public final class ConfigFiles {
             "group_size", "q_group_size");
 
     private static final ObjectMapper YAML = new ObjectMapper(YAMLFactory.builder().build())
-            .enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION);
+            .enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION)
+            .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
     private static final ObjectMapper JSON = new ObjectMapper()
-            .enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION);
+            .enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION)
+            .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
     /** Block-style YAML without a document marker, quoting only what would otherwise read as another type. */
     private static final ObjectMapper YAML_OUT = new ObjectMapper(YAMLFactory.builder()
             .enable(YAMLGenerator.Feature.MINIMIZE_QUOTES).disable(YAMLGenerator.Feature.WRITE_DOC_START_MARKER).build());
@@ -228,7 +231,7 @@ public final class ConfigFiles {
         } catch (NoSuchFileException e) {
             throw new KvqException(ErrorCode.IO, "configuration file " + file + " does not exist");
         } catch (IOException e) {
-            throw new KvqException(ErrorCode.IO, "cannot read configuration file " + file + ": " + e.getMessage(), e);
+            throw KvqException.cannotRead(file, e);
         }
         return readText(file, text);
     }
@@ -240,6 +243,10 @@ public final class ConfigFiles {
         try {
             root = (json ? JSON : YAML).readTree(text);
         } catch (JsonProcessingException e) {
+            if (e.getOriginalMessage().startsWith("Trailing token")) {
+                throw KvqException.config(file + " goes on after its configuration" + location(e) + "; a configuration "
+                        + "file holds one " + (json ? "JSON object" : "YAML document"));
+            }
             throw KvqException.config(file + " is not valid " + (json ? "JSON" : "YAML") + ": "
                     + e.getOriginalMessage() + location(e));
         }
