@@ -81,6 +81,59 @@ class ModelCommandsTest {
         assertTrue(rows.get(1).path("kv_bytes").asLong() < rows.get(0).path("kv_bytes").asLong());
     }
 
+    @Test
+    void onTheDeviceAStepMovesTheSameBytesAtEveryContextAndOnTheHostMoreWithTheHistory() throws IOException {
+        for (String placement : new String[] {"device", "host"}) {
+            JsonNode rows = json(kvq("bench", "--model", model(), "--contexts", "64,256", "--decode-steps", "4",
+                    "--repeats", "0", "--scheme", "pertoken", "--k-bits", "4", "--v-bits", "4", "--scale-dtype",
+                    "float16", "--placement", placement, "--json")).path("results");
+            for (JsonNode short_ : rows) {
+                for (JsonNode long_ : rows) {
+                    if (short_.path("config").equals(long_.path("config")) && short_.path("context").asInt() == 64
+                            && long_.path("context").asInt() == 256) {
+                        double a = short_.path("transfer_bytes_per_step").asDouble();
+                        double b = long_.path("transfer_bytes_per_step").asDouble();
+                        assertTrue(a > 0, placement + " moves something");
+                        if (placement.equals("device")) {
+                            assertEquals(a, b, 0.0, short_.path("config") + ": bytes per step at 64 and 256 tokens");
+                        } else {
+                            assertTrue(b > 3 * a, short_.path("config") + " on the host: " + a + " then " + b);
+                        }
+                    }
+                }
+                if (placement.equals("device") && short_.path("config").asText().equals("KV4")) {
+                    // the device holds exactly the tokens; the host also counts the rest of the 16-token tail block
+                    // being filled and an empty one-token float32 residual per layer (4 layers, 2 heads of 64)
+                    int tokens = short_.path("context").asInt() + 4;
+                    long held = short_.path("kv_bytes").asLong();
+                    long device = short_.path("kv_device_bytes").asLong();
+                    double perToken = device / (double) tokens;
+                    assertTrue(device <= held && held - device <= 16 * perToken + 4 * 2 * 2 * 64 * Float.BYTES,
+                            "device " + device + " against held " + held);
+                }
+            }
+        }
+    }
+
+    @Test
+    void capacityModeDecodesTheLargestBatchThatFitsTheBudget() throws IOException {
+        long budget = 1 << 20;
+        JsonNode doc = json(kvq("bench", "--model", model(), "--contexts", "64", "--decode-steps", "4", "--repeats",
+                "0", "--kv-memory", "1MiB", "--scheme", "pertoken", "--k-bits", "4", "--v-bits", "4", "--placement",
+                "device", "--json"));
+        assertEquals(budget, doc.path("kv_memory_bytes").asLong());
+        JsonNode fp = doc.path("results").get(0);
+        JsonNode kv4 = doc.path("results").get(1);
+        assertEquals("KV4", kv4.path("config").asText());
+        int batch = kv4.path("batch").asInt();
+        double perSequence = kv4.path("kv_bytes").asDouble() / batch;
+        assertTrue(batch * perSequence <= budget && (batch + 1) * perSequence > budget,
+                batch + " sequences of " + perSequence + " bytes against " + budget);
+        assertTrue(batch > 3 * fp.path("batch").asInt(), "KV4 fits " + batch + " sequences, full precision "
+                + fp.path("batch").asInt());
+        assertTrue(kv4.path("decode_tokens_per_s").asDouble() > 0);
+    }
+
     private static final java.util.regex.Pattern DEMO_ROW = java.util.regex.Pattern.compile(
             "^(.{22}) +(32 \\(fp32\\)|\\d\\.\\d\\d) +([\\d,]+) +([\\d.]+) +([\\d.]+)x +([\\d.]+)% +([\\d.]+)% +\\d+$");
 

@@ -110,7 +110,7 @@ public final class Bench {
         List<Row> rows = new ArrayList<>();
         try (Progress.Task task = progress.start("capacity", configs.size())) {
             for (Map.Entry<String, CacheFactory> e : configs.entrySet()) {
-                long perSequence = bytesPerSequence(decoder, e.getValue(), context + decodeSteps);
+                long perSequence = bytesPerSequence(decoder, e.getValue(), context, decodeSteps, prefillChunk);
                 int batch = (int) Math.min(maxBatch, kvMemoryBytes / perSequence);
                 if (batch < 1) {
                     throw KvqException.config("one sequence of " + (context + decodeSteps) + " tokens under "
@@ -124,26 +124,30 @@ public final class Bench {
         return rows;
     }
 
-    /** Bytes one sequence's cache holds after {@code tokens} tokens, measured on a cache filled with random K/V. */
-    static long bytesPerSequence(Decoder decoder, CacheFactory caches, int tokens) {
+    /**
+     * Bytes one sequence's cache holds after a prefill of {@code context} tokens (in chunks of {@code prefillChunk}, 0:
+     * whole) and {@code steps} single decoded tokens, as the run fills it, measured on a cache fed random K/V.
+     */
+    static long bytesPerSequence(Decoder decoder, CacheFactory caches, int context, int steps, int prefillChunk) {
         var config = decoder.config();
         int heads = config.kvHeads();
         int dim = config.headDim();
         SplittableRandom random = new SplittableRandom(0);
+        int chunk = prefillChunk > 0 ? Math.min(prefillChunk, context) : context;
+        float[] k = new float[heads * chunk * dim];
+        float[] v = new float[k.length];
+        for (int i = 0; i < k.length; i++) {
+            k[i] = (float) random.nextGaussian();
+            v[i] = (float) random.nextGaussian();
+        }
         try (KvCache cache = caches.newCache()) {
-            int chunk = 256;
-            float[] k = new float[heads * chunk * dim];
-            float[] v = new float[k.length];
-            for (int i = 0; i < k.length; i++) {
-                k[i] = (float) random.nextGaussian();
-                v[i] = (float) random.nextGaussian();
-            }
-            for (int done = 0; done < tokens; done += chunk) {
-                int n = Math.min(chunk, tokens - done);
+            for (int done = 0; done < context + steps; ) {
+                int n = done < context ? Math.min(chunk, context - done) : 1;
                 for (int l = 0; l < config.layers(); l++) {
                     cache.append(l, KvView.of(k, heads, chunk, dim).tokens(0, n), KvView.of(v, heads, chunk, dim)
                             .tokens(0, n));
                 }
+                done += n;
             }
             if (caches.plan() == null) {
                 // full precision: what a cache in the model's K/V dtype holds
