@@ -49,8 +49,12 @@ import org.junit.jupiter.params.provider.MethodSource;
  *
  * <p>Perplexity: 2 windows of 256 characters of the held-out tail of tiny-shakespeare run as one batch, 208 prompt
  * characters each (94 scored tokens per configuration, each predicted by a decode step over 208 to 254 cached
- * tokens), so that the 18 configurations run in about a minute on 2 cores. Passkey: the first 150 prompts of {@code data/passkey/test.jsonl},
- * as {@code kvq eval passkey} runs them (batch 16, 5 greedy characters).
+ * tokens), so that the 18 configurations run in about a minute on 2 cores (50 s measured on the 2-core build machine
+ * while other builds ran). Passkey: the first 150 prompts of {@code data/passkey/test.jsonl}, as {@code kvq eval
+ * passkey} runs them (batch 16, 5 greedy characters), for per-token KV4 and KIVI K4V2 on the vanilla backend: about
+ * 10 s per placement and configuration on an idle 2-core machine (40 s for the four runs; 72 s measured while other
+ * builds shared the cores), so all 150 prompts are kept. Its prompts differ in length, so a batch is left-padded and
+ * the device's per-sequence counts of real positions are exercised too.
  */
 class DevicePlacementParityTest {
     private static final String MODEL = "models/shakespeare-char-llama";
