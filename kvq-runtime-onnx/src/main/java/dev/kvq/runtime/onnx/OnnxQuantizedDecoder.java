@@ -173,7 +173,8 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
             if (hasUseCacheBranch) {
                 MemorySegment flag = tokenInputs.asSlice(tokenBytes - Long.BYTES, 1);
                 flag.set(ValueLayout.JAVA_BYTE, 0, (byte) 1);
-                bind(useCacheBranch, NativeTensor.of(host, flag, TensorElementType.BOOL));
+                // Optimum's merged decoders take use_cache_branch as bool [1], not a scalar
+                bind(useCacheBranch, NativeTensor.of(host, flag, TensorElementType.BOOL, 1));
             }
             bindPast(in);
             // outputs: host memory kvq reads directly
