@@ -211,64 +211,54 @@ public final class DeviceStore implements AutoCloseable {
 
     /** Every sequence adds tokens {@code [from, to)}: one upload per buffer for the whole batch. */
     private void uploadTogether(int from, int to) {
+        forEachBuffer(from, to, (l, kind, j, t, run, buf, slot0, slots) -> {
+            long perSequence = buf.bytesPerSlot / batch;
+            MemorySegment s = staging(slots * buf.bytesPerSlot);
+            for (int b = 0; b < batch; b++) {
+                write(histories[b][l], j, kind, t, run, from, to, s, b * perSequence, buf.bytesPerSlot);
+            }
+            long bytes = slots * buf.bytesPerSlot;
+            memory.upload(s, 0, buf.address + slot0 * buf.bytesPerSlot, bytes);
+            uploadedBytes += bytes;
+        });
+    }
+
+    /** Sequence {@code b} adds tokens {@code [from, to)}: one strided upload per buffer. */
+    private void uploadSequence(int b, int from, int to) {
+        forEachBuffer(from, to, (l, kind, j, t, run, buf, slot0, slots) -> {
+            long perSequence = buf.bytesPerSlot / batch;
+            MemorySegment s = staging(slots * perSequence);
+            write(histories[b][l], j, kind, t, run, from, to, s, 0, perSequence);
+            memory.upload2d(s, 0, perSequence, buf.address + slot0 * buf.bytesPerSlot + b * perSequence,
+                    buf.bytesPerSlot, perSequence, slots);
+            uploadedBytes += slots * perSequence;
+        });
+    }
+
+    /** Calls {@code action} for every buffer that gains slots when tokens {@code [from, to)} are added. */
+    private void forEachBuffer(int from, int to, BufferAction action) {
         for (int l = 0; l < layers; l++) {
             StoredLayer sl = layout.layers().get(l);
             for (int kind = 0; kind < 2; kind++) {
                 List<StoredRun> runs = kind == 0 ? sl.keys() : sl.values();
                 for (int j = 0; j < runs.size(); j++) {
-                    StoredRun run = runs.get(j);
-                    Buffer[] bufs = runBuffers[l][kind][j];
                     for (int t = 0; t < 3; t++) {
-                        Buffer buf = bufs[t];
-                        int unit = buf.tokensPerSlot;
-                        int slot0 = from / unit;
-                        int slots = to / unit - slot0;
-                        if (slots == 0 || buf.bytesPerSlot == 0) {
-                            continue;
+                        Buffer buf = runBuffers[l][kind][j][t];
+                        int slot0 = from / buf.tokensPerSlot;
+                        int slots = to / buf.tokensPerSlot - slot0;
+                        if (slots > 0 && buf.bytesPerSlot > 0) {
+                            action.apply(l, kind, j, t, runs.get(j), buf, slot0, slots);
                         }
-                        long perSequence = buf.bytesPerSlot / batch;
-                        MemorySegment s = staging(slots * buf.bytesPerSlot);
-                        for (int b = 0; b < batch; b++) {
-                            write(histories[b][l], j, kind, t, run, from, to, s, b * perSequence,
-                                    buf.bytesPerSlot);
-                        }
-                        long bytes = slots * buf.bytesPerSlot;
-                        memory.upload(s, 0, buf.address + slot0 * buf.bytesPerSlot, bytes);
-                        uploadedBytes += bytes;
                     }
                 }
             }
         }
     }
 
-    /** Sequence {@code b} adds tokens {@code [from, to)}: one strided upload per buffer. */
-    private void uploadSequence(int b, int from, int to) {
-        for (int l = 0; l < layers; l++) {
-            StoredLayer sl = layout.layers().get(l);
-            StoredHistory history = histories[b][l];
-            for (int kind = 0; kind < 2; kind++) {
-                List<StoredRun> runs = kind == 0 ? sl.keys() : sl.values();
-                for (int j = 0; j < runs.size(); j++) {
-                    StoredRun run = runs.get(j);
-                    Buffer[] bufs = runBuffers[l][kind][j];
-                    for (int t = 0; t < 3; t++) {
-                        Buffer buf = bufs[t];
-                        int unit = buf.tokensPerSlot;
-                        int slot0 = from / unit;
-                        int slots = to / unit - slot0;
-                        if (slots == 0 || buf.bytesPerSlot == 0) {
-                            continue;
-                        }
-                        long perSequence = buf.bytesPerSlot / batch;
-                        MemorySegment s = staging(slots * perSequence);
-                        write(history, j, kind, t, run, from, to, s, 0, perSequence);
-                        memory.upload2d(s, 0, perSequence, buf.address + slot0 * buf.bytesPerSlot + b * perSequence,
-                                buf.bytesPerSlot, perSequence, slots);
-                        uploadedBytes += slots * perSequence;
-                    }
-                }
-            }
-        }
+    /** What to do with one buffer's new slots: tensor {@code t} (codes, scales, zeros) of run {@code j}. */
+    @FunctionalInterface
+    private interface BufferAction {
+        void apply(int layer, int kind, int j, int t, StoredRun run, Buffer buf, int slot0, int slots);
     }
 
     /**

@@ -422,15 +422,7 @@ final class OnnxDecoder implements Decoder {
 
         @Override
         public void logits(int b, int t, float[] out) {
-            long base = ((long) b * tokens + t) * vocab;
-            MemorySegment seg = logits.segment();
-            if (logitsHalf) {
-                for (int v = 0; v < vocab; v++) {
-                    out[v] = Float.float16ToFloat(seg.getAtIndex(F16, base + v));
-                }
-            } else {
-                MemorySegment.copy(seg, F32, base * Float.BYTES, out, 0, vocab);
-            }
+            HostOutputs.logits(logits.segment(), ((long) b * tokens + t) * vocab, vocab, logitsHalf, out);
         }
 
         @Override
@@ -457,10 +449,7 @@ final class OnnxDecoder implements Decoder {
             MemorySegment dst = wide.segment();
             for (int h = 0; h < heads; h++) {
                 long from = offset + (long) h * total * dim;
-                long to = (long) h * tokens * dim;
-                for (long i = 0; i < (long) tokens * dim; i++) {
-                    dst.setAtIndex(F32, to + i, Float.float16ToFloat(src.getAtIndex(F16, from + i)));
-                }
+                HostOutputs.widen(src, from, dst, (long) h * tokens * dim, (long) tokens * dim);
             }
             return KvView.contiguous(dst, heads, tokens, dim);
         }

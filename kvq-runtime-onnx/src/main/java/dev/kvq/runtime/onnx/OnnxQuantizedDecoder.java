@@ -35,8 +35,6 @@ import java.util.OptionalLong;
  * memory, so a step uploads the token inputs and downloads the new K/V and the logits, nothing else.
  */
 final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
-    private static final ValueLayout.OfShort F16 = ValueLayout.JAVA_SHORT_UNALIGNED;
-    private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED;
     private static final ValueLayout.OfLong I64 = ValueLayout.JAVA_LONG_UNALIGNED;
 
     private final QuantizedPastLayout layout;
@@ -308,14 +306,7 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
 
         @Override
         public void logits(int b, int t, float[] out) {
-            long base = ((long) b * tokens + t) * vocab;
-            if (logitsHalf) {
-                for (int v = 0; v < vocab; v++) {
-                    out[v] = Float.float16ToFloat(logits.getAtIndex(F16, base + v));
-                }
-            } else {
-                MemorySegment.copy(logits, F32, base * Float.BYTES, out, 0, vocab);
-            }
+            HostOutputs.logits(logits, ((long) b * tokens + t) * vocab, vocab, logitsHalf, out);
         }
 
         @Override
@@ -336,10 +327,7 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
             // float16 K/V: widen this sequence's tokens into float32 scratch
             wide[slot] = grow(wide[slot], perSequence * Float.BYTES);
             MemorySegment dst = wide[slot];
-            long from = b * perSequence;
-            for (long i = 0; i < perSequence; i++) {
-                dst.setAtIndex(F32, i, Float.float16ToFloat(src.getAtIndex(F16, from + i)));
-            }
+            HostOutputs.widen(src, b * perSequence, dst, 0, perSequence);
             return KvView.contiguous(dst, heads, tokens, dim);
         }
     }
