@@ -33,8 +33,9 @@ public interface Decoder extends AutoCloseable {
      * refuse.
      */
     default QuantizedDecoder quantized(QuantizedPastLayout layout) {
-        throw new dev.kvq.KvqException(dev.kvq.ErrorCode.UNSUPPORTED, "this runtime cannot read a quantized cache in "
-                + "place; use placement host");
+        throw new dev.kvq.KvqException(dev.kvq.ErrorCode.UNSUPPORTED, "placement device needs a runtime that reads the "
+                + "quantized cache in place, and this one (" + getClass().getSimpleName() + ") cannot: use runtime onnx "
+                + "(--runtime onnx) or placement host (--placement host)");
     }
 
     @Override
