@@ -158,8 +158,7 @@ public final class LikelihoodEval {
         double nll = 0;
         long tokens = 0;
         for (int[] w : windows) {
-            try (DecodeSession s = new DecodeSession(decoder, List.of(CacheFactory.fullPrecision(
-                    decoder.config().shape()).newCache()))) {
+            try (DecodeSession s = CacheFactory.fullPrecision(decoder.config().shape()).session(decoder, 1)) {
                 float[][] logits = s.feed(new int[][] {w}, true)[0];
                 for (int pos = prefill; pos < w.length - 1; pos++) {
                     nll -= Distributions.logSoftmax(logits[pos])[w[pos + 1]];

@@ -30,7 +30,12 @@ public interface CacheFactory {
         for (int i = 0; i < batch; i++) {
             list.add(newCache());
         }
-        return new DecodeSession(decoder, list, placement());
+        try {
+            return new DecodeSession(decoder, list, placement());
+        } catch (RuntimeException e) {
+            list.forEach(KvCache::close);
+            throw e;
+        }
     }
 
     static CacheFactory fullPrecision(ModelShape shape) {

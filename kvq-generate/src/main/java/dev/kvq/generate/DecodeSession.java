@@ -29,7 +29,8 @@ public final class DecodeSession implements AutoCloseable {
     private final int layers;
     private final int vocab;
     private final int[] lengths;
-    private final Placement placement;
+    /** Rows 0..batch-1: the sequences of a step that runs them all (every decode step). */
+    private final int[] everyRow;
     private final QuantizedDecoder quantized;
     private final DeviceStore store;
     private long materializeNanos;
@@ -58,7 +59,7 @@ public final class DecodeSession implements AutoCloseable {
         this.layers = decoder.config().layers();
         this.vocab = decoder.config().vocabSize();
         this.lengths = new int[caches.size()];
-        this.placement = placement;
+        this.everyRow = java.util.stream.IntStream.range(0, caches.size()).toArray();
         if (placement == Placement.DEVICE) {
             var config = decoder.config();
             for (KvCache c : caches) {
@@ -77,7 +78,7 @@ public final class DecodeSession implements AutoCloseable {
     }
 
     public Placement placement() {
-        return placement;
+        return store == null ? Placement.HOST : Placement.DEVICE;
     }
 
     /**
@@ -159,12 +160,12 @@ public final class DecodeSession implements AutoCloseable {
         if (rows < batch) {
             p = 0;
         }
-        long[] ids = ensure(rows * t, 0);
-        long[] mask = ensure(rows * (p + t), 1);
-        long[] positions = ensure(rows * t, 2);
+        ids = cleared(ids, rows * t);
+        mask = cleared(mask, rows * (p + t));
+        positions = cleared(positions, rows * t);
         for (int i = 0; i < rows; i++) {
             int b = sequence[i];
-            fillTokens(tokens[b], b, i, t, p + t, p, ids, mask, positions);
+            fillTokens(tokens[b], b, i, t, p + t, p);
             for (int k = p - lengths[b]; k < p; k++) {
                 mask[i * (p + t) + k] = 1;
             }
@@ -217,10 +218,12 @@ public final class DecodeSession implements AutoCloseable {
                 fresh &= lengths[b] == 0;
             }
         }
-        boolean subset = fresh && fed < batch;
-        int[] sequence = new int[subset ? fed : batch];
+        if (!fresh || fed == batch) {
+            return everyRow;
+        }
+        int[] sequence = new int[fed];
         for (int b = 0, i = 0; b < batch; b++) {
-            if (!subset || tokens[b].length > 0) {
+            if (tokens[b].length > 0) {
                 sequence[i++] = b;
             }
         }
@@ -228,8 +231,7 @@ public final class DecodeSession implements AutoCloseable {
     }
 
     /** Writes sequence {@code b}'s new tokens as row {@code row}: left-padded ids and positions, and their mask. */
-    private void fillTokens(int[] fed, int b, int row, int t, int maskLength, int maskOffset, long[] ids, long[] mask,
-                            long[] positions) {
+    private void fillTokens(int[] fed, int b, int row, int t, int maskLength, int maskOffset) {
         int pad = t - fed.length;
         for (int k = 0; k < fed.length; k++) {
             int id = fed[k];
@@ -291,21 +293,12 @@ public final class DecodeSession implements AutoCloseable {
         return (long) rows * (2L * t + maskLength) * Long.BYTES + (long) rows * vocab * Float.BYTES;
     }
 
-    /** Grow-only per-step input arrays, zeroed over the part in use. */
-    private long[] ensure(int n, int which) {
-        long[] a = which == 0 ? ids : which == 1 ? mask : positions;
+    /** {@code a} zeroed when it has {@code n} elements (the usual step), else a new array of {@code n}. */
+    private static long[] cleared(long[] a, int n) {
         if (a.length != n) {
-            a = new long[n];
-            if (which == 0) {
-                ids = a;
-            } else if (which == 1) {
-                mask = a;
-            } else {
-                positions = a;
-            }
-        } else {
-            java.util.Arrays.fill(a, 0L);
+            return new long[n];
         }
+        java.util.Arrays.fill(a, 0L);
         return a;
     }
 
@@ -315,16 +308,16 @@ public final class DecodeSession implements AutoCloseable {
         boolean subset = rows < caches.size();
         int quantizedLength = subset ? 0 : store.quantizedLength();
         int residual = store.residualLength();
-        long[] ids = ensure(rows * t, 0);
-        long[] mask = ensure(rows * t, 1);
-        long[] positions = ensure(rows * t, 2);
+        ids = cleared(ids, rows * t);
+        mask = cleared(mask, rows * t);
+        positions = cleared(positions, rows * t);
         if (quantizedCounts.length != rows) {
             quantizedCounts = new long[rows];
             residualCounts = new long[rows];
         }
         for (int i = 0; i < rows; i++) {
             int b = sequence[i];
-            fillTokens(tokens[b], b, i, t, t, 0, ids, mask, positions);
+            fillTokens(tokens[b], b, i, t, t, 0);
             // a sequence's quantized tokens fill slots [0, q) of the quantized region, its residual [0, r) of the
             // residual region; the model builds the rest of the mask from these counts
             quantizedCounts[i] = subset ? 0 : store.quantized(b);

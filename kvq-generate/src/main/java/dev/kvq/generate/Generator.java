@@ -2,7 +2,6 @@ package dev.kvq.generate;
 
 import dev.kvq.ErrorCode;
 import dev.kvq.KvqException;
-import dev.kvq.cache.KvCache;
 import dev.kvq.generate.spi.Decoder;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -85,10 +84,6 @@ public final class Generator {
                 throw KvqException.config("prompt " + b + " is empty after tokenization");
             }
         }
-        List<KvCache> perSequence = new ArrayList<>(batch);
-        for (int b = 0; b < batch; b++) {
-            perSequence.add(caches.newCache());
-        }
         int[] eos = decoder.config().eosTokenIds().stream().mapToInt(Integer::intValue).toArray();
         Sequence[] sequences = new Sequence[batch];
         for (int b = 0; b < batch; b++) {
@@ -96,7 +91,7 @@ public final class Generator {
                     Math.min(options.maxNewTokens(), 1024));
         }
         int maxStop = options.stopStrings().stream().mapToInt(String::length).max().orElse(0);
-        try (DecodeSession session = new DecodeSession(decoder, perSequence, caches.placement())) {
+        try (DecodeSession session = caches.session(decoder, batch)) {
             session.reserve(java.util.Arrays.stream(promptIds).mapToInt(p -> p.length).max().orElse(0)
                     + options.maxNewTokens());
             long start = System.nanoTime();

@@ -374,7 +374,7 @@ public final class DeviceStore implements AutoCloseable {
             }
             staging = memory.staging(Math.max(bytes, staging.byteSize() * 2));
         }
-        staging.asSlice(0, bytes).fill((byte) 0);
+        // no clearing: every writer covers all its bytes (bit-packed rows clear themselves before packing)
         return staging;
     }
 

@@ -75,23 +75,24 @@ public final class PastLayouts {
                     + BitPacking.chunkCodes(bits) + " codes, but head_dim is " + dim + "; use placement host");
         }
         int g = b.groupSize();
-        if (dim % g == 0 && groupsAlongChannels(b, g)) {
+        int tokens = b.tokens();
+        if (dim % g == 0 && tilesInOneGroup(b, 1, g)) {
             return new StoredRun(firstHead, b.heads(), bits, StoredRun.GroupAxis.TOKEN, g, b.form(), b.codeOffset(),
                     halfParams);
         }
-        if (b.tokens() % g == 0 && groupsAlongTokens(b, g)) {
+        if (tokens % g == 0 && tilesInOneGroup(b, g, 1)) {
             return new StoredRun(firstHead, b.heads(), bits, StoredRun.GroupAxis.CHANNEL, g, b.form(), b.codeOffset(),
                     halfParams);
         }
         // Groups wider than a row or a column (quanto's int8: one scale per block on axis 0, per channel across heads
         // on axis -1) hold whole rows or whole columns of every block: each row, or each flushed run of tokens of a
         // column, is given its group's parameters, which decodes to the same values at some more parameter bytes.
-        if (rowsWithinGroups(b, g)) {
+        if (tilesInOneGroup(b, 1, dim)) {
             return new StoredRun(firstHead, b.heads(), bits, StoredRun.GroupAxis.TOKEN, dim, b.form(), b.codeOffset(),
                     halfParams);
         }
         // blocks hold multiples of residual_length tokens (policy append), the probe exactly that many
-        if (residualLength > 0 && b.tokens() == residualLength && columnsWithinGroups(b, g)) {
+        if (residualLength > 0 && tokens == residualLength && tilesInOneGroup(b, tokens, 1)) {
             return new StoredRun(firstHead, b.heads(), bits, StoredRun.GroupAxis.CHANNEL, residualLength, b.form(),
                     b.codeOffset(), halfParams);
         }
@@ -100,60 +101,21 @@ public final class PastLayouts {
                 + "so the model cannot decode them in place; use another axis or backend, or placement host");
     }
 
-    /** Whether each token's row of each head lies in one group. */
-    private static boolean rowsWithinGroups(PackedBlock b, int g) {
+    /**
+     * Whether every tile of {@code tileTokens} consecutive tokens by {@code tileChannels} consecutive channels of each
+     * head (tiles that divide the block) lies in one of the block's groups.
+     */
+    private static boolean tilesInOneGroup(PackedBlock b, int tileTokens, int tileChannels) {
+        int g = b.groupSize();
         for (int h = 0; h < b.heads(); h++) {
-            for (int t = 0; t < b.tokens(); t++) {
-                long group = CanonicalRows.codeIndex(b, h, t, 0) / g;
-                for (int d = 1; d < b.headDim(); d++) {
-                    if (CanonicalRows.codeIndex(b, h, t, d) / g != group) {
-                        return false;
-                    }
-                }
-            }
-        }
-        return true;
-    }
-
-    /** Whether each channel's column of each head, over all the block's tokens, lies in one group. */
-    private static boolean columnsWithinGroups(PackedBlock b, int g) {
-        for (int h = 0; h < b.heads(); h++) {
-            for (int d = 0; d < b.headDim(); d++) {
-                long group = CanonicalRows.codeIndex(b, h, 0, d) / g;
-                for (int t = 1; t < b.tokens(); t++) {
-                    if (CanonicalRows.codeIndex(b, h, t, d) / g != group) {
-                        return false;
-                    }
-                }
-            }
-        }
-        return true;
-    }
-
-    private static boolean groupsAlongChannels(PackedBlock b, int g) {
-        for (int h = 0; h < b.heads(); h++) {
-            for (int t = 0; t < b.tokens(); t++) {
-                for (int start = 0; start < b.headDim(); start += g) {
-                    long group = CanonicalRows.codeIndex(b, h, t, start) / g;
-                    for (int d = start + 1; d < start + g; d++) {
-                        if (CanonicalRows.codeIndex(b, h, t, d) / g != group) {
-                            return false;
-                        }
-                    }
-                }
-            }
-        }
-        return true;
-    }
-
-    private static boolean groupsAlongTokens(PackedBlock b, int g) {
-        for (int h = 0; h < b.heads(); h++) {
-            for (int d = 0; d < b.headDim(); d++) {
-                for (int start = 0; start < b.tokens(); start += g) {
-                    long group = CanonicalRows.codeIndex(b, h, start, d) / g;
-                    for (int t = start + 1; t < start + g; t++) {
-                        if (CanonicalRows.codeIndex(b, h, t, d) / g != group) {
-                            return false;
+            for (int t0 = 0; t0 < b.tokens(); t0 += tileTokens) {
+                for (int d0 = 0; d0 < b.headDim(); d0 += tileChannels) {
+                    long group = CanonicalRows.codeIndex(b, h, t0, d0) / g;
+                    for (int t = t0; t < t0 + tileTokens; t++) {
+                        for (int d = d0; d < d0 + tileChannels; d++) {
+                            if (CanonicalRows.codeIndex(b, h, t, d) / g != group) {
+                                return false;
+                            }
                         }
                     }
                 }

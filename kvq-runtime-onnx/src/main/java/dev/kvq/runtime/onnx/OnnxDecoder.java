@@ -77,7 +77,11 @@ final class OnnxDecoder implements Decoder {
 
     private final java.nio.file.Path modelFile;
     private final RuntimeOptions runtimeOptions;
-    private final Map<QuantizedPastLayout, OnnxQuantizedDecoder> quantized = new HashMap<>();
+    /**
+     * The rewritten session of the layout asked for last. One at a time: each session has its own device arena, which
+     * only grows, so sessions kept for layouts no longer in use would hold memory a long prefill needs.
+     */
+    private OnnxQuantizedDecoder quantized;
 
     private OnnxDecoder(ModelConfig config, OrtEnvironment env, OrtSession session, String device,
                         java.nio.file.Path modelFile, RuntimeOptions runtimeOptions) throws OrtException {
@@ -174,48 +178,48 @@ final class OnnxDecoder implements Decoder {
     private static OrtSession.SessionOptions sessionOptions(RuntimeOptions runtimeOptions) throws OrtException {
         String device = runtimeOptions.device();
         OrtSession.SessionOptions options = new OrtSession.SessionOptions();
-        {
-            options.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT);
-            options.setSessionLogLevel(ai.onnxruntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR);
-            if (runtimeOptions.threads() > 0) {
-                options.setIntraOpNumThreads(runtimeOptions.threads());
-                options.setInterOpNumThreads(1);
-            }
-            if (runtimeOptions.cuda()) {
-                int id = runtimeOptions.cudaDevice();
-                if (!OrtEnvironment.getAvailableProviders().contains(OrtProvider.CUDA)) {
-                    throw new KvqException(ErrorCode.UNSUPPORTED, "device " + device + " needs ONNX Runtime's CUDA "
-                            + "execution provider, but this ONNX Runtime offers " + OrtEnvironment.getAvailableProviders()
-                            + "; put the onnxruntime_gpu classes and natives on the path (README: GPU) or use --device cpu");
-                }
-                try {
-                    options.addCUDA(id);
-                } catch (OrtException e) {
-                    throw new KvqException(ErrorCode.UNSUPPORTED, "cannot enable CUDA device " + id + ": " + e.getMessage()
-                            + " (are the CUDA 12 libraries on LD_LIBRARY_PATH?)", e);
-                }
-            }
-            return options;
+        options.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT);
+        options.setSessionLogLevel(ai.onnxruntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR);
+        if (runtimeOptions.threads() > 0) {
+            options.setIntraOpNumThreads(runtimeOptions.threads());
+            options.setInterOpNumThreads(1);
         }
+        if (runtimeOptions.cuda()) {
+            int id = runtimeOptions.cudaDevice();
+            if (!OrtEnvironment.getAvailableProviders().contains(OrtProvider.CUDA)) {
+                throw new KvqException(ErrorCode.UNSUPPORTED, "device " + device + " needs ONNX Runtime's CUDA "
+                        + "execution provider, but this ONNX Runtime offers " + OrtEnvironment.getAvailableProviders()
+                        + "; put the onnxruntime_gpu classes and natives on the path (README: GPU) or use --device cpu");
+            }
+            try {
+                options.addCUDA(id);
+            } catch (OrtException e) {
+                throw new KvqException(ErrorCode.UNSUPPORTED, "cannot enable CUDA device " + id + ": " + e.getMessage()
+                        + " (are the CUDA 12 libraries on LD_LIBRARY_PATH?)", e);
+            }
+        }
+        return options;
     }
 
     @Override
     public QuantizedDecoder quantized(QuantizedPastLayout layout) {
         checkOpen();
-        OnnxQuantizedDecoder q = quantized.get(layout);
-        if (q == null) {
-            // one rewritten session at a time: each has its own device arena, which only grows, so sessions kept for
-            // layouts no longer in use would hold device memory a long prefill needs
-            quantized.values().forEach(OnnxQuantizedDecoder::close);
-            quantized.clear();
-            try {
-                q = new OnnxQuantizedDecoder(this, modelFile, layout, env, sessionOptions(runtimeOptions));
+        if (quantized == null || !quantized.layout().equals(layout)) {
+            closeQuantized();
+            try (OrtSession.SessionOptions options = sessionOptions(runtimeOptions)) {
+                quantized = new OnnxQuantizedDecoder(this, modelFile, layout, env, options);
             } catch (OrtException e) {
                 throw new KvqException(ErrorCode.RUNTIME_FAILURE, "cannot configure ONNX Runtime: " + e.getMessage(), e);
             }
-            quantized.put(layout, q);
         }
-        return q;
+        return quantized;
+    }
+
+    private void closeQuantized() {
+        if (quantized != null) {
+            quantized.close();
+            quantized = null;
+        }
     }
 
     boolean logitsHalf() {
@@ -385,8 +389,7 @@ final class OnnxDecoder implements Decoder {
         }
         closed = true;
         releaseStep();
-        quantized.values().forEach(OnnxQuantizedDecoder::close);
-        quantized.clear();
+        closeQuantized();
         try {
             session.close();
         } catch (OrtException e) {

@@ -223,7 +223,7 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
                 shape = new long[] {t / p.run.groupSize(), b, p.run.heads(), dim};
             }
             long bytes = NativeTensor.byteSize(p.type, shape);
-            bind(p.name, NativeTensor.of(device.memoryInfo(), past[i], Math.max(bytes, 0), p.type, shape));
+            bind(p.name, NativeTensor.of(device.memoryInfo(), past[i], bytes, p.type, shape));
         }
     }
 

@@ -39,17 +39,21 @@ public final class CudaMemory extends AbstractDeviceMemory {
         return deviceId;
     }
 
+    /** Calls a CUDA allocator of the form {@code cudaError_t f(void** out, size_t bytes)}; returns the address. */
+    private long allocateWith(String name, MethodHandle allocator, long bytes) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment out = arena.allocate(ADDRESS);
+            cuda.check(name + "(" + bytes + ")", (int) allocator.invokeExact(out, bytes));
+            return out.get(ADDRESS, 0).address();
+        } catch (Throwable t) {
+            throw OrtApi.unexpected(name, t);
+        }
+    }
+
     @Override
     long allocateBlock(long bytes) {
         selectDevice();
-        long address;
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment out = arena.allocate(ADDRESS);
-            cuda.check("cudaMalloc(" + bytes + ")", (int) cuda.malloc.invokeExact(out, bytes));
-            address = out.get(ADDRESS, 0).address();
-        } catch (Throwable t) {
-            throw OrtApi.unexpected("cudaMalloc", t);
-        }
+        long address = allocateWith("cudaMalloc", cuda.malloc, bytes);
         try {
             cuda.check("cudaMemset", (int) cuda.memset.invokeExact(MemorySegment.ofAddress(address), 0, bytes));
         } catch (Throwable t) {
@@ -129,14 +133,7 @@ public final class CudaMemory extends AbstractDeviceMemory {
     @Override
     long allocateStagingBlock(long bytes) {
         selectDevice();
-        long address;
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment out = arena.allocate(ADDRESS);
-            cuda.check("cudaMallocHost(" + bytes + ")", (int) cuda.mallocHost.invokeExact(out, bytes));
-            address = out.get(ADDRESS, 0).address();
-        } catch (Throwable t) {
-            throw OrtApi.unexpected("cudaMallocHost", t);
-        }
+        long address = allocateWith("cudaMallocHost", cuda.mallocHost, bytes);
         MemorySegment.ofAddress(address).reinterpret(bytes).fill((byte) 0);
         return address;
     }
