@@ -92,8 +92,12 @@ public final class DeviceStore implements AutoCloseable {
                     long rowBytes = (long) batch * run.heads() * run.rowBytes(dim);
                     long params = (long) batch * run.heads() * run.paramsPerRow(dim) * run.paramBytes();
                     int per = run.axis() == StoredRun.GroupAxis.CHANNEL ? run.groupSize() : 1;
-                    runBuffers[l][kind][j] = new Buffer[] {add(new Buffer(rowBytes, 1)), add(new Buffer(params, per)),
-                            add(new Buffer(params, per))};
+                    DeviceMemory.Element codes = !run.raw() ? DeviceMemory.Element.BYTE
+                            : run.bits() == 16 ? DeviceMemory.Element.FLOAT16 : DeviceMemory.Element.FLOAT32;
+                    DeviceMemory.Element param = run.halfParams() ? DeviceMemory.Element.FLOAT16
+                            : DeviceMemory.Element.FLOAT32;
+                    runBuffers[l][kind][j] = new Buffer[] {add(new Buffer(rowBytes, 1, codes)),
+                            add(new Buffer(params, per, param)), add(new Buffer(params, per, param))};
                     tensors += 3;
                 }
             }
@@ -109,7 +113,8 @@ public final class DeviceStore implements AutoCloseable {
         this.lastResidual = new int[batch];
         if (residual > 0) {
             residualBytes = (long) layers * 2 * batch * heads * residual * dim * (halfResidual ? 2 : 4);
-            residualDevice = memory.allocate(residualBytes);
+            residualDevice = memory.allocate(residualBytes, halfResidual ? DeviceMemory.Element.FLOAT16
+                    : DeviceMemory.Element.FLOAT32);
             residualStaging = memory.staging(residualBytes);
             residualStaging.fill((byte) 0);
         }
@@ -433,17 +438,19 @@ public final class DeviceStore implements AutoCloseable {
     private final class Buffer {
         final long bytesPerSlot;
         final int tokensPerSlot;
+        final DeviceMemory.Element element;
         long address;
         long allocated;
 
-        Buffer(long bytesPerSlot, int tokensPerSlot) {
+        Buffer(long bytesPerSlot, int tokensPerSlot, DeviceMemory.Element element) {
             this.bytesPerSlot = bytesPerSlot;
             this.tokensPerSlot = tokensPerSlot;
+            this.element = element;
         }
 
         void grow(int tokens, int usedTokens) {
             long bytes = (long) tokens / tokensPerSlot * bytesPerSlot;
-            long next = memory.allocate(Math.max(1, bytes));
+            long next = memory.allocate(Math.max(element.size(), bytes), element);
             if (address != 0) {
                 long used = (long) usedTokens / tokensPerSlot * bytesPerSlot;
                 if (used > 0) {

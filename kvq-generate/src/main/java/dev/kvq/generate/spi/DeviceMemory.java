@@ -9,8 +9,12 @@ import java.util.OptionalLong;
  * allocated is freed when that decoder closes.
  */
 public interface DeviceMemory {
-    /** Allocates {@code bytes} (zero-filled) and returns its address. */
-    long allocate(long bytes);
+    /**
+     * Allocates {@code bytes} (zero-filled) that will hold {@code element}s and returns its address. Offsets, pitches
+     * and sizes of transfers into it are multiples of the element's size. Runtimes that address memory by byte ignore
+     * the element; others (PyTorch tensors) allocate typed memory, since they cannot reinterpret bytes.
+     */
+    long allocate(long bytes, Element element);
 
     void free(long address);
 
@@ -36,4 +40,20 @@ public interface DeviceMemory {
 
     /** Bytes in use on the whole device, where the runtime can tell (CUDA). */
     OptionalLong deviceBytesInUse();
+
+    /** What an allocation holds. */
+    enum Element {
+        BYTE(1), FLOAT16(2), FLOAT32(4);
+
+        private final int size;
+
+        Element(int size) {
+            this.size = size;
+        }
+
+        /** Bytes of one element. */
+        public int size() {
+            return size;
+        }
+    }
 }

@@ -1,5 +1,8 @@
 package dev.kvq.generate.spi;
 
+import dev.kvq.ErrorCode;
+import dev.kvq.KvqException;
+import dev.kvq.spi.BitPacking;
 import java.util.List;
 
 /**
@@ -34,5 +37,52 @@ public record QuantizedPastLayout(int kvHeads, int headDim, List<StoredLayer> la
     /** Graph output name of the new tokens' keys or values of a layer, {@code [B, kvHeads, tokens, headDim]}. */
     public static String newName(int layer, String kind) {
         return "kvq." + layer + "." + kind + ".new";
+    }
+
+    /**
+     * Checks that the layout describes tensors a model can decode: runs that cover the heads in order, whole chunks of
+     * packed codes, and one residual capacity for every layer (one attention mask covers them all).
+     */
+    public void check() {
+        if (layers.isEmpty() || kvHeads < 1 || headDim < 1) {
+            throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "a quantized past needs layers, heads and a head_dim: "
+                    + this);
+        }
+        int residual = layers.getFirst().residualCapacity();
+        for (int l = 0; l < layers.size(); l++) {
+            StoredLayer stored = layers.get(l);
+            if (stored.residualCapacity() != residual || residual < 0) {
+                throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "layer " + l + " has a residual of "
+                        + stored.residualCapacity() + " tokens and layer 0 one of " + residual + "; one attention mask "
+                        + "covers every layer, so all residuals must have one capacity");
+            }
+            checkRuns(stored.keys(), "layer " + l + " keys");
+            checkRuns(stored.values(), "layer " + l + " values");
+        }
+    }
+
+    private void checkRuns(List<StoredRun> runs, String where) {
+        int dim = headDim;
+        int next = 0;
+        for (StoredRun run : runs) {
+            if (run.firstHead() != next) {
+                throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, where + ": a run starts at head " + run.firstHead()
+                        + " where head " + next + " was expected; runs must cover the heads in order");
+            }
+            next += run.heads();
+            if (BitPacking.planar(run.bits()) && dim % BitPacking.chunkCodes(run.bits()) != 0) {
+                throw new KvqException(ErrorCode.UNSUPPORTED, where + ": " + run.bits() + "-bit codes are packed in "
+                        + "chunks of " + BitPacking.chunkCodes(run.bits()) + " channels, which head_dim " + dim
+                        + " does not fill; use 8 bits or placement host for this model");
+            }
+            if (run.axis() == StoredRun.GroupAxis.TOKEN && dim % run.groupSize() != 0) {
+                throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, where + ": per-token groups of " + run.groupSize()
+                        + " do not divide head_dim " + dim);
+            }
+        }
+        if (next != kvHeads) {
+            throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, where + ": runs cover " + next + " heads of "
+                    + kvHeads);
+        }
     }
 }

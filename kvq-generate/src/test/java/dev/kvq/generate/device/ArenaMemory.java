@@ -16,7 +16,7 @@ final class ArenaMemory implements DeviceMemory, AutoCloseable {
     long uploads;
 
     @Override
-    public long allocate(long bytes) {
+    public long allocate(long bytes, Element element) {
         MemorySegment s = arena.allocate(bytes, 64);
         live.put(s.address(), s);
         allocated += bytes;

@@ -13,6 +13,7 @@ import ai.djl.pytorch.engine.PtNDArray;
 import ai.djl.pytorch.engine.PtNDManager;
 import ai.djl.pytorch.engine.PtSymbolBlock;
 import ai.djl.pytorch.jni.IValue;
+import ai.djl.pytorch.jni.JniUtils;
 import dev.kvq.ErrorCode;
 import dev.kvq.KvqException;
 import dev.kvq.generate.model.ModelConfig;
@@ -20,6 +21,8 @@ import dev.kvq.generate.model.ModelDir;
 import dev.kvq.generate.spi.Decoder;
 import dev.kvq.generate.spi.DensePast;
 import dev.kvq.generate.spi.PastBuffers;
+import dev.kvq.generate.spi.QuantizedDecoder;
+import dev.kvq.generate.spi.QuantizedPastLayout;
 import dev.kvq.generate.spi.RuntimeOptions;
 import dev.kvq.generate.spi.Step;
 import dev.kvq.generate.spi.StepInput;
@@ -30,7 +33,9 @@ import java.lang.foreign.ValueLayout;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.LongBuffer;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 
 /**
  * A TorchScript decoder ({@code forward(input_ids, attention_mask, position_ids, past: List[Tensor]) -> (logits,
@@ -42,9 +47,12 @@ final class DjlDecoder implements Decoder {
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED;
 
     private final ModelConfig config;
-    private final Model model;
-    private final PtSymbolBlock block;
+    private final String name;
+    private final Path file;
+    private Model model;
+    private PtSymbolBlock block;
     private final Device device;
+    private final boolean halfKv;
     private final int layers;
     private final int heads;
     private final int dim;
@@ -56,13 +64,17 @@ final class DjlDecoder implements Decoder {
     private float[] logits = new float[0];
     private float[][] newKeys;
     private float[][] newValues;
+    private DjlQuantizedDecoder quantized;
     private boolean closed;
 
-    private DjlDecoder(ModelConfig config, Model model, Device device) {
+    private DjlDecoder(ModelConfig config, String name, Path file, Model model, Device device) {
         this.config = config;
+        this.name = name;
+        this.file = file;
         this.model = model;
         this.block = (PtSymbolBlock) model.getBlock();
         this.device = device;
+        this.halfKv = parametersAreHalf(block, (PtNDManager) model.getNDManager());
         this.layers = config.layers();
         this.heads = config.kvHeads();
         this.dim = config.headDim();
@@ -93,16 +105,94 @@ final class DjlDecoder implements Decoder {
                     + "and a GPU, but DJL's PyTorch engine (" + engine.getVersion() + ") sees " + engine.getGpuCount()
                     + " GPUs; stage pytorch-native-cu124 (tools/stage-djl-cuda.sh) or use --device cpu");
         }
-        Model model = Model.newInstance(dir.name(), device, "PyTorch");
-        try {
-            model.load(file.getParent(), file.getFileName().toString());
-        } catch (IOException | MalformedModelException | RuntimeException e) {
-            model.close();
-            throw new KvqException(ErrorCode.MODEL_INVALID, "DJL cannot load " + file + ": " + e.getMessage(), e);
-        }
-        DjlDecoder decoder = new DjlDecoder(dir.config(), model, device);
+        Model model = load(dir.name(), file, device, file.toString());
+        DjlDecoder decoder = new DjlDecoder(dir.config(), dir.name(), file, model, device);
         decoder.checkContract();
         return decoder;
+    }
+
+    private static Model load(String name, Path file, Device device, String shownAs) {
+        Model model = Model.newInstance(name, device, "PyTorch");
+        try {
+            model.load(file.getParent(), file.getFileName().toString());
+            return model;
+        } catch (IOException | MalformedModelException | RuntimeException e) {
+            model.close();
+            throw new KvqException(ErrorCode.MODEL_INVALID, "DJL cannot load " + shownAs + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** Whether the model's weights, and so its K/V, are float16. */
+    private static boolean parametersAreHalf(PtSymbolBlock block, PtNDManager manager) {
+        ai.djl.ndarray.NDList params = JniUtils.moduleGetParams(block, manager);
+        try {
+            return !params.isEmpty() && params.get(0).getDataType() == DataType.FLOAT16;
+        } finally {
+            params.close();
+        }
+    }
+
+    @Override
+    public boolean halfKv() {
+        return halfKv;
+    }
+
+    /**
+     * The model with {@link QuantizedPastProgram}'s entry, loaded once in place of the original (its {@code forward}
+     * is unchanged, so host placement keeps working on it); the history lives in tensors on the model's device.
+     */
+    @Override
+    public QuantizedDecoder quantized(QuantizedPastLayout layout) {
+        checkOpen();
+        if (quantized == null || !quantized.layout().equals(layout)) {
+            if (quantized != null) {
+                quantized.close();
+                quantized = null;
+            }
+            ensureQuantizedEntry();
+            quantized = new DjlQuantizedDecoder(block, (PtNDManager) model.getNDManager(), layout, halfKv, vocab);
+        }
+        return quantized;
+    }
+
+    private void ensureQuantizedEntry() {
+        if (QuantizedPastProgram.has(List.of(JniUtils.getMethodNames(block)))) {
+            return;
+        }
+        Path dir = null;
+        Path rewritten = null;
+        try {
+            dir = Files.createTempDirectory("kvq-djl-");
+            rewritten = dir.resolve(file.getFileName());
+            QuantizedPastProgram.write(file, layers, rewritten);
+            Model next = load(name, rewritten, device, file + " with kvq's quantized-past entry");
+            PtSymbolBlock nextBlock = (PtSymbolBlock) next.getBlock();
+            if (!QuantizedPastProgram.has(List.of(JniUtils.getMethodNames(nextBlock)))) {
+                next.close();
+                throw new KvqException(ErrorCode.MODEL_INVALID, file + " with kvq's quantized-past entry lacks it "
+                        + "after loading");
+            }
+            if (stepManager != null) {
+                stepManager.close();
+                stepManager = null;
+            }
+            model.close();
+            model = next;
+            block = nextBlock;
+        } catch (IOException e) {
+            throw new KvqException(ErrorCode.IO, "cannot write a temporary copy of " + file + ": " + e.getMessage(), e);
+        } finally {
+            try {
+                if (rewritten != null) {
+                    Files.deleteIfExists(rewritten);
+                }
+                if (dir != null) {
+                    Files.deleteIfExists(dir);
+                }
+            } catch (IOException e) {
+                // a leftover temporary file is harmless
+            }
+        }
     }
 
     /** One tiny forward to check the model's past list and outputs against config.json. */
@@ -179,8 +269,9 @@ final class DjlDecoder implements Decoder {
             int floats = b * heads * p * dim;
             Shape shape = new Shape(b, heads, p, dim);
             for (int l = 0; l < layers; l++) {
-                pastArrays[2 * l] = (PtNDArray) m.create(slice(pastKeys[l], floats), shape, DataType.FLOAT32);
-                pastArrays[2 * l + 1] = (PtNDArray) m.create(slice(pastValues[l], floats), shape, DataType.FLOAT32);
+                pastArrays[2 * l] = modelType((PtNDArray) m.create(slice(pastKeys[l], floats), shape, DataType.FLOAT32));
+                pastArrays[2 * l + 1] = modelType((PtNDArray) m.create(slice(pastValues[l], floats), shape,
+                        DataType.FLOAT32));
             }
             args[3] = IValue.listFrom(pastArrays);
             result = block.forward(args);
@@ -200,15 +291,15 @@ final class DjlDecoder implements Decoder {
                 throw new KvqException(ErrorCode.MODEL_INVALID, "present.0.key has shape " + present[0].getShape()
                         + ", expected " + expected);
             }
-            logits = logitArray.toFloatArray();
+            logits = logitArray.toType(DataType.FLOAT32, false).toFloatArray();
             if (logits.length != b * t * vocab) {
                 throw new KvqException(ErrorCode.MODEL_INVALID, "logits hold " + logits.length + " values, expected "
                         + b * t * vocab + " (vocab_size " + vocab + ")");
             }
             String newTokens = ":, :, " + p + ":, :";
             for (int l = 0; l < layers; l++) {
-                newKeys[l] = present[2 * l].get(newTokens).toFloatArray();
-                newValues[l] = present[2 * l + 1].get(newTokens).toFloatArray();
+                newKeys[l] = present[2 * l].get(newTokens).toType(DataType.FLOAT32, false).toFloatArray();
+                newValues[l] = present[2 * l + 1].get(newTokens).toType(DataType.FLOAT32, false).toFloatArray();
             }
             for (IValue v : tuple) {
                 v.close();
@@ -229,6 +320,11 @@ final class DjlDecoder implements Decoder {
         }
     }
 
+    /** The past in the model's K/V type (kvq's host buffers are float32). */
+    private PtNDArray modelType(PtNDArray past) {
+        return halfKv ? (PtNDArray) past.toType(DataType.FLOAT16, false) : past;
+    }
+
     private static ByteBuffer slice(ByteBuffer b, int floats) {
         return b.duplicate().order(ByteOrder.nativeOrder()).limit(floats * Float.BYTES).slice()
                 .order(ByteOrder.nativeOrder());
@@ -240,6 +336,9 @@ final class DjlDecoder implements Decoder {
             return;
         }
         closed = true;
+        if (quantized != null) {
+            quantized.close();
+        }
         if (stepManager != null) {
             stepManager.close();
         }

@@ -341,7 +341,8 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
         }
 
         @Override
-        public long allocate(long bytes) {
+        public long allocate(long bytes, Element element) {
+            // ONNX Runtime binds tensors of any type over any bytes
             return inner.allocate(bytes);
         }
 

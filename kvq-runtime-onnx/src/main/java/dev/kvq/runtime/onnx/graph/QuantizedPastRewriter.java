@@ -16,7 +16,6 @@ import dev.kvq.runtime.onnx.graph.proto.TensorProto;
 import dev.kvq.runtime.onnx.graph.proto.TensorShapeProto;
 import dev.kvq.runtime.onnx.graph.proto.TypeProto;
 import dev.kvq.runtime.onnx.graph.proto.ValueInfoProto;
-import dev.kvq.spi.BitPacking;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.file.Files;
@@ -103,7 +102,7 @@ public final class QuantizedPastRewriter {
     }
 
     private static ModelProto rewrite(ModelProto model, QuantizedPastLayout layout, String modelName) {
-        checkLayout(layout);
+        layout.check();
         GraphProto graph = model.getGraph();
         KvSignature kv = KvSignature.of(graph, layout, modelName);
         int opset = defaultOpset(model, modelName);
@@ -256,50 +255,6 @@ public final class QuantizedPastRewriter {
             }
         }
         throw new KvqException(ErrorCode.MODEL_INVALID, modelName + " imports no version of the default ONNX operator set");
-    }
-
-    /** Checks that the layout describes tensors the graph can decode: runs that cover the heads, whole chunks. */
-    private static void checkLayout(QuantizedPastLayout layout) {
-        if (layout.layers().isEmpty() || layout.kvHeads() < 1 || layout.headDim() < 1) {
-            throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "a quantized past needs layers, heads and a head_dim: "
-                    + layout);
-        }
-        int residual = layout.layers().getFirst().residualCapacity();
-        for (int l = 0; l < layout.layers().size(); l++) {
-            StoredLayer stored = layout.layers().get(l);
-            if (stored.residualCapacity() != residual || residual < 0) {
-                throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "layer " + l + " has a residual of "
-                        + stored.residualCapacity() + " tokens and layer 0 one of " + residual + "; one attention mask "
-                        + "covers every layer, so all residuals must have one capacity");
-            }
-            checkRuns(stored.keys(), layout, "layer " + l + " keys");
-            checkRuns(stored.values(), layout, "layer " + l + " values");
-        }
-    }
-
-    private static void checkRuns(List<StoredRun> runs, QuantizedPastLayout layout, String where) {
-        int dim = layout.headDim();
-        int next = 0;
-        for (StoredRun run : runs) {
-            if (run.firstHead() != next) {
-                throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, where + ": a run starts at head " + run.firstHead()
-                        + " where head " + next + " was expected; runs must cover the heads in order");
-            }
-            next += run.heads();
-            if (BitPacking.planar(run.bits()) && dim % BitPacking.chunkCodes(run.bits()) != 0) {
-                throw new KvqException(ErrorCode.UNSUPPORTED, where + ": " + run.bits() + "-bit codes are packed in "
-                        + "chunks of " + BitPacking.chunkCodes(run.bits()) + " channels, which head_dim " + dim
-                        + " does not fill; use 8 bits or placement host for this model");
-            }
-            if (run.axis() == StoredRun.GroupAxis.TOKEN && dim % run.groupSize() != 0) {
-                throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, where + ": per-token groups of " + run.groupSize()
-                        + " do not divide head_dim " + dim);
-            }
-        }
-        if (next != layout.kvHeads()) {
-            throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, where + ": runs cover " + next + " heads of "
-                    + layout.kvHeads());
-        }
     }
 
     /** Types of the rewritten graph's new inputs and outputs. */
