@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# The README's numbers for the device-resident cache (placement device) on the GPU machine, in two calls of at most
-# ten minutes each; run from the repository root there once these are in place:
+# The README's numbers for the device-resident cache (placement device) on the GPU machine, in calls of at most ten
+# minutes each; run from the repository root there once these are in place:
 #   /root/kvq-gpu/cNN   Java 25 + ONNX Runtime CUDA (../shared/device/stage-ort-cuda.sh, chunks re-split to 48 MiB)
-#   .gpu/boot           the unpack script of that staging
-#   .gpu-app/lib        every jar of kvq-cli/target/lib except the CPU onnxruntime and the pytorch jars
-# Usage: tools/gpu_device_session.sh a|b      (results go to $OUT)
+#   /root/kvq-djl/dNN   libtorch 2.5.1 for CUDA 12.4 (tools/stage-djl-cuda.sh; phases djl and runtimes)
+#   .gpu/boot, .gpu-djl/boot   the unpack scripts of those stagings
+#   $KVQ_APP/lib        every jar of kvq-cli/target/lib except the CPU onnxruntime and pytorch-native-cpu jars
+#                       (default .gpu-app; /root/kvq-app when copied there in a call of its own)
+# Usage: tools/gpu_device_session.sh a|b|final|runtimes|long|big      (results go to $OUT)
+#   runtimes: the 1B shape exported by kvq's exporter (ONNX and TorchScript, float16), batch 8 x 4k under placement
+#      device: full precision, KV4 and the mixed file through DJL and through ONNX Runtime, and PyTorch's DynamicCache,
+#      side by side; then DJL's capacity mode
+#   long: 16k contexts (prefilled in chunks of 1,024) at batch 1 and 8, and ONNX Runtime's capacity mode
+#   big: the Llama-3.1-8B shape at 32k (made in the background during runtimes), kvq and PyTorch
 #   a: the Llama-3.2-1B-shape model in float16 (made here), PyTorch (transformers, DynamicCache) and kvq at batch 1 and
 #      8 x 1k/4k/16k, full precision against KV4 per-token, KIVI K4V2, KIVI KV8 and a mixed 3.5-bit file, device
 #      placement (and host placement where it finishes), plus the demo model's perplexity on CUDA under both placements
@@ -13,10 +20,12 @@ set -uo pipefail
 export PYTHONUNBUFFERED=1
 phase=${1:?a or b}
 source .gpu/boot/unpack.sh >/dev/null
+case "$phase" in runtimes|big) source .gpu-djl/boot/unpack-djl.sh >/dev/null ;; esac
+app=${KVQ_APP:-.gpu-app}
 kvq() {
   "$KVQ_JAVA" -XX:+UseParallelGC -Xmx48g -XX:MaxDirectMemorySize=100g --add-modules jdk.incubator.vector \
     --enable-native-access=ALL-UNNAMED -Donnxruntime.native.path="$KVQ_ORT_NATIVE" -Dai.djl.offline=true \
-    -DOPT_OUT_TRACKING=true -cp ".gpu-app/lib/*:$KVQ_ORT_CLASSES" dev.kvq.cli.Main "$@" 2> >(grep -v "incubator modules" >&2)
+    -DOPT_OUT_TRACKING=true -cp "$app/lib/*:$KVQ_ORT_CLASSES" dev.kvq.cli.Main "$@" 2> >(grep -v "incubator modules" >&2)
 }
 small=/root/bench-1b
 big=/root/bench-8b
@@ -39,7 +48,7 @@ device_bench() {  # one invocation per (batch, context), so one failure loses on
 }
 make_small() {
   [ -f $small/config.json ] || (cd tools && python3 make_bench_model.py --out $small --hidden 2048 --heads 32 --kv-heads 8 \
-    --intermediate 8192 --dtype float16 --max-positions 20480) 2>&1 | tail -1
+    --intermediate 8192 --dtype float16 --max-positions 20480 --torchscript) 2>&1 | tail -1
   configs $small
 }
 make_big_in_background() {  # outlives the call that starts it
@@ -55,9 +64,46 @@ capacity() {
 big_bench() {
   [ -f $big/config.json ] || { echo "8B model not ready: $(tail -2 /root/make-8b.log)" | tee -a "$OUT/log.txt"; return; }
   configs $big
-  kvq bench --model $big --device cuda --json --batch 1 --contexts 32768 --decode-steps 16 --repeats 0 \
-    --prefill-chunk 4096 --kv-config $big/kv4.yaml --placement device 2>>"$OUT/log.txt" | tee "$OUT/kvq-8b-32k.json"
+  kvq bench --model $big --device cuda --json --batch 1 --contexts 32768 --decode-steps 16 --repeats 1 \
+    --prefill-chunk 1024 --kv-config $big/kv4.yaml --placement device 2>>"$OUT/log.txt" | tee "$OUT/kvq-8b-32k.json"
 }
+if [ "$phase" = runtimes ]; then
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+  make_big_in_background
+  make_small
+  for runtime in djl onnx; do
+    kvq bench --model $small --runtime $runtime --device cuda --json --batch 8 --contexts 4096 --decode-steps 32 \
+      --repeats 1 --prefill-chunk 1024 --kv-config $small/kv4.yaml --kv-config $small/mixed.yaml --placement device \
+      2>>"$OUT/log.txt" | tee -a "$OUT/runtimes-1b-8x4k.jsonl"
+  done
+  python3 tools/torch_decode_bench.py --config $small/config.json --batch 8 --contexts 4096 --steps 32 \
+    2>&1 | grep '^{' | tee "$OUT/torch-1b-8x4k.jsonl"
+  kvq bench --model $small --runtime djl --device cuda --json --kv-memory 4GiB --contexts 4096 --decode-steps 16 \
+    --repeats 0 --kv-config $small/kv4.yaml --kv-config $small/kivi-kv8.yaml --kv-config $small/mixed.yaml \
+    --placement device 2>>"$OUT/log.txt" | tee "$OUT/djl-1b-capacity.json"
+  exit 0
+fi
+if [ "$phase" = long ]; then
+  configs $small
+  for batch in 1 8; do
+    kvq bench --model $small --device cuda --json --batch $batch --contexts 16384 --decode-steps 32 --repeats 1 \
+      --prefill-chunk 1024 --kv-config $small/kv4.yaml --kv-config $small/kivi-k4v2.yaml \
+      --kv-config $small/kivi-kv8.yaml --kv-config $small/mixed.yaml --placement device 2>>"$OUT/log.txt" \
+      | tee -a "$OUT/kvq-1b-device-16k.jsonl"
+  done
+  python3 tools/torch_decode_bench.py --config $small/config.json --batch 1,8 --contexts 16384 --steps 32 \
+    2>&1 | grep '^{' | tee "$OUT/torch-1b-16k.jsonl"
+  capacity
+  exit 0
+fi
+if [ "$phase" = big ]; then
+  for i in $(seq 1 60); do [ -f $big/config.json ] && break; sleep 5; done
+  tail -3 /root/make-8b.log | tee -a "$OUT/log.txt"
+  big_bench
+  python3 tools/torch_decode_bench.py --config $big/config.json --batch 1 --contexts 32768 --steps 16 --repeats 1 \
+    2>&1 | grep '^{' | tee "$OUT/torch-8b.jsonl"
+  exit 0
+fi
 if [ "$phase" = final ]; then
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
   make_big_in_background

@@ -17,6 +17,7 @@ import dev.kvq.eval.Passkey;
 import dev.kvq.eval.Progress;
 import dev.kvq.eval.TextWindows;
 import dev.kvq.generate.CacheFactory;
+import dev.kvq.generate.Generator;
 import dev.kvq.generate.Runtimes;
 import dev.kvq.generate.Tokenizer;
 import dev.kvq.generate.Tokenizers;
@@ -38,11 +39,12 @@ import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 
 /**
- * Placement device computes what placement host computes, on the shared models through ONNX Runtime on the CPU (the
- * device path's IoBinding and in-graph dequantization run there as on CUDA): the same perplexity (relative
- * difference at most 1e-4) on the shakespeare model for per-token KV8, KV4 and K4V2, KIVI K4V2, a per-layer and a
- * per-head mix, with each of the vanilla, hqq and quanto backends; and the same passkey answers, prompt by prompt, on
- * the passkey model. Host runs hold float16 scales and zeros as the device does ({@code scale_dtype: float16}), so
+ * Placement device computes what placement host computes, on the shared models on the CPU, through ONNX Runtime (the
+ * device path's IoBinding and in-graph dequantization run there as on CUDA) and through DJL (kvq's TorchScript entry
+ * over PyTorch tensors): the same perplexity (relative difference at most 1e-4) on the shakespeare model for
+ * per-token KV8, KV4 and K4V2, KIVI K4V2, a per-layer and a per-head mix, with each of the vanilla, hqq and quanto
+ * backends, in either runtime; the same perplexity through both runtimes on the device, and the same greedy text;
+ * and the same passkey answers, prompt by prompt, on the passkey model. Host runs hold float16 scales and zeros as the device does ({@code scale_dtype: float16}), so
  * both quantize to the same codes and parameters. Each backend in its own spelling of the axes: per-token groups are
  * hqq's axis 1 (its axis 0 strides groups across the block and is refused on the device, tested here) and
  * per-channel keys are quanto's axis -1.
@@ -114,42 +116,92 @@ class DevicePlacementParityTest {
 
     static Stream<Arguments> configurations() {
         List<Arguments> out = new ArrayList<>();
-        for (String backend : List.of("vanilla", "hqq", "quanto")) {
-            out.add(Arguments.of(backend, "per-token KV8", perToken(backend, 8, 8)));
-            out.add(Arguments.of(backend, "per-token KV4", perToken(backend, 4, 4)));
-            out.add(Arguments.of(backend, "per-token K4V2", perToken(backend, 4, 2)));
-            out.add(Arguments.of(backend, "KIVI K4V2", kivi(backend, 4, 2)));
-            out.add(Arguments.of(backend, "per-layer mix", kivi(backend, 4, 4).perLayer(PER_LAYER, null)));
-            out.add(Arguments.of(backend, "per-head mix", perToken(backend, 4, 4).perHead(perHead(), null)));
+        for (String runtime : List.of("onnx", "djl")) {
+            for (String backend : List.of("vanilla", "hqq", "quanto")) {
+                out.add(Arguments.of(runtime, backend, "per-token KV8", perToken(backend, 8, 8)));
+                out.add(Arguments.of(runtime, backend, "per-token KV4", perToken(backend, 4, 4)));
+                out.add(Arguments.of(runtime, backend, "per-token K4V2", perToken(backend, 4, 2)));
+                out.add(Arguments.of(runtime, backend, "KIVI K4V2", kivi(backend, 4, 2)));
+                out.add(Arguments.of(runtime, backend, "per-layer mix", kivi(backend, 4, 4).perLayer(PER_LAYER, null)));
+                out.add(Arguments.of(runtime, backend, "per-head mix", perToken(backend, 4, 4).perHead(perHead(),
+                        null)));
+            }
         }
         return out.stream();
     }
 
-    @ParameterizedTest(name = "{0} {1}")
+    @ParameterizedTest(name = "{0} {1} {2}")
     @MethodSource("configurations")
-    void devicePerplexityEqualsTheHosts(String backend, String name, KvQuantConfig.Builder config) throws IOException {
-        Decoder decoder = decoder(MODEL);
-        String text = Files.readString(requireShared(TEXT));
+    void devicePerplexityEqualsTheHosts(String runtime, String backend, String name, KvQuantConfig.Builder config)
+            throws IOException {
         KvQuantConfig host = config.placement(Placement.HOST).scaleDtype("float16").build();
         KvQuantConfig device = host.toBuilder().placement(Placement.DEVICE).scaleDtype("float16").build();
+        double onHost = perplexity(runtime, host);
+        double onDevice = perplexity(runtime, device);
+        double relative = Math.abs(onDevice - onHost) / onHost;
+        System.out.printf("%s %s %s: ppl host %.6f, device %.6f, relative difference %.1e%n", runtime, backend, name,
+                onHost, onDevice, relative);
+        assertTrue(relative <= 1e-4, () -> runtime + " " + backend + " " + name + ": perplexity " + onDevice
+                + " on the device, " + onHost + " on the host");
+    }
+
+    /** The windows' perplexity under {@code config} through {@code runtime}; both placements hold the same bytes. */
+    private static double perplexity(String runtime, KvQuantConfig config) throws IOException {
+        Decoder decoder = decoder(runtime, MODEL);
+        String text = Files.readString(requireShared(TEXT));
         List<int[]> windows = TextWindows.of(TOKENIZERS.get(MODEL), text, HELD_OUT, WINDOW * WINDOWS, WINDOW);
         assertEquals(WINDOWS, windows.size());
-        LikelihoodEval.Result onHost = LikelihoodEval.run(decoder, factory(host, decoder), windows, OPTIONS,
+        LikelihoodEval.Result r = LikelihoodEval.run(decoder, factory(config, decoder), windows, OPTIONS,
                 Progress.none());
-        LikelihoodEval.Result onDevice = LikelihoodEval.run(decoder, factory(device, decoder), windows, OPTIONS,
-                Progress.none());
-        assertEquals(onHost.tokens(), onDevice.tokens());
-        assertEquals(onHost.peakKvBytes(), onDevice.peakKvBytes(), "both caches hold the same bytes");
-        double relative = Math.abs(onDevice.ppl() - onHost.ppl()) / onHost.ppl();
-        System.out.printf("%s %s: ppl host %.6f, device %.6f, relative difference %.1e%n", backend, name,
-                onHost.ppl(), onDevice.ppl(), relative);
-        assertTrue(relative <= 1e-4, () -> backend + " " + name + ": perplexity " + onDevice.ppl()
-                + " on the device, " + onHost.ppl() + " on the host");
+        assertEquals((WINDOW - OPTIONS.prefill() - 1) * WINDOWS, r.tokens(), "scored tokens");
+        return r.ppl();
+    }
+
+    /**
+     * The two runtimes read the same quantized history on the device: DJL's TorchScript entry and ONNX Runtime's
+     * rewritten graph give the same perplexity (relative difference at most 1e-4).
+     */
+    @ParameterizedTest(name = "{1}")
+    @MethodSource("crossRuntimeConfigurations")
+    void djlAndOnnxGiveTheSamePerplexityOnTheDevice(String backend, String name, KvQuantConfig.Builder config)
+            throws IOException {
+        KvQuantConfig device = config.placement(Placement.DEVICE).scaleDtype("float16").build();
+        double onnx = perplexity("onnx", device);
+        double djl = perplexity("djl", device);
+        double relative = Math.abs(djl - onnx) / onnx;
+        System.out.printf("device %s: ppl onnx %.6f, djl %.6f, relative difference %.1e%n", name, onnx, djl, relative);
+        assertTrue(relative <= 1e-4, () -> name + ": perplexity " + djl + " through DJL, " + onnx + " through ONNX");
+    }
+
+    static Stream<Arguments> crossRuntimeConfigurations() {
+        return Stream.of(Arguments.of("vanilla", "per-token KV4", perToken("vanilla", 4, 4)),
+                Arguments.of("vanilla", "KIVI K4V2", kivi("vanilla", 4, 2)),
+                Arguments.of("vanilla", "per-layer mix", kivi("vanilla", 4, 4).perLayer(PER_LAYER, null)));
+    }
+
+    /** Greedy text under KIVI K4V2 on the device: the same characters through either runtime. */
+    @Test
+    void djlAndOnnxGenerateTheSameTextOnTheDevice() {
+        KvQuantConfig device = kivi("vanilla", 4, 2).placement(Placement.DEVICE).build();
+        List<String> prompts = List.of("ROMEO:\nBut soft, what light through yonder window breaks?\n", "KING:\n");
+        List<Generator.Result> texts = new ArrayList<>();
+        for (String runtime : List.of("onnx", "djl")) {
+            Decoder decoder = decoder(runtime, MODEL);
+            texts.addAll(new Generator(decoder, TOKENIZERS.get(MODEL), factory(device, decoder))
+                    .generate(prompts, Generator.Options.greedy(60), null).results());
+        }
+        for (int b = 0; b < prompts.size(); b++) {
+            Generator.Result onnx = texts.get(b);
+            Generator.Result djl = texts.get(prompts.size() + b);
+            System.out.printf("device KIVI K4V2, prompt %d: %s%n", b, onnx.text().strip().replace('\n', '|'));
+            assertEquals(onnx.text(), djl.text(), "prompt " + b);
+            assertTrue(onnx.tokens().length >= 40, "prompt " + b + " generates before any stop");
+        }
     }
 
     @Test
     void hqqAxisZeroIsRefusedOnTheDeviceWithTheFix() {
-        Decoder decoder = decoder(MODEL);
+        Decoder decoder = decoder("onnx", MODEL);
         KvQuantConfig strided = KvQuantConfig.kivi(4, 2).backend("hqq").axes(0, 1).placement(Placement.DEVICE).build();
         KvqException e = assertThrows(KvqException.class, () -> LikelihoodEval.run(decoder, factory(strided, decoder),
                 List.of(new int[WINDOW]), OPTIONS, Progress.none()));
@@ -167,7 +219,7 @@ class DevicePlacementParityTest {
     @MethodSource("passkeyConfigurations")
     void devicePasskeyAnswersEqualTheHosts(String name, KvQuantConfig.Builder config) {
         String model = "models/passkey-char-llama";
-        Decoder decoder = decoder(model);
+        Decoder decoder = decoder("onnx", model);
         List<Passkey.Item> items = Passkey.read(requireShared("data/passkey/test.jsonl"), 0, PASSKEY_PROMPTS);
         assertEquals(PASSKEY_PROMPTS, items.size());
         KvQuantConfig host = config.placement(Placement.HOST).scaleDtype("float16").build();
@@ -186,14 +238,16 @@ class DevicePlacementParityTest {
         return CacheFactory.quantized(KvCaches.spec(config, decoder.config().shape()));
     }
 
-    /** The shared model at {@code relative} through ONNX Runtime on the CPU, with its tokenizer. */
-    private static synchronized Decoder decoder(String relative) {
-        Decoder d = DECODERS.get(relative);
+    /** The shared model at {@code relative} through {@code runtime} on the CPU, with its tokenizer. */
+    private static synchronized Decoder decoder(String runtime, String relative) {
+        Decoder d = DECODERS.get(runtime + " " + relative);
         if (d == null) {
             ModelDir dir = ModelDir.open(requireShared(relative));
-            d = Runtimes.discover().get("onnx").open(dir, "cpu");
-            DECODERS.put(relative, d);
-            TOKENIZERS.put(relative, Tokenizers.load(dir));
+            d = Runtimes.discover().get(runtime).open(dir, "cpu");
+            DECODERS.put(runtime + " " + relative, d);
+            if (!TOKENIZERS.containsKey(relative)) {
+                TOKENIZERS.put(relative, Tokenizers.load(dir));
+            }
         }
         return d;
     }

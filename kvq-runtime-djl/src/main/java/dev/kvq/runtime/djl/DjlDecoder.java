@@ -246,6 +246,7 @@ final class DjlDecoder implements Decoder {
     @Override
     public Step forward(StepInput in) {
         checkOpen();
+        plainExecutor();
         if (in.past() != past) {
             throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "forward needs the buffers of the last past() call");
         }
@@ -317,6 +318,17 @@ final class DjlDecoder implements Decoder {
             if (result != null) {
                 result.close();
             }
+        }
+    }
+
+    /**
+     * Runs TorchScript without its profiling graph optimizer on the calling thread (the setting is per thread), unless
+     * {@code ai.djl.pytorch.graph_optimizer} is set: a decode loop changes its shapes every step, and each new shape
+     * would send the optimizer to profile and compile again (seconds per compile on CUDA, through NVRTC).
+     */
+    static void plainExecutor() {
+        if (System.getProperty("ai.djl.pytorch.graph_optimizer") == null) {
+            JniUtils.setGraphExecutorOptimize(false);
         }
     }
 

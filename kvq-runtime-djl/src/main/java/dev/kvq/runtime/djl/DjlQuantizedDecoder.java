@@ -106,6 +106,7 @@ final class DjlQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
         if (closed) {
             throw new KvqException(ErrorCode.CLOSED, "this decoder was closed");
         }
+        DjlDecoder.plainExecutor();
         int b = in.batch();
         int t = in.tokens();
         int n = 3 * b * t + 2 * b;

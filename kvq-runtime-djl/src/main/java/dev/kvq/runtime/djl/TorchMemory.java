@@ -219,6 +219,7 @@ final class TorchMemory implements DeviceMemory, AutoCloseable {
         if (transferInts == 0) {
             return;
         }
+        DjlDecoder.plainExecutor();
         Pending p = takePending();
         IValue stagingValue = IValue.listFrom(p.staging());
         IValue list = IValue.listFrom(p.transfers());
