@@ -104,6 +104,11 @@ if [ "$phase" = big ]; then
     2>&1 | grep '^{' | tee "$OUT/torch-8b.jsonl"
   exit 0
 fi
+if [ "$phase" = capacity ]; then
+  configs $small
+  capacity
+  exit 0
+fi
 if [ "$phase" = final ]; then
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
   make_big_in_background

@@ -144,7 +144,9 @@ class Llama(nn.Module):
         causal = (kj <= qi).unsqueeze(0).unsqueeze(0)
         keep = causal & (attention_mask[:, None, None, :] > 0)
         bias = torch.zeros(keep.shape, dtype=x.dtype, device=input_ids.device)
-        bias = bias.masked_fill(~keep, torch.finfo(x.dtype).min)
+        # the dtype's lowest finite value, spelled out: torch.jit.script has no torch.finfo
+        lowest = -65504.0 if x.dtype == torch.float16 else -3.4028234663852886e38
+        bias = bias.masked_fill(~keep, lowest)
         present: List[torch.Tensor] = []
         i = 0
         for layer in self.model.layers:

@@ -37,6 +37,11 @@ public abstract class ForwardingKvCache implements KvCache {
     }
 
     @Override
+    public void reserve(int tokens) {
+        delegate.reserve(tokens);
+    }
+
+    @Override
     public StoredHistory stored(int layer) {
         return delegate.stored(layer);
     }

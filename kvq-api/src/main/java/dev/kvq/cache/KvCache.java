@@ -41,6 +41,13 @@ public interface KvCache extends AutoCloseable {
      * The layer as stored (quantized blocks and residual), for placement device; caches that cannot be mirrored where
      * the model runs (full precision, policy kvtuner) refuse.
      */
+    /**
+     * Makes room for {@code tokens} tokens per layer at once, so that a run that knows its length grows no buffer on
+     * the way (a growing buffer copies what it holds). A hint: caches whose memory is bounded ignore it.
+     */
+    default void reserve(int tokens) {
+    }
+
     default StoredHistory stored(int layer) {
         throw new dev.kvq.KvqException(dev.kvq.ErrorCode.UNSUPPORTED, getClass().getSimpleName()
                 + " cannot be kept where the model runs; use placement host");

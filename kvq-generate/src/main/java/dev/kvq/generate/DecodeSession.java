@@ -82,10 +82,14 @@ public final class DecodeSession implements AutoCloseable {
     }
 
     /**
-     * Sizes device storage for {@code tokens} tokens per sequence at once, so a run that knows its length allocates
-     * exactly once (placement device; no effect on the host).
+     * Sizes storage for {@code tokens} tokens per sequence at once, so a run that knows its length allocates exactly
+     * once: the caches' growable buffers (a full-precision cache doubling at a power of two would copy its whole
+     * history inside one step) and, under placement device, the device buffers.
      */
     public void reserve(int tokens) {
+        for (KvCache cache : caches) {
+            cache.reserve(tokens);
+        }
         if (store != null) {
             store.reserve(tokens);
         }

@@ -63,6 +63,15 @@ public final class FullPrecisionKvCache implements KvCache {
     }
 
     @Override
+    public void reserve(int tokens) {
+        check();
+        for (int l = 0; l < keys.length; l++) {
+            keys[l].reserve(tokens);
+            values[l].reserve(tokens);
+        }
+    }
+
+    @Override
     public void materialize(int layer, KvView k, KvView v) {
         check();
         keys[layer].view().copyTo(k);

@@ -35,6 +35,13 @@ final class ResidualBuffer implements AutoCloseable {
         return new KvView(memory, 0, heads, tokens, headDim, (long) capacity * headDim);
     }
 
+    /** Grows to hold {@code tokens} tokens now, if it holds less room. */
+    void reserve(int tokens) {
+        if (tokens > capacity) {
+            ensureCapacity(tokens);
+        }
+    }
+
     /** Appends every token of {@code src}. */
     void append(KvView src) {
         ensureCapacity(tokens + src.tokens());
