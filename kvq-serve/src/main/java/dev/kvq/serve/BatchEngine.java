@@ -40,7 +40,7 @@ final class BatchEngine implements AutoCloseable {
 
     /** The engine's state at one moment. */
     record Snapshot(long bytesHeld, long bytesReserved, int activeSequences, int waitingRequests,
-                    long reservationExceeded) {
+                    long reservationExceeded, int peakActiveSequences, long generatedTokens) {
     }
 
     private static final int[] EMPTY = new int[0];
@@ -80,6 +80,8 @@ final class BatchEngine implements AutoCloseable {
     private volatile int active;
     private volatile double tokensPerSecond;
     private volatile long reservationExceeded;
+    private volatile int peakActive;
+    private volatile long generated;
     private final Thread thread;
 
     BatchEngine(Decoder decoder, Tokenizer tokenizer, CacheFactory caches, Limits limits, ServerMetrics metrics) {
@@ -194,7 +196,7 @@ final class BatchEngine implements AutoCloseable {
         } finally {
             lock.unlock();
         }
-        return new Snapshot(bytesHeld, bytesReserved, active, queued, reservationExceeded);
+        return new Snapshot(bytesHeld, bytesReserved, active, queued, reservationExceeded, peakActive, generated);
     }
 
     long budget() {
@@ -422,6 +424,7 @@ final class BatchEngine implements AutoCloseable {
             finish(r, "length".equals(c.stopReason()) ? "length" : "stop");
         }
         windowTokens++;
+        generated++;
         metrics.generated();
     }
 
@@ -524,6 +527,9 @@ final class BatchEngine implements AutoCloseable {
         reservationExceeded = exceeded;
         bytesHeld = held;
         active = rows.size();
+        if (active > peakActive) {
+            peakActive = active;
+        }
         long now = System.nanoTime();
         if (now - windowStart >= WINDOW_NANOS) {
             tokensPerSecond = windowTokens / ((now - windowStart) / 1e9);

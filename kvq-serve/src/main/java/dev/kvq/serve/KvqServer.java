@@ -37,9 +37,13 @@ public final class KvqServer implements AutoCloseable {
         }
     }
 
-    /** What the server holds and does now. */
+    /**
+     * What the server holds and does now: the bytes the running caches hold and reserve, sequences running and requests
+     * waiting, how often a cache held more than it reserved (a defect if ever above 0), the most sequences that ran
+     * together since the start, and the tokens generated since the start.
+     */
     public record State(long kvBytesHeld, long kvBytesReserved, int activeSequences, int waitingRequests,
-                        long reservationExceeded) {
+                        long reservationExceeded, int peakActiveSequences, long generatedTokens) {
     }
 
     private final BatchEngine engine;
@@ -83,7 +87,7 @@ public final class KvqServer implements AutoCloseable {
     public State state() {
         BatchEngine.Snapshot s = engine.snapshot();
         return new State(s.bytesHeld(), s.bytesReserved(), s.activeSequences(), s.waitingRequests(),
-                s.reservationExceeded());
+                s.reservationExceeded(), s.peakActiveSequences(), s.generatedTokens());
     }
 
     /**
