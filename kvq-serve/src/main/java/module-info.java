@@ -12,6 +12,7 @@ module dev.kvq.serve {
     requires micrometer.core;
     requires micrometer.registry.prometheus;
     requires java.net.http;
+    requires HdrHistogram;
 
     exports dev.kvq.serve;
 
