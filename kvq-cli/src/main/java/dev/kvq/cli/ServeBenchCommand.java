@@ -1,7 +1,6 @@
 package dev.kvq.cli;
 
 import dev.kvq.config.KvQuantConfig;
-import dev.kvq.config.Placement;
 import dev.kvq.generate.CacheFactory;
 import dev.kvq.generate.Runtimes;
 import dev.kvq.generate.Tokenizer;
@@ -107,12 +106,18 @@ final class ServeBenchCommand implements Callable<Integer>, CheckedCommand {
             }
         }
         for (KvQuantConfig c : configs) {
-            Checks.require(c.placement() != Placement.DEVICE, "kvq serve keeps each request's cache on the host, so "
-                    + "sequences can join and leave the batch at any step; drop --placement device (or set placement: "
-                    + "host in --kv-config)");
+            ServeCommand.onTheHost(c);
             out.put(ModelCommand.describe(c) + " " + c.backend(), ModelCommand.factory(c, dir));
         }
         return out;
+    }
+
+    private static Map<String, Double> percentiles(double p50, double p90, double p99) {
+        Map<String, Double> m = new LinkedHashMap<>();
+        m.put("p50", p50);
+        m.put("p90", p90);
+        m.put("p99", p99);
+        return m;
     }
 
     private Path text(ModelDir dir) {
@@ -162,8 +167,8 @@ final class ServeBenchCommand implements Callable<Integer>, CheckedCommand {
                 m.put("tokens", r.tokens());
                 m.put("seconds", r.seconds());
                 m.put("tokens_per_second", r.tokensPerSecond());
-                m.put("ttft_ms", Map.of("p50", r.ttftP50(), "p90", r.ttftP90(), "p99", r.ttftP99()));
-                m.put("latency_ms", Map.of("p50", r.latencyP50(), "p90", r.latencyP90(), "p99", r.latencyP99()));
+                m.put("ttft_ms", percentiles(r.ttftP50(), r.ttftP90(), r.ttftP99()));
+                m.put("latency_ms", percentiles(r.latencyP50(), r.latencyP90(), r.latencyP99()));
                 list.add(m);
             }
             doc.put("rows", list);

@@ -1,7 +1,6 @@
 package dev.kvq.cli;
 
 import dev.kvq.KvqException;
-import dev.kvq.cache.quantized.KvCaches;
 import dev.kvq.config.KvQuantConfig;
 import dev.kvq.config.Placement;
 import dev.kvq.generate.CacheFactory;
@@ -69,10 +68,10 @@ final class ServeCommand implements Callable<Integer>, CheckedCommand {
         kv.check(false);
         ModelDir dir = model.dir();
         KvQuantConfig config = kv.resolve();
-        Checks.require(kv.fp || config.placement() != Placement.DEVICE, "kvq serve keeps each request's cache on the "
-                + "host, so sequences can join and leave the batch at any step (placement device lays out a fixed "
-                + "batch); drop --placement device (or set placement: host in --kv-config)");
-        CacheFactory caches = caches(config, dir);
+        if (!kv.fp) {
+            onTheHost(config);
+        }
+        CacheFactory caches = kv.caches(config, dir);
         Runtimes.discover().get(model.runtimeOr(config.runtime()));
         Checks.range("--port", port, 0, 65535, "(0: any free port)");
         long budget = Sizes.parse("--kv-memory", kvMemory);
@@ -98,9 +97,11 @@ final class ServeCommand implements Callable<Integer>, CheckedCommand {
         return null;
     }
 
-    private CacheFactory caches(KvQuantConfig config, ModelDir dir) {
-        return kv.fp ? CacheFactory.fullPrecision(dir.config().shape())
-                : CacheFactory.quantized(KvCaches.spec(config, dir.config().shape()));
+    /** Refuses placement device: its store lays out one fixed batch, and served sequences come and go every step. */
+    static void onTheHost(KvQuantConfig config) {
+        Checks.require(config.placement() != Placement.DEVICE, "kvq serve keeps each request's cache on the host, so "
+                + "sequences can join and leave the batch at any step (placement device lays out a fixed batch); drop "
+                + "--placement device (or set placement: host in --kv-config)");
     }
 
     @Override
@@ -109,7 +110,7 @@ final class ServeCommand implements Callable<Integer>, CheckedCommand {
         PrintWriter err = spec.commandLine().getErr();
         ModelDir dir = model.dir();
         KvQuantConfig config = kv.resolve();
-        CacheFactory caches = caches(config, dir);
+        CacheFactory caches = kv.caches(config, dir);
         long budget = Sizes.parse("--kv-memory", kvMemory);
         String id = modelId != null ? modelId : dir.name();
         try (Decoder decoder = model.open(dir, config.runtime(), config.device());

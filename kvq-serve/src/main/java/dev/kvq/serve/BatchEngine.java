@@ -6,6 +6,7 @@ import dev.kvq.generate.CacheFactory;
 import dev.kvq.generate.Continuation;
 import dev.kvq.generate.DecodeSession;
 import dev.kvq.generate.Generator;
+import dev.kvq.generate.Logits;
 import dev.kvq.generate.Tokenizer;
 import dev.kvq.generate.spi.Decoder;
 import java.util.ArrayDeque;
@@ -389,9 +390,9 @@ final class BatchEngine implements AutoCloseable {
     }
 
     private Job.Choice.Scored score(float[] logits, int token, int alternatives) {
-        double norm = LogProbs.logSumExp(logits);
+        double norm = Logits.logSumExp(logits);
         List<Job.Choice.Alternative> top = new ArrayList<>(alternatives);
-        for (int id : LogProbs.top(logits, alternatives)) {
+        for (int id : Logits.top(logits, alternatives)) {
             top.add(new Job.Choice.Alternative(tokenizer.decode(new int[] {id}), logits[id] - norm));
         }
         return new Job.Choice.Scored(tokenizer.decode(new int[] {token}), logits[token] - norm, top);

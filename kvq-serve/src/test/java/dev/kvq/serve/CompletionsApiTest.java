@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.kvq.generate.DecodeSession;
 import dev.kvq.generate.Generator;
+import dev.kvq.generate.Logits;
 import dev.kvq.generate.SamplingParams;
 import java.net.http.HttpResponse;
 import java.util.ArrayList;
@@ -134,7 +135,7 @@ class CompletionsApiTest {
             logits = session.feed(new int[][] {ids}, true)[0];
         }
         for (int k = 1; k < ids.length; k++) {
-            double expected = logits[k - 1][ids[k]] - LogProbs.logSumExp(logits[k - 1]);
+            double expected = logits[k - 1][ids[k]] - Logits.logSumExp(logits[k - 1]);
             assertEquals(expected, lp.at("/token_logprobs/" + k).asDouble(), 1e-9, "token " + k);
             assertEquals(String.valueOf(prompt.charAt(k)), lp.at("/tokens/" + k).asText());
             assertEquals(k, lp.at("/text_offset/" + k).asInt());

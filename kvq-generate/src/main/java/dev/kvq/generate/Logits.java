@@ -1,16 +1,16 @@
-package dev.kvq.serve;
+package dev.kvq.generate;
 
 /**
- * Log-probabilities from a row of logits: the log-softmax of one token and the most likely tokens, as OpenAI's
- * {@code logprobs} reports them. Works in place on the logits' array without allocating beyond the answer.
+ * What a row of next-token logits says: its log-normalizer (a token's log-probability is its logit minus it) and its
+ * most likely tokens. Reads the row in place and allocates nothing beyond the answer.
  */
-final class LogProbs {
-    private LogProbs() {
+public final class Logits {
+    private Logits() {
     }
 
     /** log(sum(exp(logits))), computed stably. */
-    static double logSumExp(float[] logits) {
-        float max = Float.NEGATIVE_INFINITY;
+    public static double logSumExp(float[] logits) {
+        double max = Double.NEGATIVE_INFINITY;
         for (float l : logits) {
             max = Math.max(max, l);
         }
@@ -18,13 +18,13 @@ final class LogProbs {
         for (float l : logits) {
             sum += Math.exp(l - max);
         }
-        return max + Math.log(sum);
+        return Math.log(sum) + max;
     }
 
     /**
      * The ids of the {@code k} highest logits, highest first (the lower id first on ties, as greedy sampling picks).
      */
-    static int[] top(float[] logits, int k) {
+    public static int[] top(float[] logits, int k) {
         int n = Math.min(k, logits.length);
         int[] best = new int[n];
         int size = 0;
