@@ -17,11 +17,26 @@ out=${2:-docs/results/serve}
 shared=${KVQ_SHARED:-../shared}
 mkdir -p "$out"
 
+# The kvq command: the launcher, or on the GPU machine the staged Java and ONNX Runtime CUDA of tools/gpu_session.sh
+# (.gpu/boot/unpack.sh and .gpu-app/lib, see that script) where they are.
+kvq() {
+  if [ "$which" = gpu ] && [ -f .gpu/boot/unpack.sh ]; then
+    "$KVQ_JAVA" -Xss4m -XX:+UseParallelGC --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED \
+      -Donnxruntime.native.path="$KVQ_ORT_NATIVE" -Dai.djl.offline=true -DOPT_OUT_TRACKING=true \
+      -cp ".gpu-app/lib/*:$KVQ_ORT_CLASSES" dev.kvq.cli.Main "$@"
+  else
+    ./kvq "$@"
+  fi
+}
+if [ "$which" = gpu ] && [ -f .gpu/boot/unpack.sh ]; then
+  source .gpu/boot/unpack.sh
+fi
+
 # bench NAME ARGS...: the table to NAME.txt and the JSON to NAME.json, each headed by the command that made it
 bench() {
   local name=$1; shift
-  { echo "\$ ./kvq serve-bench $*"; ./kvq serve-bench "$@"; } > "$out/$name.txt"
-  ./kvq serve-bench "$@" --json > "$out/$name.json"
+  { echo "\$ ./kvq serve-bench $*"; kvq serve-bench "$@"; } > "$out/$name.txt"
+  kvq serve-bench "$@" --json > "$out/$name.json"
   cat "$out/$name.txt"
 }
 

@@ -75,14 +75,19 @@ final class BatchEngine implements AutoCloseable {
     private long windowStart = System.nanoTime();
     private long windowTokens;
 
+    private long bytesReserved;
+    private long reservationExceeded;
+    private int peakActive;
+    private long generated;
+
+    /** The engine's counts at the end of a step, taken together so that readers see one consistent state. */
+    private record Published(long bytesHeld, long bytesReserved, int active, long reservationExceeded, int peakActive,
+                             long generated) {
+    }
+
     // what other threads read
-    private volatile long bytesHeld;
-    private volatile long bytesReserved;
-    private volatile int active;
+    private volatile Published published = new Published(0, 0, 0, 0, 0, 0);
     private volatile double tokensPerSecond;
-    private volatile long reservationExceeded;
-    private volatile int peakActive;
-    private volatile long generated;
     private final Thread thread;
 
     BatchEngine(Decoder decoder, Tokenizer tokenizer, CacheFactory caches, Limits limits, ServerMetrics metrics) {
@@ -197,7 +202,9 @@ final class BatchEngine implements AutoCloseable {
         } finally {
             lock.unlock();
         }
-        return new Snapshot(bytesHeld, bytesReserved, active, queued, reservationExceeded, peakActive, generated);
+        Published p = published;
+        return new Snapshot(p.bytesHeld(), p.bytesReserved(), p.active(), queued, p.reservationExceeded(),
+                p.peakActive(), p.generated());
     }
 
     long budget() {
@@ -514,23 +521,18 @@ final class BatchEngine implements AutoCloseable {
         }
     }
 
-    /** Bytes the running caches hold, each checked against its reservation, and the rate of tokens. */
+    /** Bytes the running caches hold, each checked against its reservation, with the counts, and the rate of tokens. */
     private void publish() {
         long held = 0;
-        long exceeded = reservationExceeded;
         for (int b = 0; b < rows.size(); b++) {
             long bytes = session.cache(b).bytesHeld();
             if (bytes > rows.get(b).choice.reservedBytes) {
-                exceeded++;
+                reservationExceeded++;
             }
             held += bytes;
         }
-        reservationExceeded = exceeded;
-        bytesHeld = held;
-        active = rows.size();
-        if (active > peakActive) {
-            peakActive = active;
-        }
+        peakActive = Math.max(peakActive, rows.size());
+        published = new Published(held, bytesReserved, rows.size(), reservationExceeded, peakActive, generated);
         long now = System.nanoTime();
         if (now - windowStart >= WINDOW_NANOS) {
             tokensPerSecond = windowTokens / ((now - windowStart) / 1e9);

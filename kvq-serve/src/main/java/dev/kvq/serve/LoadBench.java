@@ -131,6 +131,7 @@ public final class LoadBench {
                     }
                 }
             });
+            awaitIdle();
             long generatedBefore = server.state().generatedTokens();
             long start = System.nanoTime();
             try (ExecutorService clients = Executors.newVirtualThreadPerTaskExecutor()) {
@@ -161,11 +162,22 @@ public final class LoadBench {
                 watcher.interrupt();
             }
             double seconds = (System.nanoTime() - start) / 1e9;
+            awaitIdle();
             long generated = server.state().generatedTokens() - generatedBefore;
             long reservation = server.reservation(options.promptTokens(), options.maxTokens());
             return new Row(cache, concurrency, concurrency * options.requestsPerClient(), reservation,
                     options.kvMemoryBytes() / reservation, peak.get(), generated, seconds, generated / seconds,
                     ms(ttft, 50), ms(ttft, 90), ms(ttft, 99), ms(latency, 50), ms(latency, 90), ms(latency, 99));
+        }
+
+        /**
+         * Waits for the engine to publish the step that ended the last request: it counts a step's tokens once the
+         * step is over, which may be after its client has read the last one.
+         */
+        private void awaitIdle() {
+            while (server.state().activeSequences() > 0) {
+                Thread.onSpinWait();
+            }
         }
 
         /** One streamed request; nanoseconds to its first token and to its end. */
