@@ -6,6 +6,7 @@ module dev.kvq.cli {
     requires dev.kvq.generate;
     requires dev.kvq.eval;
     requires dev.kvq.tuner;
+    requires dev.kvq.serve;
     requires me.tongfei.progressbar;
     requires info.picocli;
     requires com.fasterxml.jackson.databind;

@@ -97,8 +97,7 @@ final class GenerateCommand implements Callable<Integer>, CheckedCommand {
         PrintWriter err = spec.commandLine().getErr();
         KvQuantConfig config = kv.resolve();
         ModelDir dir = model.dir();
-        CacheFactory caches = kv.fp ? CacheFactory.fullPrecision(dir.config().shape())
-                : CacheFactory.quantized(KvCaches.spec(config, dir.config().shape()));
+        CacheFactory caches = kv.caches(config, dir);
         Generator.Options options = new Generator.Options(maxNewTokens, new SamplingParams(temperature, topK, topP, seed),
                 stops);
         try (Decoder decoder = model.open(dir, config.runtime(), config.device()); Tokenizer tokenizer = model.tokenizer(dir)) {

@@ -119,6 +119,13 @@ final class KvOptions {
     }
 
     /** The configuration these options describe (the first --kv-config when several are given). */
+    /** The caches of {@code config} for {@code dir}'s model, or the float32 cache with --fp. */
+    dev.kvq.generate.CacheFactory caches(KvQuantConfig config, dev.kvq.generate.model.ModelDir dir) {
+        return fp ? dev.kvq.generate.CacheFactory.fullPrecision(dir.config().shape())
+                : dev.kvq.generate.CacheFactory.quantized(dev.kvq.cache.quantized.KvCaches.spec(config,
+                        dir.config().shape()));
+    }
+
     KvQuantConfig resolve() {
         return resolve(scheme, keyBits, valueBits, kvConfigs.isEmpty() ? null : kvConfigs.getFirst());
     }

@@ -13,7 +13,7 @@ import picocli.CommandLine.ScopeType;
 @Command(name = "kvq", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
         description = "Sensitivity-aware, layer-wise mixed-precision KV-cache quantization (KVTuner) for the JVM.",
         subcommands = {DemoCommand.class, GenerateCommand.class, EvalCommand.class, BenchCommand.class, CalibrateCommand.class,
-            TuneCommand.class, BackendsCommand.class,
+            TuneCommand.class, ServeCommand.class, ServeBenchCommand.class, BackendsCommand.class,
             ConfigCommand.class, CommandLine.HelpCommand.class})
 public final class Main {
     /** Exit code for bad input: configuration, arguments, files. */

@@ -18,7 +18,8 @@ final class Sizes {
             throw KvqException.config(option + " must be a size such as 8GiB, 512MiB or 2GB, was '" + text + "'");
         }
         double value = Double.parseDouble(m.group(1));
-        int power = "kmgt".indexOf(m.group(2)) + 1;
+        // a bare number is bytes ("kmgt".indexOf("") would be 0, a factor of 1000)
+        int power = m.group(2).isEmpty() ? 0 : "kmgt".indexOf(m.group(2)) + 1;
         double unit = Math.pow(m.group(3).isEmpty() && power > 0 ? 1000 : 1024, power);
         double bytes = value * unit;
         if (bytes < 1 || bytes > Long.MAX_VALUE / 2) {

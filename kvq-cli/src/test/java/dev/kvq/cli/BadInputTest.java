@@ -41,8 +41,12 @@ class BadInputTest {
     static final String M = Repo.demoModel().toString();
     static final String T = Repo.demoText().toString();
 
+    /** A port some program listens on, for kvq serve's check. */
+    static java.net.ServerSocket busy;
+
     @BeforeAll
     static void earlierResults() throws IOException {
+        busy = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress());
         earlier = Files.createDirectories(tmp.resolve("earlier"));
         report = Files.createDirectories(earlier.resolve("report"));
         Files.writeString(report.resolve("index.html"), "<html>earlier report</html>");
@@ -109,6 +113,10 @@ class BadInputTest {
 
     static String[] bench(String... more) {
         return concat(new String[] {"bench", "--model", M, "--report", report.toString(), "--force"}, more);
+    }
+
+    static String[] serve(String... more) {
+        return concat(new String[] {"serve", "--model", M}, more);
     }
 
     static String[] cal(String... more) {
@@ -271,6 +279,19 @@ class BadInputTest {
         c.add(bad("--out-dir " + tuned + " already holds results of an earlier run (index.html, best-3.50bits.kvq.yaml, "
                 + "best-3.50bits.yaml, front-00-2.000bits.yaml and 2 more)", "tune", "--model", M, "--profile",
                 profile.toString(), "--data", T, "--max-avg-bits", "3.5", "--out-dir", tuned.toString()));
+        // serve, serve-bench
+        c.add(bad("--kv-memory must be a size such as 8GiB, 512MiB or 2GB, was 'lots'", serve("--kv-memory", "lots")));
+        c.add(bad("--kv-memory 10 (10 bytes) holds no sequence: one of a single token needs", serve("--kv-memory", "10")));
+        c.add(bad("--port was 70000, must be between 0 and 65535", serve("--port", "70000")));
+        c.add(bad("cannot be bound on 127.0.0.1", serve("--port", String.valueOf(busy.getLocalPort()))));
+        c.add(bad("kvq serve keeps each request's cache on the host", serve("--placement", "device")));
+        c.add(bad("--host no.such.host.invalid is not an address", serve("--host", "no.such.host.invalid")));
+        c.add(bad("does not exist", "serve", "--model", in("absent-model")));
+        c.add(bad("--prompt-tokens 64 plus --max-tokens 2000 needs 2,064 token positions", "serve-bench", "--model", M,
+                "--kv-memory", "8MiB", "--max-tokens", "2000"));
+        c.add(bad("holds no request under fp32", "serve-bench", "--model", M, "--kv-memory", "64KiB"));
+        c.add(bad("kvq serve-bench always runs the full-precision cache beside the configurations; drop --fp",
+                "serve-bench", "--model", M, "--kv-memory", "8MiB", "--fp"));
         // demo, config check
         c.add(bad("the prompt (58 tokens) plus --max-new-tokens 2000 needs 2,058 token positions, but kvq-demo-char has "
                 + "1,024 (max_position_embeddings in its config.json); give a --max-new-tokens of at most 966", "demo", "--model", M,
@@ -278,6 +299,11 @@ class BadInputTest {
         c.add(bad("Invalid value for option '--layers': was 0, must be at least 1", "config", "check",
                 M + "/kv-mixed.yaml", "--layers", "0"));
         return c.stream();
+    }
+
+    @org.junit.jupiter.api.AfterAll
+    static void freePort() throws IOException {
+        busy.close();
     }
 
     @ParameterizedTest(name = "{0}")

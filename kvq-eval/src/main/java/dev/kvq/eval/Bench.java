@@ -4,18 +4,15 @@ import com.fasterxml.jackson.annotation.JsonIgnore;
 import com.fasterxml.jackson.annotation.JsonProperty;
 import com.fasterxml.jackson.annotation.JsonPropertyOrder;
 import dev.kvq.KvqException;
-import dev.kvq.cache.KvCache;
 import dev.kvq.config.Placement;
 import dev.kvq.generate.CacheFactory;
 import dev.kvq.generate.DecodeSession;
 import dev.kvq.generate.Sampler;
 import dev.kvq.generate.spi.Decoder;
-import dev.kvq.tensor.KvView;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
-import java.util.SplittableRandom;
 
 /**
  * Speed and memory per context length and cache configuration, in one run: prefill {@code batch} sequences with the
@@ -130,31 +127,12 @@ public final class Bench {
      */
     static long bytesPerSequence(Decoder decoder, CacheFactory caches, int context, int steps, int prefillChunk) {
         var config = decoder.config();
-        int heads = config.kvHeads();
-        int dim = config.headDim();
-        SplittableRandom random = new SplittableRandom(0);
-        int chunk = prefillChunk > 0 ? Math.min(prefillChunk, context) : context;
-        float[] k = new float[heads * chunk * dim];
-        float[] v = new float[k.length];
-        for (int i = 0; i < k.length; i++) {
-            k[i] = (float) random.nextGaussian();
-            v[i] = (float) random.nextGaussian();
+        if (caches.plan() == null) {
+            // full precision: what a cache in the model's K/V dtype holds
+            long fp16 = (long) (context + steps) * config.layers() * 2 * 2 * config.kvHeads() * config.headDim();
+            return decoder.halfKv() ? fp16 : fp16 * 2;
         }
-        try (KvCache cache = caches.newCache()) {
-            for (int done = 0; done < context + steps; ) {
-                int n = done < context ? Math.min(chunk, context - done) : 1;
-                for (int l = 0; l < config.layers(); l++) {
-                    cache.append(l, KvView.of(k, heads, chunk, dim).tokens(0, n), KvView.of(v, heads, chunk, dim)
-                            .tokens(0, n));
-                }
-                done += n;
-            }
-            if (caches.plan() == null) {
-                // full precision: what a cache in the model's K/V dtype holds
-                return decoder.halfKv() ? cache.bytesFp16() : cache.bytesFp16() * 2;
-            }
-            return cache.bytesHeld();
-        }
+        return caches.bytesHeldAfter(config.shape(), context, steps, prefillChunk);
     }
 
     private static void checkContexts(int[] contexts, int[] tokens) {

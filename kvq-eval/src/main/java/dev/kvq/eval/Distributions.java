@@ -6,15 +6,7 @@ public final class Distributions {
     }
 
     public static double[] logSoftmax(float[] logits) {
-        double max = Double.NEGATIVE_INFINITY;
-        for (float v : logits) {
-            max = Math.max(max, v);
-        }
-        double sum = 0;
-        for (float v : logits) {
-            sum += Math.exp(v - max);
-        }
-        double log = Math.log(sum) + max;
+        double log = dev.kvq.generate.Logits.logSumExp(logits);
         double[] out = new double[logits.length];
         for (int i = 0; i < logits.length; i++) {
             out[i] = logits[i] - log;

@@ -38,6 +38,36 @@ public interface CacheFactory {
         }
     }
 
+    /**
+     * Exactly the bytes one cache of this factory holds ({@link KvCache#bytesHeld()}) once it has taken a prompt of
+     * {@code prompt} tokens, in chunks of {@code prefillChunk} (0: at once), and then {@code steps} single tokens. The
+     * bytes depend on those counts only, so they are measured on a scratch cache fed random K/V, freed on return.
+     */
+    default long bytesHeldAfter(ModelShape shape, int prompt, int steps, int prefillChunk) {
+        int heads = shape.kvHeads();
+        int dim = shape.headDim();
+        int chunk = prefillChunk > 0 ? Math.min(prefillChunk, prompt) : Math.max(prompt, 1);
+        java.util.SplittableRandom random = new java.util.SplittableRandom(0);
+        float[] k = new float[heads * chunk * dim];
+        float[] v = new float[k.length];
+        for (int i = 0; i < k.length; i++) {
+            k[i] = (float) random.nextGaussian();
+            v[i] = (float) random.nextGaussian();
+        }
+        dev.kvq.tensor.KvView keys = dev.kvq.tensor.KvView.of(k, heads, chunk, dim);
+        dev.kvq.tensor.KvView values = dev.kvq.tensor.KvView.of(v, heads, chunk, dim);
+        try (KvCache cache = newCache()) {
+            for (int done = 0; done < prompt + steps; ) {
+                int n = done < prompt ? Math.min(chunk, prompt - done) : 1;
+                for (int l = 0; l < shape.layers(); l++) {
+                    cache.append(l, keys.tokens(0, n), values.tokens(0, n));
+                }
+                done += n;
+            }
+            return cache.bytesHeld();
+        }
+    }
+
     static CacheFactory fullPrecision(ModelShape shape) {
         return fullPrecision(shape, Placement.HOST);
     }

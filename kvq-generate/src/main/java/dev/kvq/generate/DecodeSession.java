@@ -28,9 +28,9 @@ public final class DecodeSession implements AutoCloseable {
     private final List<KvCache> caches;
     private final int layers;
     private final int vocab;
-    private final int[] lengths;
+    private int[] lengths;
     /** Rows 0..batch-1: the sequences of a step that runs them all (every decode step). */
-    private final int[] everyRow;
+    private int[] everyRow;
     private final QuantizedDecoder quantized;
     private final DeviceStore store;
     private long materializeNanos;
@@ -51,11 +51,23 @@ public final class DecodeSession implements AutoCloseable {
 
     /** A session whose caches live where {@code placement} says; caches must be empty under placement device. */
     public DecodeSession(Decoder decoder, List<KvCache> caches, Placement placement) {
-        if (caches.isEmpty()) {
+        this(decoder, caches, placement, false);
+    }
+
+    /**
+     * An empty session on the host that sequences join ({@link #add}) and leave ({@link #remove}) between steps, each
+     * with its own cache: continuous batching.
+     */
+    public DecodeSession(Decoder decoder) {
+        this(decoder, List.of(), Placement.HOST, true);
+    }
+
+    private DecodeSession(Decoder decoder, List<KvCache> caches, Placement placement, boolean mayStartEmpty) {
+        if (caches.isEmpty() && !mayStartEmpty) {
             throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "a session needs at least one sequence");
         }
         this.decoder = decoder;
-        this.caches = List.copyOf(caches);
+        this.caches = new java.util.ArrayList<>(caches);
         this.layers = decoder.config().layers();
         this.vocab = decoder.config().vocabSize();
         this.lengths = new int[caches.size()];
@@ -134,6 +146,39 @@ public final class DecodeSession implements AutoCloseable {
 
     public KvCache cache(int b) {
         return caches.get(b);
+    }
+
+    /**
+     * Adds {@code cache} (empty: the sequence starts with its prompt) as the last sequence, which the next
+     * {@link #feed} can prefill while the others wait; returns its index. Placement host only.
+     */
+    public int add(KvCache cache) {
+        requireHost("add a sequence");
+        caches.add(cache);
+        lengths = java.util.Arrays.copyOf(lengths, caches.size());
+        lengths[caches.size() - 1] = cache.length(0);
+        everyRow = java.util.stream.IntStream.range(0, caches.size()).toArray();
+        return caches.size() - 1;
+    }
+
+    /**
+     * Removes sequence {@code b} and closes its cache, freeing its memory now; the sequences after it move down one
+     * index. Placement host only.
+     */
+    public void remove(int b) {
+        requireHost("remove a sequence");
+        KvCache cache = caches.remove(b);
+        System.arraycopy(lengths, b + 1, lengths, b, lengths.length - b - 1);
+        lengths = java.util.Arrays.copyOf(lengths, caches.size());
+        everyRow = java.util.Arrays.copyOf(everyRow, caches.size());
+        cache.close();
+    }
+
+    private void requireHost(String what) {
+        if (store != null) {
+            throw new KvqException(ErrorCode.UNSUPPORTED, "cannot " + what + " under placement device: the device "
+                    + "store is laid out for a fixed batch; use placement host");
+        }
     }
 
     /**

@@ -40,7 +40,7 @@ class ArchitectureTest {
     void everyModuleIsImported() {
         for (String pkg : new String[] {"dev.kvq.spi", "dev.kvq.io.config", "dev.kvq.cache.quantized", "dev.kvq.generate",
             "dev.kvq.runtime.onnx", "dev.kvq.runtime.djl", "dev.kvq.backend.vanilla", "dev.kvq.backend.hqq",
-            "dev.kvq.backend.quanto", "dev.kvq.eval", "dev.kvq.tuner", "dev.kvq.lib", "dev.kvq.cli"}) {
+            "dev.kvq.backend.quanto", "dev.kvq.eval", "dev.kvq.tuner", "dev.kvq.lib", "dev.kvq.serve", "dev.kvq.cli"}) {
             assertTrue(kvq.stream().map(JavaClass::getPackageName).anyMatch(pkg::equals), "no class of " + pkg
                     + " was imported: the rules below would not check it");
         }
@@ -114,6 +114,20 @@ class ArchitectureTest {
                         }
                     }
                 }).allowEmptyShould(false).check(kvq);
+    }
+
+    /**
+     * The web server and metrics libraries stay inside kvq-serve, and there only in its HTTP layer: the batching engine
+     * knows nothing of HTTP.
+     */
+    @Test
+    void onlyTheServersHttpLayerUsesTheWebServer() {
+        noClasses().that().resideOutsideOfPackage("dev.kvq.serve..").should().dependOnClassesThat()
+                .resideInAnyPackage("io.helidon..", "io.micrometer..", "org.HdrHistogram..").allowEmptyShould(false)
+                .check(kvq);
+        noClasses().that().resideInAPackage("dev.kvq.serve").and().haveSimpleNameNotStartingWith("CompletionsApi")
+                .and().doNotHaveSimpleName("KvqServer").should().dependOnClassesThat().resideInAPackage("io.helidon..")
+                .allowEmptyShould(false).check(kvq);
     }
 
     @Test
