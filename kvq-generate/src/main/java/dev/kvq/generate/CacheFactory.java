@@ -40,8 +40,9 @@ public interface CacheFactory {
 
     /**
      * Exactly the bytes one cache of this factory holds ({@link KvCache#bytesHeld()}) once it has taken a prompt of
-     * {@code prompt} tokens, in chunks of {@code prefillChunk} (0: at once), and then {@code steps} single tokens. The
-     * bytes depend on those counts only, so they are measured on a scratch cache fed random K/V, freed on return.
+     * {@code prompt} tokens, in chunks of {@code prefillChunk} (0: at once), and then {@code steps} single tokens, having
+     * reserved room for them ({@link KvCache#reserve}, as every run of known length does). The bytes depend on those
+     * counts only, so they are measured on a scratch cache fed random K/V, freed on return.
      */
     default long bytesHeldAfter(ModelShape shape, int prompt, int steps, int prefillChunk) {
         int heads = shape.kvHeads();
@@ -57,6 +58,7 @@ public interface CacheFactory {
         dev.kvq.tensor.KvView keys = dev.kvq.tensor.KvView.of(k, heads, chunk, dim);
         dev.kvq.tensor.KvView values = dev.kvq.tensor.KvView.of(v, heads, chunk, dim);
         try (KvCache cache = newCache()) {
+            cache.reserve(prompt + steps);
             for (int done = 0; done < prompt + steps; ) {
                 int n = done < prompt ? Math.min(chunk, prompt - done) : 1;
                 for (int l = 0; l < shape.layers(); l++) {

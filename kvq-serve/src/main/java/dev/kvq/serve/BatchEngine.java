@@ -1,6 +1,7 @@
 package dev.kvq.serve;
 
 import dev.kvq.KvqException;
+import dev.kvq.cache.KvCache;
 import dev.kvq.config.ModelShape;
 import dev.kvq.generate.CacheFactory;
 import dev.kvq.generate.Continuation;
@@ -339,7 +340,10 @@ final class BatchEngine implements AutoCloseable {
             for (int i = 0; i < job.choices.size(); i++) {
                 Continuation continuation = options == null ? null
                         : new Continuation(options, i, tokenizer.textStream(), eos);
-                session.add(caches.newCache());
+                KvCache cache = caches.newCache();
+                // a cache that grows by doubling takes its room at once: what it holds is then what was reserved
+                cache.reserve(job.choices.get(i).promptIds.length + Math.max(job.request.maxTokens() - 1, 0));
+                session.add(cache);
                 rows.add(new Running(job, i, continuation));
                 anyScored |= scoresPrompt(job);
             }
