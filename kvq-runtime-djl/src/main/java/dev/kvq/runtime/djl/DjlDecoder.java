@@ -7,6 +7,7 @@ import ai.djl.engine.Engine;
 import ai.djl.engine.EngineException;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.index.NDIndex;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import ai.djl.pytorch.engine.PtNDArray;
@@ -297,7 +298,8 @@ final class DjlDecoder implements Decoder {
                 throw new KvqException(ErrorCode.MODEL_INVALID, "logits hold " + logits.length + " values, expected "
                         + b * t * vocab + " (vocab_size " + vocab + ")");
             }
-            String newTokens = ":, :, " + p + ":, :";
+            // one index for every layer, built rather than parsed: positions p.. of the token axis
+            NDIndex newTokens = new NDIndex().addAllDim(2).addSliceDim(p, p + t);
             for (int l = 0; l < layers; l++) {
                 newKeys[l] = present[2 * l].get(newTokens).toType(DataType.FLOAT32, false).toFloatArray();
                 newValues[l] = present[2 * l + 1].get(newTokens).toType(DataType.FLOAT32, false).toFloatArray();
