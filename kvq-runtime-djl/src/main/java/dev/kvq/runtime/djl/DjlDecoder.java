@@ -27,7 +27,6 @@ import dev.kvq.generate.spi.QuantizedPastLayout;
 import dev.kvq.generate.spi.RuntimeOptions;
 import dev.kvq.generate.spi.Step;
 import dev.kvq.generate.spi.StepInput;
-import dev.kvq.tensor.KvView;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -63,8 +62,10 @@ final class DjlDecoder implements Decoder {
     private DensePast past;
     private NDManager stepManager;
     private float[] logits = new float[0];
-    private float[][] newKeys;
-    private float[][] newValues;
+    /** The new tokens' keys and values of the last step, layer by layer (keys of layer l at 2l). */
+    private final float[][] newKv;
+    /** Each layer tensor of {@link #newKv} starts at 0 of its own array. */
+    private final long[] layerStarts;
     private DjlQuantizedDecoder quantized;
     private boolean closed;
 
@@ -82,8 +83,8 @@ final class DjlDecoder implements Decoder {
         this.vocab = config.vocabSize();
         this.pastKeys = new ByteBuffer[layers];
         this.pastValues = new ByteBuffer[layers];
-        this.newKeys = new float[layers][];
-        this.newValues = new float[layers][];
+        this.newKv = new float[2 * layers][];
+        this.layerStarts = new long[2 * layers];
         for (int l = 0; l < layers; l++) {
             pastKeys[l] = ByteBuffer.allocateDirect(0);
             pastValues[l] = ByteBuffer.allocateDirect(0);
@@ -301,13 +302,13 @@ final class DjlDecoder implements Decoder {
             // one index for every layer, built rather than parsed: positions p.. of the token axis
             NDIndex newTokens = new NDIndex().addAllDim(2).addSliceDim(p, p + t);
             for (int l = 0; l < layers; l++) {
-                newKeys[l] = present[2 * l].get(newTokens).toType(DataType.FLOAT32, false).toFloatArray();
-                newValues[l] = present[2 * l + 1].get(newTokens).toType(DataType.FLOAT32, false).toFloatArray();
+                newKv[2 * l] = present[2 * l].get(newTokens).toType(DataType.FLOAT32, false).toFloatArray();
+                newKv[2 * l + 1] = present[2 * l + 1].get(newTokens).toType(DataType.FLOAT32, false).toFloatArray();
             }
             for (IValue v : tuple) {
                 v.close();
             }
-            return new DjlStep(b, t);
+            return new NewTokenStep(logits, newKv, layerStarts, t, heads, dim, vocab);
         } catch (ai.djl.engine.EngineException e) {
             throw new KvqException(ErrorCode.RUNTIME_FAILURE, "PyTorch failed on a step of " + b + "x" + t + " tokens "
                     + "after " + p + ": " + e.getMessage(), e);
@@ -362,36 +363,6 @@ final class DjlDecoder implements Decoder {
     private void checkOpen() {
         if (closed) {
             throw new KvqException(ErrorCode.CLOSED, "this decoder was closed");
-        }
-    }
-
-    /** The outputs of a step, copied out of PyTorch: logits and only the new tokens of each present tensor. */
-    private final class DjlStep implements Step {
-        private final int batch;
-        private final int tokens;
-
-        DjlStep(int batch, int tokens) {
-            this.batch = batch;
-            this.tokens = tokens;
-        }
-
-        @Override
-        public void logits(int b, int t, float[] out) {
-            System.arraycopy(logits, (b * tokens + t) * vocab, out, 0, vocab);
-        }
-
-        @Override
-        public KvView newKeys(int layer, int b) {
-            return view(newKeys[layer], b);
-        }
-
-        @Override
-        public KvView newValues(int layer, int b) {
-            return view(newValues[layer], b);
-        }
-
-        private KvView view(float[] data, int b) {
-            return KvView.sequence(MemorySegment.ofArray(data), b, heads, tokens, dim);
         }
     }
 }

@@ -17,8 +17,6 @@ import dev.kvq.generate.spi.Step;
 import dev.kvq.generate.spi.StoredLayer;
 import dev.kvq.generate.spi.StoredRun;
 import dev.kvq.spi.AffineForm;
-import dev.kvq.tensor.KvView;
-import java.lang.foreign.MemorySegment;
 import java.nio.LongBuffer;
 import java.util.ArrayList;
 import java.util.List;
@@ -44,6 +42,8 @@ final class DjlQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
     private long[] refs = new long[0];
     private float[] logits = new float[0];
     private float[] newKv = new float[0];
+    private final float[][] stepTensors;
+    private final long[] stepOffsets;
     private boolean closed;
 
     DjlQuantizedDecoder(PtSymbolBlock block, PtNDManager manager, QuantizedPastLayout layout, boolean halfKv,
@@ -58,6 +58,8 @@ final class DjlQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
         this.dim = layout.headDim();
         this.vocab = vocab;
         this.memory = new TorchMemory(block, manager, manager.getDevice());
+        this.stepTensors = new float[2 * layers][];
+        this.stepOffsets = new long[2 * layers];
         this.meta = IValue.listFrom(meta(layout, halfKv));
     }
 
@@ -162,7 +164,12 @@ final class DjlQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
                     + " logits and " + newKv.length + " K/V values, expected " + b * t * vocab + " and "
                     + 2 * layers * b * heads * t * dim);
         }
-        return new NewTokens(b, t);
+        // every layer's tensor lies in the one flat array, one after another (reused: a step lives until the next)
+        for (int i = 0; i < stepTensors.length; i++) {
+            stepTensors[i] = newKv;
+            stepOffsets[i] = (long) i * b * heads * t * dim;
+        }
+        return new NewTokenStep(logits, stepTensors, stepOffsets, t, heads, dim, vocab);
     }
 
     @Override
@@ -173,37 +180,5 @@ final class DjlQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
         closed = true;
         meta.close();
         memory.close();
-    }
-
-    /** Logits and the new tokens' K/V of the last step, copied out of PyTorch. */
-    private final class NewTokens implements Step {
-        private final int batch;
-        private final int tokens;
-
-        NewTokens(int batch, int tokens) {
-            this.batch = batch;
-            this.tokens = tokens;
-        }
-
-        @Override
-        public void logits(int b, int t, float[] out) {
-            System.arraycopy(logits, (b * tokens + t) * vocab, out, 0, vocab);
-        }
-
-        @Override
-        public KvView newKeys(int layer, int b) {
-            return view(2 * layer, b);
-        }
-
-        @Override
-        public KvView newValues(int layer, int b) {
-            return view(2 * layer + 1, b);
-        }
-
-        private KvView view(int tensor, int b) {
-            long perSequence = (long) heads * tokens * dim;
-            long offset = (tensor * (long) batch + b) * perSequence;
-            return new KvView(MemorySegment.ofArray(newKv), offset, heads, tokens, dim, (long) tokens * dim);
-        }
     }
 }
