@@ -158,7 +158,7 @@ final class DjlDecoder implements Decoder {
     }
 
     private void ensureQuantizedEntry() {
-        if (QuantizedPastProgram.has(List.of(JniUtils.getMethodNames(block)))) {
+        if (QuantizedPastProgram.has(block)) {
             return;
         }
         Path dir = null;
@@ -169,7 +169,7 @@ final class DjlDecoder implements Decoder {
             QuantizedPastProgram.write(file, layers, rewritten);
             Model next = load(name, rewritten, device, file + " with kvq's quantized-past entry");
             PtSymbolBlock nextBlock = (PtSymbolBlock) next.getBlock();
-            if (!QuantizedPastProgram.has(List.of(JniUtils.getMethodNames(nextBlock)))) {
+            if (!QuantizedPastProgram.has(nextBlock)) {
                 next.close();
                 throw new KvqException(ErrorCode.MODEL_INVALID, file + " with kvq's quantized-past entry lacks it "
                         + "after loading");

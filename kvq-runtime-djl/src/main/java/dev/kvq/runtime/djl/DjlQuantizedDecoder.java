@@ -17,6 +17,8 @@ import dev.kvq.generate.spi.Step;
 import dev.kvq.generate.spi.StoredLayer;
 import dev.kvq.generate.spi.StoredRun;
 import dev.kvq.spi.AffineForm;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.LongBuffer;
 import java.util.ArrayList;
 import java.util.List;
@@ -38,7 +40,8 @@ final class DjlQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
     private final int dim;
     private final int vocab;
     private final IValue meta;
-    private long[] ints = new long[0];
+    /** The step's token inputs, one direct buffer reused between steps (DJL copies a heap buffer into a new one). */
+    private ByteBuffer tokenBytes = ByteBuffer.allocateDirect(0);
     private long[] refs = new long[0];
     private float[] logits = new float[0];
     private float[] newKv = new float[0];
@@ -112,14 +115,12 @@ final class DjlQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
         int b = in.batch();
         int t = in.tokens();
         int n = 3 * b * t + 2 * b;
-        if (ints.length != n) {
-            ints = new long[n];
+        if (tokenBytes.capacity() < n * Long.BYTES) {
+            tokenBytes = ByteBuffer.allocateDirect(n * Long.BYTES).order(ByteOrder.nativeOrder());
         }
-        System.arraycopy(in.inputIds(), 0, ints, 0, b * t);
-        System.arraycopy(in.newTokenMask(), 0, ints, b * t, b * t);
-        System.arraycopy(in.positionIds(), 0, ints, 2 * b * t, b * t);
-        System.arraycopy(in.quantizedTokens(), 0, ints, 3 * b * t, b);
-        System.arraycopy(in.residualTokens(), 0, ints, 3 * b * t + b, b);
+        LongBuffer ints = tokenBytes.clear().limit(n * Long.BYTES).asLongBuffer();
+        ints.put(in.inputIds(), 0, b * t).put(in.newTokenMask(), 0, b * t).put(in.positionIds(), 0, b * t)
+                .put(in.quantizedTokens(), 0, b).put(in.residualTokens(), 0, b);
         long[] past = in.past();
         if (refs.length != 2 * past.length) {
             refs = new long[2 * past.length];
@@ -128,7 +129,7 @@ final class DjlQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
             memory.reference(past[i], refs, 2 * i);
         }
         TorchMemory.Pending pending = memory.takePending();
-        PtNDArray tokenInputs = (PtNDArray) manager.create(LongBuffer.wrap(ints), new Shape(n), DataType.INT64);
+        PtNDArray tokenInputs = (PtNDArray) manager.create(tokenBytes, new Shape(n), DataType.INT64);
         IValue[] owned = {IValue.from(tokenInputs), IValue.listFrom(refs), IValue.from((long) in.quantizedLength()),
                 IValue.from((long) in.residualLength()), IValue.from((long) b), IValue.from((long) t),
                 IValue.listFrom(pending.staging()), IValue.listFrom(pending.transfers())};

@@ -1,5 +1,7 @@
 package dev.kvq.runtime.djl;
 
+import ai.djl.pytorch.engine.PtSymbolBlock;
+import ai.djl.pytorch.jni.JniUtils;
 import dev.kvq.ErrorCode;
 import dev.kvq.KvqException;
 import java.io.IOException;
@@ -45,17 +47,17 @@ final class QuantizedPastProgram {
     static final String TRANSFER = "kvq_transfer";
     /** Ints per transfer. */
     static final int TRANSFER_INTS = 7;
-    /** Ints per run in {@code meta}. */
-    static final int RUN_INTS = 7;
 
     private static final Pattern PAST_INDEX = Pattern.compile("(\\w+)\\[(\\d+)\\]");
     private static final Pattern PARAM = Pattern.compile("^\\s*(\\w+): ([\\w\\[\\]]+)[,)]");
+    private static final Pattern RETURN = Pattern.compile("^    return \\((.+), (\\w+)\\)$");
 
     private QuantizedPastProgram() {
     }
 
-    /** Whether {@code archive} already has the entry. */
-    static boolean has(List<String> methods) {
+    /** Whether the loaded program already has the entry. */
+    static boolean has(PtSymbolBlock program) {
+        List<String> methods = List.of(JniUtils.getMethodNames(program));
         return methods.contains(FORWARD) && methods.contains(TRANSFER);
     }
 
@@ -211,7 +213,7 @@ final class QuantizedPastProgram {
         boolean[] seen = new boolean[2 * layers];
         int appends = 0;
         for (String line : forward) {
-            Matcher ret = Pattern.compile("^    return \\((.+), (\\w+)\\)$").matcher(line);
+            Matcher ret = RETURN.matcher(line);
             if (ret.matches()) {
                 present = ret.group(2);
                 out.add("    return (torch.to(" + ret.group(1) + ", 6), " + q + "kvq_flat(" + present + "))");

@@ -55,7 +55,6 @@ final class TorchMemory implements DeviceMemory, AutoCloseable {
     private PtNDArray empty;
     private long allocated;
     private long peak;
-    private long transferred;
 
     TorchMemory(PtSymbolBlock block, PtNDManager manager, Device device) {
         this.block = block;
@@ -127,7 +126,6 @@ final class TorchMemory implements DeviceMemory, AutoCloseable {
         }
         queue(queue, slot + 1, offset / size, dstPitch / size, width / size, height, queuedBytes[queue] / size);
         queuedBytes[queue] += bytes;
-        transferred += bytes;
     }
 
     @Override
@@ -161,11 +159,6 @@ final class TorchMemory implements DeviceMemory, AutoCloseable {
     @Override
     public OptionalLong deviceBytesInUse() {
         return OptionalLong.empty();
-    }
-
-    /** Bytes queued or applied from host memory so far. */
-    long transferredBytes() {
-        return transferred;
     }
 
     /**
