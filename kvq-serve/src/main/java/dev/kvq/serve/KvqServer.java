@@ -1,5 +1,8 @@
 package dev.kvq.serve;
 
+import dev.kvq.ErrorCode;
+import dev.kvq.KvqException;
+import dev.kvq.config.Placement;
 import dev.kvq.generate.CacheFactory;
 import dev.kvq.generate.Tokenizer;
 import dev.kvq.generate.spi.Decoder;
@@ -58,6 +61,11 @@ public final class KvqServer implements AutoCloseable {
 
     /** Starts serving {@code decoder} with caches from {@code caches}; returns once the port is bound. */
     public static KvqServer start(Decoder decoder, Tokenizer tokenizer, CacheFactory caches, Settings settings) {
+        if (caches.placement() == Placement.DEVICE) {
+            // the session's sequences come and go every step; the device store lays out one fixed batch
+            throw new KvqException(ErrorCode.UNSUPPORTED, "kvq serve keeps each request's cache on the "
+                    + "host, and these caches are configured for placement device; use placement host");
+        }
         ServerMetrics metrics = new ServerMetrics();
         BatchEngine engine = new BatchEngine(decoder, tokenizer, caches, new BatchEngine.Limits(settings.kvMemoryBytes(),
                 settings.maxQueue(), settings.maxBatch()), metrics);
