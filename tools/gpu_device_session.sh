@@ -6,7 +6,7 @@
 #   .gpu/boot, .gpu-djl/boot   the unpack scripts of those stagings
 #   $KVQ_APP/lib        every jar of kvq-cli/target/lib except the CPU onnxruntime and pytorch-native-cpu jars
 #                       (default .gpu-app; /root/kvq-app when copied there in a call of its own)
-# Usage: tools/gpu_device_session.sh a|b|final|runtimes|long|big      (results go to $OUT)
+# Usage: tools/gpu_device_session.sh a|final|runtimes|capacity|long|big      (results go to $OUT)
 #   runtimes: the 1B shape exported by kvq's exporter (ONNX and TorchScript, float16), batch 8 x 4k under placement
 #      device: full precision, KV4 and the mixed file through DJL and through ONNX Runtime, and PyTorch's DynamicCache,
 #      side by side; then DJL's capacity mode
@@ -15,10 +15,11 @@
 #   a: the Llama-3.2-1B-shape model in float16 (made here), PyTorch (transformers, DynamicCache) and kvq at batch 1 and
 #      8 x 1k/4k/16k, full precision against KV4 per-token, KIVI K4V2, KIVI KV8 and a mixed 3.5-bit file, device
 #      placement (and host placement where it finishes), plus the demo model's perplexity on CUDA under both placements
-#   b: capacity mode (largest batch whose caches fit --kv-memory, and its speed), and the Llama-3.1-8B shape at 32k
+#   capacity: ONNX Runtime's capacity mode (largest batch whose caches fit --kv-memory, and its speed)
+#   final: a's device rows, capacity and big in one go
 set -uo pipefail
 export PYTHONUNBUFFERED=1
-phase=${1:?a or b}
+phase=${1:?a phase: a, final, runtimes, capacity, long or big}
 source .gpu/boot/unpack.sh >/dev/null
 case "$phase" in runtimes|big) source .gpu-djl/boot/unpack-djl.sh >/dev/null ;; esac
 app=${KVQ_APP:-.gpu-app}
@@ -40,7 +41,7 @@ device_bench() {  # one invocation per (batch, context), so one failure loses on
   for batch in 1 8; do
     for context in 1024 4096 16384; do
       kvq bench --model $small --device cuda --json --batch $batch --contexts $context --decode-steps 32 --repeats 1 \
-        --prefill-chunk 4096 --kv-config $small/kv4.yaml --kv-config $small/kivi-k4v2.yaml \
+        --prefill-chunk 1024 --kv-config $small/kv4.yaml --kv-config $small/kivi-k4v2.yaml \
         --kv-config $small/kivi-kv8.yaml --kv-config $small/mixed.yaml --placement device 2>>"$OUT/log.txt" \
         | tee -a "$OUT/kvq-1b-device.jsonl"
     done
@@ -120,13 +121,8 @@ if [ "$phase" = final ]; then
 fi
 if [ "$phase" = a ]; then
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
-  # the 8B-shape model is made in the background (it outlives this call) for phase b
-  [ -f $big/config.json ] || (cd tools && setsid nohup python3 make_bench_model.py --out $big --layers 32 --hidden 4096 \
-    --heads 32 --kv-heads 8 --head-dim 128 --intermediate 14336 --dtype float16 --max-positions 40960 \
-    > /root/make-8b.log 2>&1 &)
-  [ -f $small/config.json ] || (cd tools && python3 make_bench_model.py --out $small --hidden 2048 --heads 32 --kv-heads 8 \
-    --intermediate 8192 --dtype float16 --max-positions 20480) 2>&1 | tail -2
-  configs $small
+  make_big_in_background
+  make_small
   { for p in host device; do
       kvq eval ppl --model models/kvq-demo-char --device cuda --placement $p --data models/kvq-demo-char/sample.txt \
         --length 4000 --sweep pertoken,kivi --pairs 4-4,4-2 --kv-config models/kvq-demo-char/kv-mixed.yaml
@@ -136,16 +132,7 @@ if [ "$phase" = a ]; then
   device_bench
   kvq bench --model $small --device cuda --json --batch 1 --contexts 1024,4096 --decode-steps 16 --repeats 1 \
     --kv-config $small/kv4.yaml --placement host 2>>"$OUT/log.txt" | tee -a "$OUT/kvq-1b-host.jsonl"
-else
-  configs $small
-  kvq bench --model $small --device cuda --json --kv-memory 4GiB --contexts 4096 --decode-steps 16 --repeats 1 \
-    --kv-config $small/kv4.yaml --kv-config $small/kivi-kv8.yaml --kv-config $small/mixed.yaml \
-    --kv-config $small/kivi-k4v2.yaml --placement device 2>>"$OUT/log.txt" | tee "$OUT/kvq-1b-capacity.json"
-  for i in $(seq 1 60); do [ -f $big/config.json ] && break; sleep 5; done
-  tail -3 /root/make-8b.log | tee -a "$OUT/log.txt"
-  configs $big
-  kvq bench --model $big --device cuda --json --batch 1 --contexts 32768 --decode-steps 16 --repeats 1 \
-    --prefill-chunk 4096 --kv-config $big/kv4.yaml --placement device 2>>"$OUT/log.txt" | tee "$OUT/kvq-8b-32k.json"
-  python3 tools/torch_decode_bench.py --config $big/config.json --batch 1 --contexts 32768 --steps 16 --repeats 1 \
-    2>&1 | grep '^{' | tee "$OUT/torch-8b.jsonl"
+  exit 0
 fi
+echo "unknown phase $phase: give a, final, runtimes, capacity, long or big" >&2
+exit 2
