@@ -31,8 +31,11 @@ public final class DecodeSession implements AutoCloseable {
     private int[] lengths;
     /** Rows 0..batch-1: the sequences of a step that runs them all (every decode step). */
     private int[] everyRow;
-    private final QuantizedDecoder quantized;
-    private final DeviceStore store;
+    private final Placement placement;
+    /** Under placement device: the decoder reading the quantized history, and the history's mirror (from the first
+     * sequence on). */
+    private QuantizedDecoder quantized;
+    private DeviceStore store;
     private long materializeNanos;
     private long forwardNanos;
     private long appendNanos;
@@ -59,7 +62,16 @@ public final class DecodeSession implements AutoCloseable {
      * with its own cache: continuous batching.
      */
     public DecodeSession(Decoder decoder) {
-        this(decoder, List.of(), Placement.HOST, true);
+        this(decoder, Placement.HOST);
+    }
+
+    /**
+     * An empty session whose caches live where {@code placement} says, that sequences join ({@link #add}) and leave
+     * ({@link #remove}) between steps: continuous batching. Under placement device every cache must have the first
+     * one's layout (one configuration).
+     */
+    public DecodeSession(Decoder decoder, Placement placement) {
+        this(decoder, List.of(), placement, true);
     }
 
     private DecodeSession(Decoder decoder, List<KvCache> caches, Placement placement, boolean mayStartEmpty) {
@@ -72,25 +84,30 @@ public final class DecodeSession implements AutoCloseable {
         this.vocab = decoder.config().vocabSize();
         this.lengths = new int[caches.size()];
         this.everyRow = java.util.stream.IntStream.range(0, caches.size()).toArray();
-        if (placement == Placement.DEVICE) {
-            var config = decoder.config();
+        this.placement = placement;
+        if (placement == Placement.DEVICE && !caches.isEmpty()) {
             for (KvCache c : caches) {
                 if (c.length(0) != 0) {
                     throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "placement device starts from empty caches");
                 }
             }
-            QuantizedPastLayout layout = PastLayouts.of(caches.getFirst(), layers, config.kvHeads(), config.headDim(),
-                    decoder.halfKv());
-            this.quantized = decoder.quantized(layout);
-            this.store = new DeviceStore(quantized.memory(), layout, caches, quantized.halfKv());
-        } else {
-            this.quantized = null;
-            this.store = null;
+            openStore(layoutOf(caches.getFirst()), caches);
         }
     }
 
+    /** The quantized decoder for {@code layout} and the device store mirroring {@code members}. */
+    private void openStore(QuantizedPastLayout layout, List<KvCache> members) {
+        this.quantized = decoder.quantized(layout);
+        this.store = new DeviceStore(quantized.memory(), layout, members, quantized.halfKv());
+    }
+
+    private QuantizedPastLayout layoutOf(KvCache cache) {
+        var config = decoder.config();
+        return PastLayouts.of(cache, layers, config.kvHeads(), config.headDim(), decoder.halfKv());
+    }
+
     public Placement placement() {
-        return store == null ? Placement.HOST : Placement.DEVICE;
+        return placement;
     }
 
     /**
@@ -150,10 +167,37 @@ public final class DecodeSession implements AutoCloseable {
 
     /**
      * Adds {@code cache} (empty: the sequence starts with its prompt) as the last sequence, which the next
-     * {@link #feed} can prefill while the others wait; returns its index. Placement host only.
+     * {@link #feed} can prefill while the others wait; returns its index.
      */
     public int add(KvCache cache) {
-        requireHost("add a sequence");
+        return add(cache, 0);
+    }
+
+    /**
+     * Adds {@code cache} as {@link #add(KvCache)} does, with storage sized at once for {@code reserveTokens} tokens
+     * (its cache's, and under placement device its rows of the device store). Under placement device the cache must
+     * be empty and configured as the session's others.
+     */
+    public int add(KvCache cache, int reserveTokens) {
+        if (placement == Placement.DEVICE) {
+            if (cache.length(0) != 0) {
+                throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "under placement device a sequence joins with an "
+                        + "empty cache, this one holds " + cache.length(0) + " tokens");
+            }
+            QuantizedPastLayout layout = layoutOf(cache);
+            if (store == null) {
+                openStore(layout, List.of());
+            } else if (!layout.equals(store.layout())) {
+                throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "under placement device every sequence's cache "
+                        + "must be configured as the first one's (one layout of the quantized history on the device)");
+            }
+        }
+        if (reserveTokens > 0) {
+            cache.reserve(reserveTokens);
+        }
+        if (store != null) {
+            store.add(cache, reserveTokens);
+        }
         caches.add(cache);
         lengths = java.util.Arrays.copyOf(lengths, caches.size());
         lengths[caches.size() - 1] = cache.length(0);
@@ -162,23 +206,19 @@ public final class DecodeSession implements AutoCloseable {
     }
 
     /**
-     * Removes sequence {@code b} and closes its cache, freeing its memory now; the sequences after it move down one
-     * index. Placement host only.
+     * Removes sequence {@code b} and closes its cache, freeing its memory now (under placement device, its rows of
+     * the device store too); the sequences after it move down one index.
      */
     public void remove(int b) {
-        requireHost("remove a sequence");
+        java.util.Objects.checkIndex(b, caches.size());
+        if (store != null) {
+            store.remove(b);
+        }
         KvCache cache = caches.remove(b);
         System.arraycopy(lengths, b + 1, lengths, b, lengths.length - b - 1);
         lengths = java.util.Arrays.copyOf(lengths, caches.size());
         everyRow = java.util.Arrays.copyOf(everyRow, caches.size());
         cache.close();
-    }
-
-    private void requireHost(String what) {
-        if (store != null) {
-            throw new KvqException(ErrorCode.UNSUPPORTED, "cannot " + what + " under placement device: the device "
-                    + "store is laid out for a fixed batch; use placement host");
-        }
     }
 
     /**

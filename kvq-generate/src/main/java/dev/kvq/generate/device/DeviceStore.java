@@ -21,6 +21,9 @@ import java.util.List;
  * host as a whole each step: it is bounded by R and never grows with the history.
  *
  * <p>{@link #sync()} copies what the caches quantized since the last call (only new tokens) and the residuals.
+ * Sequences join ({@link #add}) and leave ({@link #remove}) between steps: every buffer is then laid out again for the
+ * new batch by copies within the device, one buffer at a time (so the store briefly holds one buffer twice), and the
+ * token capacity becomes what the members reserved.
  */
 public final class DeviceStore implements AutoCloseable {
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED;
@@ -29,7 +32,7 @@ public final class DeviceStore implements AutoCloseable {
     private final DeviceMemory memory;
     private final QuantizedPastLayout layout;
     private final List<KvCache> caches;
-    private final int batch;
+    private int batch;
     private final int layers;
     private final int heads;
     private final int dim;
@@ -41,9 +44,11 @@ public final class DeviceStore implements AutoCloseable {
     /** Per layer, per kind (0 keys, 1 values), per run: codes, scales, zeros. */
     private final Buffer[][][][] runBuffers;
     private final long[] past;
-    private final int[] synced;
-    private final int[] lastQuantized;
-    private final int[] lastResidual;
+    private int[] synced;
+    private int[] lastQuantized;
+    private int[] lastResidual;
+    /** Per sequence, the tokens it reserved ({@link #add}); {@link #reserve} raises them all. */
+    private int[] reserves;
     private int capacity;
     private int reserved;
     private long residualDevice;
@@ -51,16 +56,16 @@ public final class DeviceStore implements AutoCloseable {
     private long residualBytes;
     private MemorySegment staging = MemorySegment.NULL;
     private final int[] row;
-    private final int[] target;
+    private int[] target;
     /** Per sequence and layer, the cache's stored view (views stay bound to their cache). */
-    private final StoredHistory[][] histories;
+    private final List<StoredHistory[]> histories = new ArrayList<>();
     private long uploadedBytes;
     private boolean closed;
 
     public DeviceStore(DeviceMemory memory, QuantizedPastLayout layout, List<KvCache> caches, boolean halfResidual) {
         this.memory = memory;
         this.layout = layout;
-        this.caches = List.copyOf(caches);
+        this.caches = new ArrayList<>(caches);
         this.batch = caches.size();
         this.layers = layout.layers().size();
         this.heads = layout.kvHeads();
@@ -68,36 +73,22 @@ public final class DeviceStore implements AutoCloseable {
         this.halfResidual = halfResidual;
         this.row = new int[dim];
         this.target = new int[batch];
-        this.histories = new StoredHistory[batch][layers];
-        for (int b = 0; b < batch; b++) {
-            for (int l = 0; l < layers; l++) {
-                histories[b][l] = this.caches.get(b).stored(l);
-            }
+        for (KvCache cache : caches) {
+            histories.add(storedViews(cache));
         }
-        int r = 0;
-        int q = 1;
         int tensors = 0;
         runBuffers = new Buffer[layers][2][][];
         for (int l = 0; l < layers; l++) {
             StoredLayer sl = layout.layers().get(l);
-            r = Math.max(r, sl.residualCapacity());
             for (int kind = 0; kind < 2; kind++) {
                 List<StoredRun> runs = kind == 0 ? sl.keys() : sl.values();
                 runBuffers[l][kind] = new Buffer[runs.size()][];
                 for (int j = 0; j < runs.size(); j++) {
                     StoredRun run = runs.get(j);
-                    if (run.axis() == StoredRun.GroupAxis.CHANNEL) {
-                        q = lcm(q, run.groupSize());
-                    }
-                    long rowBytes = (long) batch * run.heads() * run.rowBytes(dim);
-                    long params = (long) batch * run.heads() * run.paramsPerRow(dim) * run.paramBytes();
-                    int per = run.axis() == StoredRun.GroupAxis.CHANNEL ? run.groupSize() : 1;
-                    DeviceMemory.Element codes = !run.raw() ? DeviceMemory.Element.BYTE
-                            : run.bits() == 16 ? DeviceMemory.Element.FLOAT16 : DeviceMemory.Element.FLOAT32;
-                    DeviceMemory.Element param = run.halfParams() ? DeviceMemory.Element.FLOAT16
-                            : DeviceMemory.Element.FLOAT32;
-                    runBuffers[l][kind][j] = new Buffer[] {add(new Buffer(rowBytes, 1, codes)),
-                            add(new Buffer(params, per, param)), add(new Buffer(params, per, param))};
+                    runBuffers[l][kind][j] = new Buffer[] {
+                            add(new Buffer(codesPerSequence(run, dim), 1, codesElement(run))),
+                            add(new Buffer(paramsPerSequence(run, dim), tokensPerParamSlot(run), paramElement(run))),
+                            add(new Buffer(paramsPerSequence(run, dim), tokensPerParamSlot(run), paramElement(run)))};
                     tensors += 3;
                 }
             }
@@ -105,18 +96,199 @@ public final class DeviceStore implements AutoCloseable {
                 tensors += 2;
             }
         }
-        this.residual = r;
-        this.quantum = q;
+        this.residual = residualCapacity(layout);
+        this.quantum = quantum(layout);
         this.past = new long[tensors];
         this.synced = new int[batch];
         this.lastQuantized = new int[batch];
         this.lastResidual = new int[batch];
-        if (residual > 0) {
-            residualBytes = (long) layers * 2 * batch * heads * residual * dim * (halfResidual ? 2 : 4);
+        this.reserves = new int[batch];
+        allocateResiduals();
+    }
+
+    /**
+     * Bytes a store of {@code layout} holds in device memory for {@code batch} sequences with room for {@code tokens}
+     * tokens each, exactly as it allocates them: what a budget of device memory admits.
+     */
+    public static long bytesFor(QuantizedPastLayout layout, boolean halfResidual, int batch, int tokens) {
+        if (batch == 0) {
+            return 0;
+        }
+        int dim = layout.headDim();
+        int slots = roundUp(tokens, quantum(layout));
+        long bytes = 0;
+        for (StoredLayer sl : layout.layers()) {
+            for (List<StoredRun> runs : List.of(sl.keys(), sl.values())) {
+                for (StoredRun run : runs) {
+                    if (slots > 0) {
+                        bytes += Math.max(codesElement(run).size(), (long) slots * batch * codesPerSequence(run, dim));
+                        bytes += 2 * Math.max(paramElement(run).size(),
+                                (long) slots / tokensPerParamSlot(run) * batch * paramsPerSequence(run, dim));
+                    }
+                }
+            }
+        }
+        int r = residualCapacity(layout);
+        if (r > 0) {
+            bytes += (long) layout.layers().size() * 2 * batch * layout.kvHeads() * r * dim * (halfResidual ? 2 : 4);
+        }
+        return bytes;
+    }
+
+    private static long codesPerSequence(StoredRun run, int dim) {
+        return (long) run.heads() * run.rowBytes(dim);
+    }
+
+    private static long paramsPerSequence(StoredRun run, int dim) {
+        return (long) run.heads() * run.paramsPerRow(dim) * run.paramBytes();
+    }
+
+    /** Runs grouped along tokens keep one slot of parameters per group of tokens. */
+    private static int tokensPerParamSlot(StoredRun run) {
+        return run.axis() == StoredRun.GroupAxis.CHANNEL ? run.groupSize() : 1;
+    }
+
+    private static DeviceMemory.Element codesElement(StoredRun run) {
+        return !run.raw() ? DeviceMemory.Element.BYTE
+                : run.bits() == 16 ? DeviceMemory.Element.FLOAT16 : DeviceMemory.Element.FLOAT32;
+    }
+
+    private static DeviceMemory.Element paramElement(StoredRun run) {
+        return run.halfParams() ? DeviceMemory.Element.FLOAT16 : DeviceMemory.Element.FLOAT32;
+    }
+
+    private static int residualCapacity(QuantizedPastLayout layout) {
+        int r = 0;
+        for (StoredLayer sl : layout.layers()) {
+            r = Math.max(r, sl.residualCapacity());
+        }
+        return r;
+    }
+
+    /** Token slots come in multiples of this: the group sizes of runs grouped along tokens. */
+    private static int quantum(QuantizedPastLayout layout) {
+        int q = 1;
+        for (StoredLayer sl : layout.layers()) {
+            for (List<StoredRun> runs : List.of(sl.keys(), sl.values())) {
+                for (StoredRun run : runs) {
+                    if (run.axis() == StoredRun.GroupAxis.CHANNEL) {
+                        q = lcm(q, run.groupSize());
+                    }
+                }
+            }
+        }
+        return q;
+    }
+
+    private StoredHistory[] storedViews(KvCache cache) {
+        StoredHistory[] views = new StoredHistory[layers];
+        for (int l = 0; l < layers; l++) {
+            views[l] = cache.stored(l);
+        }
+        return views;
+    }
+
+    /** The residual buffer and its host staging for the current batch, zero-filled; none for an empty batch. */
+    private void allocateResiduals() {
+        if (residual > 0 && batch > 0) {
+            residualBytes = (long) layers * 2 * batch * heads * residual * dim * elementBytes();
             residualDevice = memory.allocate(residualBytes, halfResidual ? DeviceMemory.Element.FLOAT16
                     : DeviceMemory.Element.FLOAT32);
             residualStaging = memory.staging(residualBytes);
             residualStaging.fill((byte) 0);
+        }
+    }
+
+    private void freeResiduals() {
+        if (residualDevice != 0) {
+            memory.free(residualDevice);
+            memory.freeStaging(residualStaging);
+            residualDevice = 0;
+            residualStaging = MemorySegment.NULL;
+        }
+    }
+
+    /** How the history is laid out. */
+    public QuantizedPastLayout layout() {
+        return layout;
+    }
+
+    /** Sequences mirrored now. */
+    public int batch() {
+        return batch;
+    }
+
+    /**
+     * Adds {@code cache}, which must hold no tokens yet and be laid out as this store's layout says, as the last
+     * sequence, with room for {@code reserveTokens} tokens; returns its index.
+     */
+    public int add(KvCache cache, int reserveTokens) {
+        if (cache.length(0) != 0) {
+            throw new dev.kvq.KvqException(dev.kvq.ErrorCode.ILLEGAL_ARGUMENT,
+                    "a sequence joins the device store empty, this one holds " + cache.length(0) + " tokens");
+        }
+        int[] keep = java.util.stream.IntStream.range(0, batch).toArray();
+        caches.add(cache);
+        histories.add(storedViews(cache));
+        int[] reserve = java.util.Arrays.copyOf(reserves, batch + 1);
+        reserve[batch] = reserveTokens;
+        relayout(keep, batch + 1, reserve);
+        return batch - 1;
+    }
+
+    /** Removes sequence {@code b} (its cache stays open: the caller owns it); the later ones move down one index. */
+    public void remove(int b) {
+        java.util.Objects.checkIndex(b, batch);
+        int[] keep = new int[batch - 1];
+        int[] reserve = new int[batch - 1];
+        for (int i = 0, k = 0; i < batch; i++) {
+            if (i != b) {
+                reserve[k] = reserves[i];
+                keep[k++] = i;
+            }
+        }
+        caches.remove(b);
+        histories.remove(b);
+        relayout(keep, batch - 1, reserve);
+    }
+
+    /**
+     * Lays every buffer out for {@code newBatch} sequences, the old sequence {@code keep[i]} becoming sequence
+     * {@code i}, with the token capacity the members reserved (at least what they use).
+     */
+    private void relayout(int[] keep, int newBatch, int[] reserve) {
+        int[] newSynced = new int[newBatch];
+        int used = 0;
+        int wanted = 0;
+        for (int i = 0; i < keep.length; i++) {
+            newSynced[i] = synced[keep[i]];
+            used = Math.max(used, newSynced[i]);
+        }
+        for (int r : reserve) {
+            wanted = Math.max(wanted, r);
+        }
+        int usedSlots = roundUp(used, quantum);
+        // storage for what the members reserved is taken at once: a budget admits them by it
+        int newCapacity = newBatch == 0 ? 0 : roundUp(Math.max(wanted, used), quantum);
+        int oldBatch = batch;
+        for (Buffer buf : buffers) {
+            buf.relayout(oldBatch, newBatch, keep, newCapacity, usedSlots);
+        }
+        capacity = newCapacity;
+        batch = newBatch;
+        reserves = reserve;
+        reserved = wanted;
+        synced = newSynced;
+        target = new int[newBatch];
+        lastQuantized = new int[newBatch];
+        lastResidual = new int[newBatch];
+        freeResiduals();
+        allocateResiduals();
+        if (residual > 0 && newBatch > 0) {
+            // the residual window of every member is written again: their rows moved
+            java.util.Arrays.fill(lastQuantized, -1);
+            java.util.Arrays.fill(lastResidual, -1);
+            syncResiduals();
         }
     }
 
@@ -128,6 +300,9 @@ public final class DeviceStore implements AutoCloseable {
     /** Sets the token capacity to allocate at the first growth (a generation that knows its length needs no regrowth). */
     public void reserve(int tokens) {
         reserved = Math.max(reserved, tokens);
+        for (int b = 0; b < batch; b++) {
+            reserves[b] = Math.max(reserves[b], tokens);
+        }
     }
 
     /** Residual positions every step presents. */
@@ -191,7 +366,7 @@ public final class DeviceStore implements AutoCloseable {
     public void sync() {
         int need = 0;
         for (int b = 0; b < batch; b++) {
-            target[b] = histories[b][0].quantizedTokens();
+            target[b] = histories.get(b)[0].quantizedTokens();
             need = Math.max(need, target[b]);
         }
         ensureCapacity(roundUp(need, quantum));
@@ -217,10 +392,10 @@ public final class DeviceStore implements AutoCloseable {
     /** Every sequence adds tokens {@code [from, to)}: one upload per buffer for the whole batch. */
     private void uploadTogether(int from, int to) {
         forEachBuffer(from, to, (l, kind, j, t, run, buf, slot0, slots) -> {
-            long perSequence = buf.bytesPerSlot / batch;
+            long perSequence = buf.perSequence;
             MemorySegment s = staging(slots * buf.bytesPerSlot);
             for (int b = 0; b < batch; b++) {
-                write(histories[b][l], j, kind, t, run, from, to, s, b * perSequence, buf.bytesPerSlot);
+                write(histories.get(b)[l], j, kind, t, run, from, to, s, b * perSequence, buf.bytesPerSlot);
             }
             long bytes = slots * buf.bytesPerSlot;
             memory.upload(s, 0, buf.address + slot0 * buf.bytesPerSlot, bytes);
@@ -231,9 +406,9 @@ public final class DeviceStore implements AutoCloseable {
     /** Sequence {@code b} adds tokens {@code [from, to)}: one strided upload per buffer. */
     private void uploadSequence(int b, int from, int to) {
         forEachBuffer(from, to, (l, kind, j, t, run, buf, slot0, slots) -> {
-            long perSequence = buf.bytesPerSlot / batch;
+            long perSequence = buf.perSequence;
             MemorySegment s = staging(slots * perSequence);
-            write(histories[b][l], j, kind, t, run, from, to, s, 0, perSequence);
+            write(histories.get(b)[l], j, kind, t, run, from, to, s, 0, perSequence);
             memory.upload2d(s, 0, perSequence, buf.address + slot0 * buf.bytesPerSlot + b * perSequence,
                     buf.bytesPerSlot, perSequence, slots);
             uploadedBytes += slots * perSequence;
@@ -327,7 +502,7 @@ public final class DeviceStore implements AutoCloseable {
             if (r > fromToken) {
                 changed = true;
                 for (int l = 0; l < layers; l++) {
-                    StoredHistory history = histories[b][l];
+                    StoredHistory history = histories.get(b)[l];
                     int head = 0;
                     for (int g = 0; g < history.groups(); g++) {
                         writeResidual(history.residual(g, true), l, 0, b, head, fromToken);
@@ -408,11 +583,7 @@ public final class DeviceStore implements AutoCloseable {
                 b.address = 0;
             }
         }
-        if (residualDevice != 0) {
-            memory.free(residualDevice);
-            memory.freeStaging(residualStaging);
-            residualDevice = 0;
-        }
+        freeResiduals();
         if (staging.byteSize() > 0) {
             memory.freeStaging(staging);
             staging = MemorySegment.NULL;
@@ -436,21 +607,56 @@ public final class DeviceStore implements AutoCloseable {
 
     /** One device buffer, {@code [capacity / tokensPerSlot, ...]} of {@code bytesPerSlot} bytes per slot. */
     private final class Buffer {
-        final long bytesPerSlot;
+        /** Bytes of one sequence in one slot. */
+        final long perSequence;
+        /** Bytes of one slot: every sequence's. */
+        long bytesPerSlot;
         final int tokensPerSlot;
         final DeviceMemory.Element element;
         long address;
         long allocated;
 
-        Buffer(long bytesPerSlot, int tokensPerSlot, DeviceMemory.Element element) {
-            this.bytesPerSlot = bytesPerSlot;
+        Buffer(long perSequence, int tokensPerSlot, DeviceMemory.Element element) {
+            this.perSequence = perSequence;
+            this.bytesPerSlot = batch * perSequence;
             this.tokensPerSlot = tokensPerSlot;
             this.element = element;
         }
 
+        /**
+         * Moves to a layout of {@code newBatch} sequences and {@code tokens} token capacity (0: none allocated),
+         * copying the first {@code usedTokens} tokens of the kept sequences, runs of consecutive ones at once.
+         */
+        void relayout(int oldBatch, int newBatch, int[] keep, int tokens, int usedTokens) {
+            long newPerSlot = newBatch * perSequence;
+            long next = 0;
+            long bytes = tokens > 0 ? Math.max(element.size(), (long) tokens / tokensPerSlot * newPerSlot) : 0;
+            if (tokens > 0) {
+                next = memory.allocate(bytes, element);
+            }
+            long slots = (long) usedTokens / tokensPerSlot;
+            if (address != 0 && next != 0 && slots > 0 && perSequence > 0) {
+                for (int i = 0; i < keep.length; ) {
+                    int j = i + 1;
+                    while (j < keep.length && keep[j] == keep[j - 1] + 1) {
+                        j++;
+                    }
+                    memory.copy2d(address + keep[i] * perSequence, oldBatch * perSequence, next + i * perSequence,
+                            newPerSlot, (j - i) * perSequence, slots);
+                    i = j;
+                }
+            }
+            if (address != 0) {
+                memory.free(address);
+            }
+            address = next;
+            allocated = bytes;
+            bytesPerSlot = newPerSlot;
+        }
+
         void grow(int tokens, int usedTokens) {
-            long bytes = (long) tokens / tokensPerSlot * bytesPerSlot;
-            long next = memory.allocate(Math.max(element.size(), bytes), element);
+            long bytes = Math.max(element.size(), (long) tokens / tokensPerSlot * bytesPerSlot);
+            long next = memory.allocate(bytes, element);
             if (address != 0) {
                 long used = (long) usedTokens / tokensPerSlot * bytesPerSlot;
                 if (used > 0) {

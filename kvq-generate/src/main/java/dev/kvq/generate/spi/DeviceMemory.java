@@ -27,6 +27,12 @@ public interface DeviceMemory {
     /** Copies {@code bytes} within device memory. */
     void copy(long src, long dst, long bytes);
 
+    /**
+     * Copies {@code height} rows of {@code width} bytes within device memory, each side with its pitch; the two
+     * regions must not overlap. Used when a batch's layout changes (a sequence joins or leaves).
+     */
+    void copy2d(long src, long srcPitch, long dst, long dstPitch, long width, long height);
+
     /** Host memory that uploads are fast from (pinned on CUDA), freed with this memory. */
     MemorySegment staging(long bytes);
 

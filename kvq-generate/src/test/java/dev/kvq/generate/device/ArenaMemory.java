@@ -55,6 +55,13 @@ final class ArenaMemory implements DeviceMemory, AutoCloseable {
     }
 
     @Override
+    public void copy2d(long src, long srcPitch, long dst, long dstPitch, long width, long height) {
+        for (long r = 0; r < height; r++) {
+            MemorySegment.copy(at(src + r * srcPitch, width), 0, at(dst + r * dstPitch, width), 0, width);
+        }
+    }
+
+    @Override
     public MemorySegment staging(long bytes) {
         return arena.allocate(bytes, 64);
     }

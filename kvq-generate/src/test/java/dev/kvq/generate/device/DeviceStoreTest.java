@@ -143,6 +143,54 @@ class DeviceStoreTest {
         }
     }
 
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("configs")
+    void sequencesJoinAndLeaveBetweenSteps(String name, KvQuantConfig.Builder builder) {
+        KvQuantConfig config = builder.placement(Placement.DEVICE).build();
+        var spec = KvCaches.spec(config, SHAPE);
+        QuantizedPastLayout layout = PastLayouts.of(spec.newCache(), SHAPE.layers(), SHAPE.kvHeads(), SHAPE.headDim(),
+                false);
+        SplittableRandom random = new SplittableRandom(name.hashCode() + 1);
+        List<KvCache> members = new ArrayList<>();
+        List<Integer> reserves = new ArrayList<>();
+        try (ArenaMemory memory = new ArenaMemory();
+             DeviceStore store = new DeviceStore(memory, layout, List.of(), false)) {
+            assertEquals(0, store.deviceBytes());
+            // joins, prefills, decode steps, then a middle sequence leaves and another joins while the rest decode
+            int[][] script = {{+1, 130, 41}, {+1, 120, 7}, {0, 0, 30}, {+1, 60, 13}, {0, 0, 12}, {-1, 1, 0}, {0, 0, 20},
+                    {+1, 100, 33}, {-1, 0, 0}, {0, 0, 9}, {-1, 0, 0}, {-1, 0, 0}, {+1, 70, 5}, {0, 0, 3}};
+            for (int[] act : script) {
+                if (act[0] > 0) {
+                    KvCache cache = spec.newCache();
+                    store.add(cache, act[1]);
+                    members.add(cache);
+                    reserves.add(act[1]);
+                    append(cache, act[2], random);
+                    store.sync();
+                } else if (act[0] < 0) {
+                    store.remove(act[1]);
+                    members.remove(act[1]).close();
+                    reserves.remove(act[1]);
+                } else {
+                    for (int step = 0; step < act[2]; step++) {
+                        for (KvCache cache : members) {
+                            append(cache, 1, random);
+                        }
+                        store.sync();
+                    }
+                }
+                assertEquals(members.size(), store.batch());
+                check(memory, layout, store, members);
+                // what the store holds is what its members reserved, by the same count a budget admits with
+                int most = reserves.stream().mapToInt(Integer::intValue).max().orElse(0);
+                assertEquals(DeviceStore.bytesFor(layout, false, members.size(), most), store.deviceBytes(),
+                        "bytes after " + java.util.Arrays.toString(act));
+                assertEquals(store.deviceBytes(), memory.bytesAllocated(), "the memory holds only the store's blocks");
+            }
+        }
+        members.forEach(KvCache::close);
+    }
+
     @Test
     void sequencesInLockstepShareOneUploadPerBuffer() {
         KvQuantConfig config = KvQuantConfig.perToken(4, 4).placement(Placement.DEVICE).build();

@@ -40,7 +40,8 @@ import java.util.zip.ZipOutputStream;
  * kvHeads, headDim, layers]} then, per layer and kind, the run count and 7 ints per run ({@link DjlQuantizedDecoder}).
  * A transfer is 7 ints: {@code [0, buffer, offset, pitch, width, height, stagingOffset]} copies {@code height} rows of
  * {@code width} bytes from {@code staging} (host memory, moved to the device once per call), or {@code [1, buffer,
- * offset, bytes, fromBuffer, fromOffset, 0]} copies within the device.
+ * offset, bytes, fromBuffer, fromOffset, 0]} copies within the device, and {@code [4, buffer, offset, pitch, width,
+ * height, 0]} followed by {@code [5, fromBuffer, fromOffset, fromPitch, 0, 0, 0]} copies rows within the device.
  */
 final class QuantizedPastProgram {
     static final String FORWARD = "forward_quantized";
@@ -327,9 +328,19 @@ final class QuantizedPastProgram {
                   src = torch.narrow(moved[kind], 0, transfers[o + 6], torch.mul(height, width))
                   _2 = torch.copy_(view, torch.reshape(src, [height, width]))
                 else:
-                  size = transfers[o + 3]
-                  origin = torch.narrow(buffers[transfers[o + 4]], 0, transfers[o + 5], size)
-                  _3 = torch.copy_(torch.narrow(dst, 0, transfers[o + 2], size), origin)
+                  if torch.eq(kind, 3):
+                    size = transfers[o + 3]
+                    origin = torch.narrow(buffers[transfers[o + 4]], 0, transfers[o + 5], size)
+                    _3 = torch.copy_(torch.narrow(dst, 0, transfers[o + 2], size), origin)
+                  else:
+                    if torch.eq(kind, 4):
+                      s = torch.add(o, 7)
+                      rows = transfers[o + 5]
+                      cols = transfers[o + 4]
+                      into = torch.as_strided(dst, [rows, cols], [transfers[o + 3], 1], transfers[o + 2])
+                      origin2 = torch.as_strided(buffers[transfers[s + 1]], [rows, cols], [transfers[s + 3], 1],
+                          transfers[s + 2])
+                      _4 = torch.copy_(into, origin2)
               return n
             def kvq_inputs(ints: Tensor,
                 meta: List[int],

@@ -137,6 +137,30 @@ final class TorchMemory implements DeviceMemory, AutoCloseable {
     }
 
     @Override
+    public void copy2d(long src, long srcPitch, long dst, long dstPitch, long width, long height) {
+        int to = slot(dst);
+        int from = slot(src);
+        int size = elements.get(to).size();
+        if (elements.get(from) != elements.get(to) || srcPitch % size != 0 || dstPitch % size != 0
+                || width % size != 0 || (src & OFFSET_MASK) % size != 0 || (dst & OFFSET_MASK) % size != 0
+                || width > srcPitch || width > dstPitch) {
+            throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "a device copy of " + height + " rows of " + width
+                    + " bytes needs both sides of one element type, whole elements and pitches of at least a row");
+        }
+        if (width == 0 || height == 0) {
+            return;
+        }
+        if ((src & OFFSET_MASK) + (height - 1) * srcPitch + width > sizes.get(from)
+                || (dst & OFFSET_MASK) + (height - 1) * dstPitch + width > sizes.get(to)) {
+            throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "a device copy of " + height + " rows of " + width
+                    + " bytes does not fit its allocations");
+        }
+        queue(4, to + 1, (dst & OFFSET_MASK) / size, dstPitch / size, width / size, height, 0);
+        queue(5, from + 1, (src & OFFSET_MASK) / size, srcPitch / size, 0, 0, 0);
+        flush();
+    }
+
+    @Override
     public MemorySegment staging(long bytes) {
         return arena.allocate(Math.max(1, bytes), 64);
     }

@@ -368,6 +368,11 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
         }
 
         @Override
+        public void copy2d(long src, long srcPitch, long dst, long dstPitch, long width, long height) {
+            inner.copy2d(src, srcPitch, dst, dstPitch, width, height);
+        }
+
+        @Override
         public MemorySegment staging(long bytes) {
             return inner.allocateStaging(bytes);
         }

@@ -40,6 +40,8 @@ abstract class AbstractDeviceMemory implements DeviceMemory {
 
     abstract void copyBytes(long srcAddress, long dstAddress, long bytes);
 
+    abstract void copyRows(long srcAddress, long srcPitch, long dstAddress, long dstPitch, long widthBytes, long height);
+
     abstract void downloadBytes(long srcAddress, MemorySegment dst, long dstOffset, long bytes);
 
     abstract void synchronizeDevice();
@@ -114,6 +116,26 @@ abstract class AbstractDeviceMemory implements DeviceMemory {
         if (bytes > 0) {
             copyBytes(srcAddress, dstAddress, bytes);
         }
+    }
+
+    @Override
+    public final synchronized void copy2d(long srcAddress, long srcPitch, long dstAddress, long dstPitch,
+                                          long widthBytes, long height) {
+        checkOpen();
+        KvqException.require(widthBytes >= 0 && height >= 0, "width and height must be >= 0, were " + widthBytes
+                + " and " + height);
+        KvqException.require(srcPitch >= widthBytes && dstPitch >= widthBytes, "pitches (" + srcPitch + ", "
+                + dstPitch + ") must be at least the row width " + widthBytes);
+        if (widthBytes == 0 || height == 0) {
+            return;
+        }
+        long srcExtent = extent(srcPitch, widthBytes, height);
+        long dstExtent = extent(dstPitch, widthBytes, height);
+        checkBlockRange(srcAddress, srcExtent);
+        checkBlockRange(dstAddress, dstExtent);
+        KvqException.require(srcAddress + srcExtent <= dstAddress || dstAddress + dstExtent <= srcAddress,
+                "copy regions overlap");
+        copyRows(srcAddress, srcPitch, dstAddress, dstPitch, widthBytes, height);
     }
 
     @Override

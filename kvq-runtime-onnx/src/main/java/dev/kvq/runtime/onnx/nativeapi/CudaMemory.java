@@ -109,6 +109,18 @@ public final class CudaMemory extends AbstractDeviceMemory {
     }
 
     @Override
+    void copyRows(long srcAddress, long srcPitch, long dstAddress, long dstPitch, long widthBytes, long height) {
+        selectDevice();
+        try {
+            cuda.check("cudaMemcpy2D (device to device)", (int) cuda.memcpy2d.invokeExact(
+                    MemorySegment.ofAddress(dstAddress), dstPitch, MemorySegment.ofAddress(srcAddress), srcPitch,
+                    widthBytes, height, CudaRuntime.DEVICE_TO_DEVICE));
+        } catch (Throwable t) {
+            throw OrtApi.unexpected("cudaMemcpy2D", t);
+        }
+    }
+
+    @Override
     void downloadBytes(long srcAddress, MemorySegment dst, long dstOffset, long bytes) {
         selectDevice();
         MethodHandle memcpy = dst.isNative() ? cuda.memcpy : cuda.memcpyHeap;

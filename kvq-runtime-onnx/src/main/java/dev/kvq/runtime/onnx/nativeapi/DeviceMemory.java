@@ -53,6 +53,12 @@ public interface DeviceMemory extends AutoCloseable {
     /** Copies {@code bytes} within this memory; the two ranges must not overlap. */
     void copy(long srcAddress, long dstAddress, long bytes);
 
+    /**
+     * Copies {@code height} rows of {@code widthBytes} each within this memory, rows {@code srcPitch} bytes apart at
+     * the source and {@code dstPitch} apart at the destination; the two regions must not overlap.
+     */
+    void copy2d(long srcAddress, long srcPitch, long dstAddress, long dstPitch, long widthBytes, long height);
+
     /** Copies {@code bytes} from this memory at {@code srcAddress} to host memory {@code dst} at {@code dstOffset}. */
     void download(long srcAddress, MemorySegment dst, long dstOffset, long bytes);
 

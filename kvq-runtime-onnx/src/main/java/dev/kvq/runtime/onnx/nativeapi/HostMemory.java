@@ -74,6 +74,15 @@ public final class HostMemory extends AbstractDeviceMemory {
     }
 
     @Override
+    void copyRows(long srcAddress, long srcPitch, long dstAddress, long dstPitch, long widthBytes, long height) {
+        MemorySegment src = at(srcAddress, srcPitch * (height - 1) + widthBytes);
+        MemorySegment dst = at(dstAddress, dstPitch * (height - 1) + widthBytes);
+        for (long row = 0; row < height; row++) {
+            MemorySegment.copy(src, row * srcPitch, dst, row * dstPitch, widthBytes);
+        }
+    }
+
+    @Override
     void downloadBytes(long srcAddress, MemorySegment dst, long dstOffset, long bytes) {
         MemorySegment.copy(at(srcAddress, bytes), 0, dst, dstOffset, bytes);
     }

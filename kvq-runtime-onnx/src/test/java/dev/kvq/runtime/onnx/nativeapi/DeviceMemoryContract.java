@@ -125,6 +125,25 @@ abstract class DeviceMemoryContract {
     }
 
     @Test
+    void copy2dMovesRowsBetweenPitches() {
+        byte[] data = random(4 * 24, 9);
+        long a = memory.allocate(4 * 24);
+        long b = memory.allocate(4 * 16 + 8);
+        memory.upload(MemorySegment.ofArray(data), 0, a, data.length);
+        memory.copy2d(a + 4, 24, b + 8, 16, 10, 4);
+        memory.synchronize();
+
+        byte[] expected = new byte[4 * 16 + 8];
+        for (int row = 0; row < 4; row++) {
+            System.arraycopy(data, 4 + row * 24, expected, 8 + row * 16, 10);
+        }
+        assertArrayEquals(expected, download(b, expected.length));
+        assertIllegal(() -> memory.copy2d(a, 24, b + 8, 16, 17, 4)); // row wider than the destination's pitch
+        assertIllegal(() -> memory.copy2d(a, 24, b + 8, 16, 10, 5)); // past the end of the destination
+        assertIllegal(() -> memory.copy2d(a, 24, a + 10, 24, 10, 2)); // overlapping regions
+    }
+
+    @Test
     void copyMovesBytesBetweenBlocks() {
         byte[] data = random(500, 5);
         long a = memory.allocate(500);
