@@ -6,7 +6,10 @@
 #   .gpu/boot, .gpu-djl/boot   the unpack scripts of those stagings
 #   $KVQ_APP/lib        every jar of kvq-cli/target/lib except the CPU onnxruntime and pytorch-native-cpu jars
 #                       (default .gpu-app; /root/kvq-app when copied there in a call of its own)
-# Usage: tools/gpu_device_session.sh a|final|runtimes|capacity|long|big      (results go to $OUT)
+# Usage: tools/gpu_device_session.sh a|final|runtimes|capacity|rerun|serve|long|big      (results go to $OUT)
+#   serve: kvq serve under load (kvq serve-bench) on the 1B shape with the caches on the device, full precision
+#      beside per-token KV4 at one --kv-memory; first the demo model's perplexity on CUDA under both placements
+#   rerun: ONNX Runtime at batch 8 x 4k (full precision, KV4, the mixed file) beside PyTorch, then the capacity mode
 #   runtimes: the 1B shape exported by kvq's exporter (ONNX and TorchScript, float16), batch 8 x 4k under placement
 #      device: full precision, KV4 and the mixed file through DJL and through ONNX Runtime, and PyTorch's DynamicCache,
 #      side by side; then DJL's capacity mode
@@ -19,7 +22,7 @@
 #   final: a's device rows, capacity and big in one go
 set -uo pipefail
 export PYTHONUNBUFFERED=1
-phase=${1:?a phase: a, final, runtimes, capacity, long or big}
+phase=${1:?a phase: a, final, runtimes, capacity, rerun, serve, long or big}
 source .gpu/boot/unpack.sh >/dev/null
 case "$phase" in runtimes|big) source .gpu-djl/boot/unpack-djl.sh >/dev/null ;; esac
 app=${KVQ_APP:-.gpu-app}
@@ -105,6 +108,32 @@ if [ "$phase" = big ]; then
     2>&1 | grep '^{' | tee "$OUT/torch-8b.jsonl"
   exit 0
 fi
+if [ "$phase" = serve ]; then
+  { for p in host device; do
+      kvq eval ppl --model models/kvq-demo-char --device cuda --placement $p --data models/kvq-demo-char/sample.txt \
+        --length 4000 --sweep pertoken,kivi --pairs 4-4,4-2
+    done; } 2>&1 | grep -v "^kvq: " | tee "$OUT/demo-ppl-placements.txt"
+  make_small
+  # prompts in the bench model's vocabulary (256 characters from U+0100)
+  [ -f $small/sample.txt ] || python3 -c "
+import random; r = random.Random(7)
+open('$small/sample.txt', 'w', encoding='utf-8').write(''.join(chr(0x100 + r.randrange(256)) for _ in range(200000)))"
+  kvq serve-bench --model $small --runtime onnx --device cuda --placement device --kv-memory 512MiB \
+    --scheme pertoken --k-bits 4 --v-bits 4 --backend vanilla --concurrency 1,16,64 --requests-per-client 2 \
+    --prompt-tokens 512 --max-tokens 128 --json 2>>"$OUT/log.txt" | tee "$OUT/serve-1b-device.json"
+  exit 0
+fi
+if [ "$phase" = rerun ]; then
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+  make_small
+  kvq bench --model $small --runtime onnx --device cuda --json --batch 8 --contexts 4096 --decode-steps 32 \
+    --repeats 1 --prefill-chunk 1024 --kv-config $small/kv4.yaml --kv-config $small/mixed.yaml --placement device \
+    2>>"$OUT/log.txt" | tee -a "$OUT/runtimes-1b-8x4k.jsonl"
+  python3 tools/torch_decode_bench.py --config $small/config.json --batch 8 --contexts 4096 --steps 32 \
+    2>&1 | grep '^{' | tee "$OUT/torch-1b-8x4k.jsonl"
+  capacity
+  exit 0
+fi
 if [ "$phase" = capacity ]; then
   configs $small
   capacity
@@ -134,5 +163,5 @@ if [ "$phase" = a ]; then
     --kv-config $small/kv4.yaml --placement host 2>>"$OUT/log.txt" | tee -a "$OUT/kvq-1b-host.jsonl"
   exit 0
 fi
-echo "unknown phase $phase: give a, final, runtimes, capacity, long or big" >&2
+echo "unknown phase $phase: give a, final, runtimes, capacity, rerun, serve, long or big" >&2
 exit 2

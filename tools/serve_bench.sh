@@ -8,8 +8,8 @@
 #                                        a model of your own on ONNX Runtime's CUDA execution provider, e.g. an
 #                                        Optimum export of Llama-3.2-1B on an H200; set KV_MEMORY, CONCURRENCY,
 #                                        PROMPT_TOKENS, MAX_TOKENS, REQUESTS to size the load.
-# kvq serve keeps each request's cache on the host (PLACEMENT=host): sequences join and leave the batch at every step,
-# and placement device lays out one fixed batch, so serve-bench refuses it with a message.
+# On the GPU the caches live on the device (PLACEMENT=device, the default there; host also works): the device store is
+# laid out again whenever a sequence joins or leaves, and --kv-memory bounds what it takes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which=${1:-cpu}
@@ -50,7 +50,7 @@ case "$which" in
     ;;
   gpu)
     : "${MODEL:?set MODEL to the model directory}"
-    bench "gpu-$(basename "$MODEL")" --model "$MODEL" --runtime onnx --device cuda --placement "${PLACEMENT:-host}" \
+    bench "gpu-$(basename "$MODEL")" --model "$MODEL" --runtime onnx --device cuda --placement "${PLACEMENT:-device}" \
       --kv-memory "${KV_MEMORY:-4GiB}" --scheme pertoken --k-bits 4 --v-bits 4 --backend vanilla \
       --concurrency "${CONCURRENCY:-1,8,32,64,128}" --requests-per-client "${REQUESTS:-4}" \
       --prompt-tokens "${PROMPT_TOKENS:-512}" --max-tokens "${MAX_TOKENS:-256}"

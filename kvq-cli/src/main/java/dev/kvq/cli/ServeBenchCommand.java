@@ -1,6 +1,7 @@
 package dev.kvq.cli;
 
 import dev.kvq.config.KvQuantConfig;
+import dev.kvq.config.Placement;
 import dev.kvq.generate.CacheFactory;
 import dev.kvq.generate.Runtimes;
 import dev.kvq.generate.Tokenizer;
@@ -96,7 +97,6 @@ final class ServeBenchCommand implements Callable<Integer>, CheckedCommand {
     /** The full-precision cache, then each configuration (each --kv-config, else the flags'). */
     private Map<String, CacheFactory> configs(ModelDir dir) {
         Map<String, CacheFactory> out = new LinkedHashMap<>();
-        out.put("fp32", CacheFactory.fullPrecision(dir.config().shape()));
         List<KvQuantConfig> configs = new ArrayList<>();
         if (kv.kvConfigs.isEmpty()) {
             configs.add(kv.resolve());
@@ -105,8 +105,14 @@ final class ServeBenchCommand implements Callable<Integer>, CheckedCommand {
                 configs.add(kv.resolve(null, kv.keyBits, kv.valueBits, file));
             }
         }
+        Placement placement = configs.getFirst().placement();
+        // the baseline lives where the configurations do: on the device it is held in the model's K/V dtype
+        out.put(placement == Placement.DEVICE ? "full precision" : "fp32",
+                CacheFactory.fullPrecision(dir.config().shape(), placement));
         for (KvQuantConfig c : configs) {
-            ServeCommand.onTheHost(c);
+            Checks.require(c.placement() == placement, "kvq serve-bench runs every configuration with one placement, "
+                    + "and " + ModelCommand.describe(c) + " has placement " + c.placement().name().toLowerCase()
+                    + " where the first has " + placement.name().toLowerCase() + "; give them one placement");
             out.put(ModelCommand.describe(c) + " " + c.backend(), ModelCommand.factory(c, dir));
         }
         return out;

@@ -2,7 +2,6 @@ package dev.kvq.cli;
 
 import dev.kvq.KvqException;
 import dev.kvq.config.KvQuantConfig;
-import dev.kvq.config.Placement;
 import dev.kvq.generate.CacheFactory;
 import dev.kvq.generate.Runtimes;
 import dev.kvq.generate.Tokenizer;
@@ -27,7 +26,8 @@ import picocli.CommandLine.Model.CommandSpec;
         description = {"Serve a model over HTTP with OpenAI's completions API (POST /v1/completions, GET /v1/models), "
             + "GET /health and Prometheus metrics at GET /metrics. Requests share one continuously batched decode loop; "
             + "each reserves the bytes its cache can reach (prompt plus max_tokens) from --kv-memory and waits in a "
-            + "bounded queue while they do not fit. Runs until stopped (Ctrl-C)."})
+            + "bounded queue while they do not fit. With --placement device the caches live in the runtime's memory "
+            + "and --kv-memory bounds what they take there. Runs until stopped (Ctrl-C)."})
 final class ServeCommand implements Callable<Integer>, CheckedCommand {
     @Mixin
     ModelOptions model;
@@ -45,7 +45,8 @@ final class ServeCommand implements Callable<Integer>, CheckedCommand {
 
     @Option(names = "--kv-memory", defaultValue = "1GiB", paramLabel = "SIZE",
             description = "Budget of all running sequences' KV caches together, as kvq counts their bytes (e.g. 8GiB, "
-                + "512MiB).")
+                + "512MiB); under --placement device, of the device store (every sequence there has room for the "
+                + "longest reservation).")
     String kvMemory;
 
     @Option(names = "--max-queue", defaultValue = "256", paramLabel = "N", converter = Checks.NotNegative.class,
@@ -68,9 +69,6 @@ final class ServeCommand implements Callable<Integer>, CheckedCommand {
         kv.check(false);
         ModelDir dir = model.dir();
         KvQuantConfig config = kv.resolve();
-        if (!kv.fp) {
-            onTheHost(config);
-        }
         CacheFactory caches = kv.caches(config, dir);
         Runtimes.discover().get(model.runtimeOr(config.runtime()));
         Checks.range("--port", port, 0, 65535, "(0: any free port)");
@@ -95,13 +93,6 @@ final class ServeCommand implements Callable<Integer>, CheckedCommand {
             }
         }
         return null;
-    }
-
-    /** Refuses placement device: its store lays out one fixed batch, and served sequences come and go every step. */
-    static void onTheHost(KvQuantConfig config) {
-        Checks.require(config.placement() != Placement.DEVICE, "kvq serve keeps each request's cache on the host, so "
-                + "sequences can join and leave the batch at any step (placement device lays out a fixed batch); drop "
-                + "--placement device (or set placement: host in --kv-config)");
     }
 
     @Override

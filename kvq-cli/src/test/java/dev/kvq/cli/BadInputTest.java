@@ -284,7 +284,6 @@ class BadInputTest {
         c.add(bad("--kv-memory 10 (10 bytes) holds no sequence: one of a single token needs", serve("--kv-memory", "10")));
         c.add(bad("--port was 70000, must be between 0 and 65535", serve("--port", "70000")));
         c.add(bad("cannot be bound on 127.0.0.1", serve("--port", String.valueOf(busy.getLocalPort()))));
-        c.add(bad("kvq serve keeps each request's cache on the host", serve("--placement", "device")));
         c.add(bad("--host no.such.host.invalid is not an address", serve("--host", "no.such.host.invalid")));
         c.add(bad("does not exist", "serve", "--model", in("absent-model")));
         c.add(bad("--prompt-tokens 64 plus --max-tokens 2000 needs 2,064 token positions", "serve-bench", "--model", M,

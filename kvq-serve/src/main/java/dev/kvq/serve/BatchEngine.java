@@ -3,9 +3,11 @@ package dev.kvq.serve;
 import dev.kvq.KvqException;
 import dev.kvq.cache.KvCache;
 import dev.kvq.config.ModelShape;
+import dev.kvq.config.Placement;
 import dev.kvq.generate.CacheFactory;
 import dev.kvq.generate.Continuation;
 import dev.kvq.generate.DecodeSession;
+import dev.kvq.generate.DeviceFootprint;
 import dev.kvq.generate.Generator;
 import dev.kvq.generate.Logits;
 import dev.kvq.generate.Tokenizer;
@@ -24,7 +26,9 @@ import java.util.concurrent.locks.ReentrantLock;
  * wait), then decodes one token for every running sequence; a sequence leaves the batch as soon as it ends or its
  * client has gone, and its cache is closed then. Admission is bounded by the KV memory budget: a request reserves the
  * bytes its caches can reach (prompt plus {@code max_tokens}, exactly as the caches count bytes) and waits, in a
- * bounded FIFO queue, until the reservations of the running sequences leave room for it.
+ * bounded FIFO queue, until the reservations of the running sequences leave room for it. Under placement device the
+ * budget bounds the device store instead ({@link DeviceFootprint}): every sequence there has rows for as many tokens
+ * as the longest running one reserved.
  *
  * <p>Every sequence gets its own {@link Continuation} seeded as {@code kvq generate} seeds the prompts of one call, so
  * its tokens do not depend on which requests share the batch.
@@ -41,7 +45,7 @@ final class BatchEngine implements AutoCloseable {
     }
 
     /** The engine's state at one moment. */
-    record Snapshot(long bytesHeld, long bytesReserved, int activeSequences, int waitingRequests,
+    record Snapshot(long bytesHeld, long bytesReserved, long deviceBytes, int activeSequences, int waitingRequests,
                     long reservationExceeded, int peakActiveSequences, long generatedTokens) {
     }
 
@@ -58,6 +62,8 @@ final class BatchEngine implements AutoCloseable {
     private final int vocab;
     private final int maxPositions;
     private final int[] eos;
+    /** Under placement device, what the store takes; null on the host. */
+    private final DeviceFootprint footprint;
     /** Bytes a sequence reserves, by prompt tokens and new tokens (they depend on nothing else). */
     private final Map<Long, Long> reservations = new ConcurrentHashMap<>();
 
@@ -76,18 +82,19 @@ final class BatchEngine implements AutoCloseable {
     private long windowStart = System.nanoTime();
     private long windowTokens;
 
+    /** The running sequences' reservations as their caches count bytes (the budget's measure on the host). */
     private long bytesReserved;
     private long reservationExceeded;
     private int peakActive;
     private long generated;
 
     /** The engine's counts at the end of a step, taken together so that readers see one consistent state. */
-    private record Published(long bytesHeld, long bytesReserved, int active, long reservationExceeded, int peakActive,
-                             long generated) {
+    private record Published(long bytesHeld, long bytesReserved, long deviceBytes, int active, long reservationExceeded,
+                             int peakActive, long generated) {
     }
 
     // what other threads read
-    private volatile Published published = new Published(0, 0, 0, 0, 0, 0);
+    private volatile Published published = new Published(0, 0, 0, 0, 0, 0, 0);
     private volatile double tokensPerSecond;
     private final Thread thread;
 
@@ -101,7 +108,13 @@ final class BatchEngine implements AutoCloseable {
         this.vocab = decoder.config().vocabSize();
         this.maxPositions = decoder.config().maxPositions();
         this.eos = decoder.config().eosTokenIds().stream().mapToInt(Integer::intValue).toArray();
-        this.session = new DecodeSession(decoder);
+        this.footprint = caches.placement() == Placement.DEVICE ? DeviceFootprint.of(decoder, caches) : null;
+        if (footprint != null && footprint.bytes(1, 1) > limits.kvMemoryBytes()) {
+            throw KvqException.config("the KV memory budget of " + limits.kvMemoryBytes() + " bytes holds no sequence "
+                    + "on the device: one of a single token takes " + footprint.bytes(1, 1) + " bytes there; give more "
+                    + "(--kv-memory)");
+        }
+        this.session = new DecodeSession(decoder, caches.placement());
         // the runtime runs its native forward pass on this thread: as deep a stack as the launcher gives the main thread
         this.thread = Thread.ofPlatform().name("kvq-serve-engine").daemon().stackSize(ENGINE_STACK).unstarted(this::run);
         metrics.bind(this);
@@ -128,11 +141,21 @@ final class BatchEngine implements AutoCloseable {
                         + " (its context length); give a max_tokens of at most " + Math.max(0, maxPositions - ids.length)
                         + " or a shorter prompt");
             }
-            long bytes = reservation(ids.length, request.maxTokens());
+            long bytes = cacheReservation(ids.length, request.maxTokens());
             total += bytes;
-            choices.add(new Job.Choice(ids, bytes));
+            choices.add(new Job.Choice(ids, bytes, tokensReserved(ids.length, request.maxTokens())));
         }
-        if (total > limits.kvMemoryBytes()) {
+        if (footprint != null) {
+            int most = choices.stream().mapToInt(c -> c.tokensReserved).max().orElse(0);
+            long device = footprint.bytes(choices.size(), most);
+            if (device > limits.kvMemoryBytes()) {
+                throw ApiError.invalid("max_tokens", "the request's KV cache can take " + device + " bytes on the "
+                        + "device (" + choices.size() + (choices.size() == 1 ? " sequence" : " sequences") + " of up to "
+                        + most + " tokens: prompt plus max_tokens), more than the server's whole budget of "
+                        + limits.kvMemoryBytes() + " bytes (--kv-memory); give a smaller max_tokens, a shorter prompt or "
+                        + "fewer prompts");
+            }
+        } else if (total > limits.kvMemoryBytes()) {
             throw ApiError.invalid("max_tokens", "the request's KV cache can reach " + total + " bytes (prompt plus "
                     + "max_tokens), more than the server's whole budget of " + limits.kvMemoryBytes() + " bytes "
                     + "(--kv-memory); give a smaller max_tokens, a shorter prompt or fewer prompts");
@@ -185,14 +208,56 @@ final class BatchEngine implements AutoCloseable {
         };
     }
 
+    /** The tokens a sequence's cache can reach: its prompt and the generated tokens fed back. */
+    private static int tokensReserved(int promptTokens, int maxTokens) {
+        return promptTokens + Math.max(maxTokens - 1, 0);
+    }
+
+    /**
+     * What {@code sequences} sequences count against the budget: under placement device the store's bytes when each
+     * has room for {@code mostTokens}, else the sum of their reservations, {@code reservations}.
+     */
+    private long committed(int sequences, long reservations, int mostTokens) {
+        return footprint == null ? reservations : footprint.bytes(sequences, mostTokens);
+    }
+
+    /** The most tokens a running sequence reserved. */
+    private int runningMostTokens() {
+        int most = 0;
+        for (Running r : rows) {
+            most = Math.max(most, r.choice.tokensReserved);
+        }
+        return most;
+    }
+
     /**
      * The most bytes a sequence's cache holds: after its prompt and the {@code maxTokens - 1} generated tokens fed
      * back (the last one chosen is never fed).
      */
-    long reservation(int promptTokens, int maxTokens) {
+    long cacheReservation(int promptTokens, int maxTokens) {
         int steps = Math.max(maxTokens - 1, 0);
         return reservations.computeIfAbsent(((long) promptTokens << 32) | steps,
                 k -> caches.bytesHeldAfter(shape, promptTokens, steps, 0));
+    }
+
+    /** What one sequence of {@code promptTokens} plus {@code maxTokens} counts against the budget alone. */
+    long reservation(int promptTokens, int maxTokens) {
+        return footprint != null ? footprint.bytes(1, tokensReserved(promptTokens, maxTokens))
+                : cacheReservation(promptTokens, maxTokens);
+    }
+
+    /** How many sequences of {@code promptTokens} plus {@code maxTokens} the budget admits at once. */
+    long capacity(int promptTokens, int maxTokens) {
+        long budget = limits.kvMemoryBytes();
+        if (footprint == null) {
+            return budget / reservation(promptTokens, maxTokens);
+        }
+        int tokens = tokensReserved(promptTokens, maxTokens);
+        long n = budget / Math.max(1, footprint.bytes(1, tokens)); // the footprint grows at least linearly
+        while (n > 0 && footprint.bytes((int) Math.min(n, Integer.MAX_VALUE), tokens) > budget) {
+            n--;
+        }
+        return n;
     }
 
     Snapshot snapshot() {
@@ -204,8 +269,8 @@ final class BatchEngine implements AutoCloseable {
             lock.unlock();
         }
         Published p = published;
-        return new Snapshot(p.bytesHeld(), p.bytesReserved(), p.active(), queued, p.reservationExceeded(),
-                p.peakActive(), p.generated());
+        return new Snapshot(p.bytesHeld(), p.bytesReserved(), p.deviceBytes(), p.active(), queued,
+                p.reservationExceeded(), p.peakActive(), p.generated());
     }
 
     long budget() {
@@ -290,6 +355,7 @@ final class BatchEngine implements AutoCloseable {
                 }
                 removeCancelled();
                 int sequences = rows.size();
+                int most = runningMostTokens();
                 for (Job head = waiting.peek(); head != null; head = waiting.peek()) {
                     if (head.cancelled()) {
                         waiting.poll();
@@ -297,13 +363,15 @@ final class BatchEngine implements AutoCloseable {
                         continue;
                     }
                     long bytes = head.reservedBytes();
-                    if (bytesReserved + bytes > limits.kvMemoryBytes()
-                            || sequences + head.choices.size() > limits.maxBatch()) {
+                    int mostWith = Math.max(most, head.mostTokensReserved());
+                    if (committed(sequences + head.choices.size(), bytesReserved + bytes, mostWith)
+                            > limits.kvMemoryBytes() || sequences + head.choices.size() > limits.maxBatch()) {
                         break;
                     }
                     waiting.poll();
                     bytesReserved += bytes;
                     sequences += head.choices.size();
+                    most = mostWith;
                     admitted.add(head);
                 }
                 if (!admitted.isEmpty() || !rows.isEmpty()) {
@@ -340,10 +408,9 @@ final class BatchEngine implements AutoCloseable {
             for (int i = 0; i < job.choices.size(); i++) {
                 Continuation continuation = options == null ? null
                         : new Continuation(options, i, tokenizer.textStream(), eos);
-                KvCache cache = caches.newCache();
-                // a cache that grows by doubling takes its room at once: what it holds is then what was reserved
-                cache.reserve(job.choices.get(i).promptIds.length + Math.max(job.request.maxTokens() - 1, 0));
-                session.add(cache);
+                // storage for the whole reservation is taken at once: a cache that grows by doubling then holds what
+                // was reserved, and the device store sizes its rows
+                session.add(caches.newCache(), job.choices.get(i).tokensReserved);
                 rows.add(new Running(job, i, continuation));
                 anyScored |= scoresPrompt(job);
             }
@@ -536,7 +603,8 @@ final class BatchEngine implements AutoCloseable {
             held += bytes;
         }
         peakActive = Math.max(peakActive, rows.size());
-        published = new Published(held, bytesReserved, rows.size(), reservationExceeded, peakActive, generated);
+        published = new Published(held, committed(rows.size(), bytesReserved, runningMostTokens()),
+                session.deviceBytes(), rows.size(), reservationExceeded, peakActive, generated);
         long now = System.nanoTime();
         if (now - windowStart >= WINDOW_NANOS) {
             tokensPerSecond = windowTokens / ((now - windowStart) / 1e9);

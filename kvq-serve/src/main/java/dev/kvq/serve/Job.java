@@ -40,6 +40,8 @@ final class Job {
 
         final int[] promptIds;
         final long reservedBytes;
+        /** The tokens its cache can reach: the prompt and the generated tokens fed back. */
+        final int tokensReserved;
         String text = "";
         int completionTokens;
         String finishReason;
@@ -49,9 +51,10 @@ final class Job {
         /** Nanoseconds from submission to this sequence's first generated token, or -1 before it. */
         long firstTokenNanos = -1;
 
-        Choice(int[] promptIds, long reservedBytes) {
+        Choice(int[] promptIds, long reservedBytes, int tokensReserved) {
             this.promptIds = promptIds;
             this.reservedBytes = reservedBytes;
+            this.tokensReserved = tokensReserved;
         }
     }
 
@@ -77,6 +80,14 @@ final class Job {
             sum += c.reservedBytes;
         }
         return sum;
+    }
+
+    int mostTokensReserved() {
+        int most = 0;
+        for (Choice c : choices) {
+            most = Math.max(most, c.tokensReserved);
+        }
+        return most;
     }
 
     void cancel() {

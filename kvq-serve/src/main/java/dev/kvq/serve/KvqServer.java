@@ -41,12 +41,13 @@ public final class KvqServer implements AutoCloseable {
     }
 
     /**
-     * What the server holds and does now: the bytes the running caches hold and reserve, sequences running and requests
-     * waiting, how often a cache held more than it reserved (a defect if ever above 0), the most sequences that ran
+     * What the server holds and does now: the bytes the running caches hold and reserve (reserved: what the budget
+     * counts, the device store's bytes under placement device), the bytes they hold in the runtime's memory (placement
+     * device, else 0), sequences running and requests waiting, how often a cache held more than it reserved (a defect if ever above 0), the most sequences that ran
      * together since the start, and the tokens generated since the start.
      */
-    public record State(long kvBytesHeld, long kvBytesReserved, int activeSequences, int waitingRequests,
-                        long reservationExceeded, int peakActiveSequences, long generatedTokens) {
+    public record State(long kvBytesHeld, long kvBytesReserved, long kvDeviceBytes, int activeSequences,
+                        int waitingRequests, long reservationExceeded, int peakActiveSequences, long generatedTokens) {
     }
 
     private final BatchEngine engine;
@@ -61,11 +62,6 @@ public final class KvqServer implements AutoCloseable {
 
     /** Starts serving {@code decoder} with caches from {@code caches}; returns once the port is bound. */
     public static KvqServer start(Decoder decoder, Tokenizer tokenizer, CacheFactory caches, Settings settings) {
-        if (caches.placement() == Placement.DEVICE) {
-            // the session's sequences come and go every step; the device store lays out one fixed batch
-            throw new KvqException(ErrorCode.UNSUPPORTED, "kvq serve keeps each request's cache on the "
-                    + "host, and these caches are configured for placement device; use placement host");
-        }
         ServerMetrics metrics = new ServerMetrics();
         BatchEngine engine = new BatchEngine(decoder, tokenizer, caches, new BatchEngine.Limits(settings.kvMemoryBytes(),
                 settings.maxQueue(), settings.maxBatch()), metrics);
@@ -94,16 +90,21 @@ public final class KvqServer implements AutoCloseable {
     /** The engine's bytes, sequences and queue now. */
     public State state() {
         BatchEngine.Snapshot s = engine.snapshot();
-        return new State(s.bytesHeld(), s.bytesReserved(), s.activeSequences(), s.waitingRequests(),
+        return new State(s.bytesHeld(), s.bytesReserved(), s.deviceBytes(), s.activeSequences(), s.waitingRequests(),
                 s.reservationExceeded(), s.peakActiveSequences(), s.generatedTokens());
     }
 
     /**
      * The bytes one sequence of {@code promptTokens} tokens reserves when it asks for {@code maxTokens} new ones
-     * (exactly what its cache can reach).
+     * (exactly what its cache can reach; under placement device, what a store of it alone takes).
      */
     public long reservation(int promptTokens, int maxTokens) {
         return engine.reservation(promptTokens, maxTokens);
+    }
+
+    /** How many sequences of {@code promptTokens} plus {@code maxTokens} new tokens the budget admits at once. */
+    public long capacity(int promptTokens, int maxTokens) {
+        return engine.capacity(promptTokens, maxTokens);
     }
 
     /** Blocks until {@link #close()} has run. */

@@ -60,7 +60,7 @@ public final class LoadBench {
     /**
      * One configuration at one concurrency. Times are milliseconds.
      *
-     * @param capacity the sequences the budget admits at once (budget over one request's reservation)
+     * @param capacity the sequences the budget admits at once (as the server admits them)
      * @param peakSequences the most sequences that ran together
      */
     public record Row(String cache, int concurrency, int requests, long reservationBytes, long capacity,
@@ -166,7 +166,7 @@ public final class LoadBench {
             long generated = server.state().generatedTokens() - generatedBefore;
             long reservation = server.reservation(options.promptTokens(), options.maxTokens());
             return new Row(cache, concurrency, concurrency * options.requestsPerClient(), reservation,
-                    options.kvMemoryBytes() / reservation, peak.get(), generated, seconds, generated / seconds,
+                    server.capacity(options.promptTokens(), options.maxTokens()), peak.get(), generated, seconds, generated / seconds,
                     ms(ttft, 50), ms(ttft, 90), ms(ttft, 99), ms(latency, 50), ms(latency, 90), ms(latency, 99));
         }
 

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.kvq.cache.quantized.KvCaches;
 import dev.kvq.config.KvQuantConfig;
+import dev.kvq.config.Placement;
 import dev.kvq.generate.CacheFactory;
 import dev.kvq.generate.Generator;
 import dev.kvq.generate.Runtimes;
@@ -42,8 +43,13 @@ final class TestServer implements AutoCloseable {
 
     /** KVTuner's per-token 4-bit keys and values with the vanilla backend, or the float32 cache when null. */
     static CacheFactory perToken4() {
-        return CacheFactory.quantized(KvCaches.spec(KvQuantConfig.perToken(4, 4).backend("vanilla").build(),
-                MODEL.config().shape()));
+        return perToken4(Placement.HOST);
+    }
+
+    /** Per-token KV4 as {@link #perToken4()}, its caches where {@code placement} says. */
+    static CacheFactory perToken4(Placement placement) {
+        return CacheFactory.quantized(KvCaches.spec(KvQuantConfig.perToken(4, 4).backend("vanilla")
+                .placement(placement).build(), MODEL.config().shape()));
     }
 
     TestServer(CacheFactory caches, long kvMemoryBytes, int maxQueue, int maxBatch) {
@@ -137,7 +143,7 @@ final class TestServer implements AutoCloseable {
         await("the server is idle", () -> server.state().activeSequences() == 0
                 && server.state().waitingRequests() == 0);
         KvqServer.State s = server.state();
-        if (s.kvBytesHeld() != 0 || s.kvBytesReserved() != 0 || s.reservationExceeded() != 0) {
+        if (s.kvBytesHeld() != 0 || s.kvBytesReserved() != 0 || s.kvDeviceBytes() != 0 || s.reservationExceeded() != 0) {
             throw new AssertionError("the server holds cache memory after every request ended: " + s);
         }
     }

@@ -55,6 +55,8 @@ public final class DeviceStore implements AutoCloseable {
     private MemorySegment residualStaging = MemorySegment.NULL;
     private long residualBytes;
     private MemorySegment staging = MemorySegment.NULL;
+    /** Where the next upload's bytes go in {@link #staging}: an upload may still read its bytes until synchronized. */
+    private long stagingUsed;
     private final int[] row;
     private int[] target;
     /** Per sequence and layer, the cache's stored view (views stay bound to their cache). */
@@ -257,6 +259,7 @@ public final class DeviceStore implements AutoCloseable {
      * {@code i}, with the token capacity the members reserved (at least what they use).
      */
     private void relayout(int[] keep, int newBatch, int[] reserve) {
+        settle();
         int[] newSynced = new int[newBatch];
         int used = 0;
         int wanted = 0;
@@ -364,6 +367,7 @@ public final class DeviceStore implements AutoCloseable {
 
     /** Copies to the device what the caches hold and the device does not: new quantized tokens and the residuals. */
     public void sync() {
+        settle();
         int need = 0;
         for (int b = 0; b < batch; b++) {
             target[b] = histories.get(b)[0].quantizedTokens();
@@ -547,15 +551,31 @@ public final class DeviceStore implements AutoCloseable {
         return ((long) (layer * 2 + kind) * batch + b) * perSequence;
     }
 
+    /**
+     * {@code bytes} of staging no upload since the last synchronization reads: the step's uploads are queued one after
+     * the other (on CUDA without waiting for each), so none may reuse another's bytes before they are done.
+     */
     private MemorySegment staging(long bytes) {
-        if (staging.byteSize() < bytes) {
-            if (staging.byteSize() > 0) {
-                memory.freeStaging(staging);
+        if (staging.byteSize() - stagingUsed < bytes) {
+            memory.synchronize();
+            stagingUsed = 0;
+            if (staging.byteSize() < bytes) {
+                if (staging.byteSize() > 0) {
+                    memory.freeStaging(staging);
+                }
+                staging = memory.staging(Math.max(bytes, staging.byteSize() * 2));
             }
-            staging = memory.staging(Math.max(bytes, staging.byteSize() * 2));
         }
         // no clearing: every writer covers all its bytes (bit-packed rows clear themselves before packing)
-        return staging;
+        MemorySegment slice = staging.asSlice(stagingUsed, bytes);
+        stagingUsed += (bytes + 63) & ~63L;
+        return slice;
+    }
+
+    /** Waits for the uploads in flight, so that staging (the residual's too) may be written again. */
+    private void settle() {
+        memory.synchronize();
+        stagingUsed = 0;
     }
 
     private void ensureCapacity(int tokens) {
@@ -577,6 +597,7 @@ public final class DeviceStore implements AutoCloseable {
             return;
         }
         closed = true;
+        settle();
         for (Buffer b : buffers) {
             if (b.address != 0) {
                 memory.free(b.address);

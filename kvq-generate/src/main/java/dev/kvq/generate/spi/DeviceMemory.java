@@ -18,10 +18,17 @@ public interface DeviceMemory {
 
     void free(long address);
 
-    /** Copies {@code bytes} from host memory to {@code dst}. */
+    /**
+     * Copies {@code bytes} from host memory to {@code dst}. The copy may still be under way when the call returns
+     * (from {@link #staging} memory on CUDA): leave the source unchanged until {@link #synchronize()}. The runtime
+     * synchronizes before a step reads the memory.
+     */
     void upload(MemorySegment src, long srcOffset, long dst, long bytes);
 
-    /** Copies {@code height} rows of {@code width} bytes from host memory to the device, each side with its pitch. */
+    /**
+     * Copies {@code height} rows of {@code width} bytes from host memory to the device, each side with its pitch; like
+     * {@link #upload}, it may still be reading its source when it returns.
+     */
     void upload2d(MemorySegment src, long srcOffset, long srcPitch, long dst, long dstPitch, long width, long height);
 
     /** Copies {@code bytes} within device memory. */
@@ -32,6 +39,9 @@ public interface DeviceMemory {
      * regions must not overlap. Used when a batch's layout changes (a sequence joins or leaves).
      */
     void copy2d(long src, long srcPitch, long dst, long dstPitch, long width, long height);
+
+    /** Waits until every upload and copy issued so far is done, so their sources may be written again. */
+    void synchronize();
 
     /** Host memory that uploads are fast from (pinned on CUDA), freed with this memory. */
     MemorySegment staging(long bytes);

@@ -7,13 +7,19 @@ import java.util.HashMap;
 import java.util.Map;
 import java.util.OptionalLong;
 
-/** Device memory that is host memory, for testing the store without a runtime. */
+/**
+ * Device memory that is host memory, for testing the store without a runtime. Uploads are queued and read their
+ * source only at the next {@link #synchronize()} (or copy or free, which follow them in order), as CUDA's copies on a
+ * stream may: a store that wrote over a queued upload's source would mirror the wrong bytes.
+ */
 final class ArenaMemory implements DeviceMemory, AutoCloseable {
     private final Arena arena = Arena.ofShared();
+    private final java.util.List<Runnable> queued = new java.util.ArrayList<>();
     private final Map<Long, MemorySegment> live = new HashMap<>();
     private long allocated;
     private long peak;
     long uploads;
+    long synchronizations;
 
     @Override
     public long allocate(long bytes, Element element) {
@@ -26,6 +32,7 @@ final class ArenaMemory implements DeviceMemory, AutoCloseable {
 
     @Override
     public void free(long address) {
+        drain();
         MemorySegment s = live.remove(address);
         allocated -= s.byteSize();
     }
@@ -37,28 +44,43 @@ final class ArenaMemory implements DeviceMemory, AutoCloseable {
     @Override
     public void upload(MemorySegment src, long srcOffset, long dst, long bytes) {
         uploads++;
-        MemorySegment.copy(src, srcOffset, at(dst, bytes), 0, bytes);
+        queued.add(() -> MemorySegment.copy(src, srcOffset, at(dst, bytes), 0, bytes));
     }
 
     @Override
     public void upload2d(MemorySegment src, long srcOffset, long srcPitch, long dst, long dstPitch, long width,
                          long height) {
         uploads++;
-        for (long r = 0; r < height; r++) {
-            MemorySegment.copy(src, srcOffset + r * srcPitch, at(dst + r * dstPitch, width), 0, width);
-        }
+        queued.add(() -> {
+            for (long r = 0; r < height; r++) {
+                MemorySegment.copy(src, srcOffset + r * srcPitch, at(dst + r * dstPitch, width), 0, width);
+            }
+        });
+    }
+
+    private void drain() {
+        queued.forEach(Runnable::run);
+        queued.clear();
     }
 
     @Override
     public void copy(long src, long dst, long bytes) {
+        drain();
         MemorySegment.copy(at(src, bytes), 0, at(dst, bytes), 0, bytes);
     }
 
     @Override
     public void copy2d(long src, long srcPitch, long dst, long dstPitch, long width, long height) {
+        drain();
         for (long r = 0; r < height; r++) {
             MemorySegment.copy(at(src + r * srcPitch, width), 0, at(dst + r * dstPitch, width), 0, width);
         }
+    }
+
+    @Override
+    public void synchronize() {
+        synchronizations++;
+        drain();
     }
 
     @Override

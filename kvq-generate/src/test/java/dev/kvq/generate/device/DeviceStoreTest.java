@@ -116,6 +116,7 @@ class DeviceStoreTest {
             }
             int t = store.quantizedLength();
             assertEquals(14, t);
+            memory.synchronize();
             long[] past = store.pastAddresses();
             int heads = SHAPE.kvHeads();
             int dim = SHAPE.headDim();
@@ -242,6 +243,7 @@ class DeviceStoreTest {
 
     /** Decodes every sequence's mirror and compares it with the cache's materialized history. */
     private static void check(ArenaMemory memory, QuantizedPastLayout layout, DeviceStore store, List<KvCache> caches) {
+        memory.synchronize(); // as a runtime does before a step reads the memory
         int batch = caches.size();
         int t = store.quantizedLength();
         int r = store.residualLength();

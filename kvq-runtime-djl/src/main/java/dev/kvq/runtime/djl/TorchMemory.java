@@ -160,6 +160,11 @@ final class TorchMemory implements DeviceMemory, AutoCloseable {
         flush();
     }
 
+    /** Nothing to wait for: an upload copies its source into the queue before it returns. */
+    @Override
+    public void synchronize() {
+    }
+
     @Override
     public MemorySegment staging(long bytes) {
         return arena.allocate(Math.max(1, bytes), 64);

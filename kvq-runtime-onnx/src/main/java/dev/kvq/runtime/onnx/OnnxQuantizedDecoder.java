@@ -373,6 +373,11 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
         }
 
         @Override
+        public void synchronize() {
+            inner.synchronize();
+        }
+
+        @Override
         public MemorySegment staging(long bytes) {
             return inner.allocateStaging(bytes);
         }

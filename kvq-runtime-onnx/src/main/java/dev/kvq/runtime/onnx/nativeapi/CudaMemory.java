@@ -72,10 +72,17 @@ public final class CudaMemory extends AbstractDeviceMemory {
     @Override
     void uploadBytes(MemorySegment src, long srcOffset, long dstAddress, long bytes) {
         selectDevice();
-        MethodHandle memcpy = src.isNative() ? cuda.memcpy : cuda.memcpyHeap;
         try {
-            cuda.check("cudaMemcpy (host to device)", (int) memcpy.invokeExact(MemorySegment.ofAddress(dstAddress),
-                    src.asSlice(srcOffset, bytes), bytes, CudaRuntime.HOST_TO_DEVICE));
+            if (src.isNative()) {
+                // queued on the default stream: a step's many small uploads do not each wait for the copy engine
+                cuda.check("cudaMemcpyAsync (host to device)", (int) cuda.memcpyAsync.invokeExact(
+                        MemorySegment.ofAddress(dstAddress), src.asSlice(srcOffset, bytes), bytes,
+                        CudaRuntime.HOST_TO_DEVICE, MemorySegment.NULL));
+            } else {
+                cuda.check("cudaMemcpy (host to device)", (int) cuda.memcpyHeap.invokeExact(
+                        MemorySegment.ofAddress(dstAddress), src.asSlice(srcOffset, bytes), bytes,
+                        CudaRuntime.HOST_TO_DEVICE));
+            }
         } catch (Throwable t) {
             throw OrtApi.unexpected("cudaMemcpy", t);
         }
@@ -85,12 +92,17 @@ public final class CudaMemory extends AbstractDeviceMemory {
     void uploadRows(MemorySegment src, long srcOffset, long srcPitch, long dstAddress, long dstPitch, long widthBytes,
                     long height) {
         selectDevice();
-        MethodHandle memcpy2d = src.isNative() ? cuda.memcpy2d : cuda.memcpy2dHeap;
         MemorySegment rows = src.asSlice(srcOffset, srcPitch * (height - 1) + widthBytes);
         try {
-            cuda.check("cudaMemcpy2D (host to device)", (int) memcpy2d.invokeExact(
-                    MemorySegment.ofAddress(dstAddress), dstPitch, rows, srcPitch, widthBytes, height,
-                    CudaRuntime.HOST_TO_DEVICE));
+            if (src.isNative()) {
+                cuda.check("cudaMemcpy2DAsync (host to device)", (int) cuda.memcpy2dAsync.invokeExact(
+                        MemorySegment.ofAddress(dstAddress), dstPitch, rows, srcPitch, widthBytes, height,
+                        CudaRuntime.HOST_TO_DEVICE, MemorySegment.NULL));
+            } else {
+                cuda.check("cudaMemcpy2D (host to device)", (int) cuda.memcpy2dHeap.invokeExact(
+                        MemorySegment.ofAddress(dstAddress), dstPitch, rows, srcPitch, widthBytes, height,
+                        CudaRuntime.HOST_TO_DEVICE));
+            }
         } catch (Throwable t) {
             throw OrtApi.unexpected("cudaMemcpy2D", t);
         }

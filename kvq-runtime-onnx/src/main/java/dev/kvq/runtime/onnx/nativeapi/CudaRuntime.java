@@ -43,6 +43,8 @@ final class CudaRuntime {
     final MethodHandle memcpy;          // (void* dst, const void* src, size_t bytes, cudaMemcpyKind)
     final MethodHandle memcpy2d;        // (void* dst, size_t dpitch, const void* src, size_t spitch, size_t width,
                                         //  size_t height, cudaMemcpyKind)
+    final MethodHandle memcpyAsync;     // memcpy and memcpy2d on a stream (last argument; NULL: the default stream),
+    final MethodHandle memcpy2dAsync;   // returning once queued: the source must stay as it is until synchronized
     final MethodHandle memcpyHeap;      // memcpy and memcpy2d that may take Java heap segments: critical calls,
     final MethodHandle memcpy2dHeap;    // during which the garbage collector waits
     final MethodHandle memGetInfo;      // (size_t* free, size_t* total)
@@ -63,6 +65,10 @@ final class CudaRuntime {
         memset = bind(linker, cudart, "cudaMemset", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_LONG));
         memcpy = bind(linker, cudart, "cudaMemcpy", memcpyType);
         memcpy2d = bind(linker, cudart, "cudaMemcpy2D", memcpy2dType);
+        memcpyAsync = bind(linker, cudart, "cudaMemcpyAsync", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS,
+                JAVA_LONG, JAVA_INT, ADDRESS));
+        memcpy2dAsync = bind(linker, cudart, "cudaMemcpy2DAsync", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG,
+                ADDRESS, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT, ADDRESS));
         memcpyHeap = bind(linker, cudart, "cudaMemcpy", memcpyType, Linker.Option.critical(true));
         memcpy2dHeap = bind(linker, cudart, "cudaMemcpy2D", memcpy2dType, Linker.Option.critical(true));
         memGetInfo = bind(linker, cudart, "cudaMemGetInfo", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
