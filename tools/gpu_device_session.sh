@@ -13,7 +13,8 @@
 #   runtimes: the 1B shape exported by kvq's exporter (ONNX and TorchScript, float16), batch 8 x 4k under placement
 #      device: full precision, KV4 and the mixed file through DJL and through ONNX Runtime, and PyTorch's DynamicCache,
 #      side by side; then DJL's capacity mode
-#   long: 16k contexts (prefilled in chunks of 1,024) at batch 1 and 8, and ONNX Runtime's capacity mode
+#   long: 16k contexts (prefilled in chunks of 1,024) at batch 1 and 8 (BATCHES="1 8"), and PyTorch's DynamicCache
+#      beside them
 #   big: the Llama-3.1-8B shape at 32k (made in the background during runtimes), kvq and PyTorch
 #   a: the Llama-3.2-1B-shape model in float16 (made here), PyTorch (transformers, DynamicCache) and kvq at batch 1 and
 #      8 x 1k/4k/16k, full precision against KV4 per-token, KIVI K4V2, KIVI KV8 and a mixed 3.5-bit file, device
@@ -88,16 +89,16 @@ if [ "$phase" = runtimes ]; then
   exit 0
 fi
 if [ "$phase" = long ]; then
-  configs $small
-  for batch in 1 8; do
+  make_small
+  for batch in ${BATCHES:-1 8}; do
     kvq bench --model $small --device cuda --json --batch $batch --contexts 16384 --decode-steps 32 --repeats 1 \
       --prefill-chunk 1024 --kv-config $small/kv4.yaml --kv-config $small/kivi-k4v2.yaml \
       --kv-config $small/kivi-kv8.yaml --kv-config $small/mixed.yaml --placement device 2>>"$OUT/log.txt" \
       | tee -a "$OUT/kvq-1b-device-16k.jsonl"
   done
-  python3 tools/torch_decode_bench.py --config $small/config.json --batch 1,8 --contexts 16384 --steps 32 \
-    2>&1 | grep '^{' | tee "$OUT/torch-1b-16k.jsonl"
-  capacity
+  batches=${BATCHES:-1 8}
+  python3 tools/torch_decode_bench.py --config $small/config.json --batch "${batches// /,}" --contexts 16384 \
+    --steps 32 2>&1 | grep '^{' | tee "$OUT/torch-1b-16k.jsonl"
   exit 0
 fi
 if [ "$phase" = big ]; then

@@ -2,7 +2,8 @@
 # kvq serve under load (kvq serve-bench): the float32 cache beside per-token KV4 (vanilla) under one --kv-memory,
 # each at several numbers of concurrent clients, as a table and as JSON.
 # Usage:
-#   tools/serve_bench.sh cpu [OUT_DIR]   the demo model and ../shared's shakespeare-char-llama on the CPU
+#   tools/serve_bench.sh cpu [OUT_DIR]   the demo model (caches on the host, then in ONNX Runtime's memory) and
+#                                        ../shared's shakespeare-char-llama on the CPU
 #                                        (what docs/results/serve holds; a few minutes on 2 cores)
 #   MODEL=DIR tools/serve_bench.sh gpu [OUT_DIR]
 #                                        a model of your own on ONNX Runtime's CUDA execution provider, e.g. an
@@ -44,6 +45,8 @@ case "$which" in
   cpu)
     kv4=(--scheme pertoken --k-bits 4 --v-bits 4 --backend vanilla)
     bench demo --model models/kvq-demo-char --kv-memory 4MiB "${kv4[@]}" \
+      --concurrency 1,4,16,32 --requests-per-client 2 --prompt-tokens 64 --max-tokens 128
+    bench demo-device --model models/kvq-demo-char --kv-memory 4MiB "${kv4[@]}" --placement device \
       --concurrency 1,4,16,32 --requests-per-client 2 --prompt-tokens 64 --max-tokens 128
     bench shakespeare --model "$shared/models/shakespeare-char-llama" --data "$shared/data/tinyshakespeare/input.txt" \
       --kv-memory 8MiB "${kv4[@]}" --concurrency 1,4,16,32 --requests-per-client 2 --prompt-tokens 64 --max-tokens 128

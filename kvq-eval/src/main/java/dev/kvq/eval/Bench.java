@@ -167,20 +167,43 @@ public final class Bench {
                 best.deviceBytes(), best.transferBytesPerStep(), best.peakDeviceBytes(), best.deviceBytesInUse());
     }
 
+    /**
+     * The longest prefill chunk whose attention scores ({@code rows x heads x chunk x context}) stay under 2^31
+     * elements: ONNX Runtime's CUDA kernels index a tensor with 32-bit integers, and a larger one fails with an
+     * illegal memory access (8 rows x 32 heads x 1,024 x 16,416 positions did on an H200).
+     */
+    static int largestChunk(Decoder decoder, int rows, int context) {
+        long perToken = (long) rows * decoder.config().attentionHeads() * Math.max(1, context);
+        return (int) Math.max(1, Math.min(Integer.MAX_VALUE, (Integer.MAX_VALUE - 1L) / perToken));
+    }
+
     private static Row once(Decoder decoder, String name, CacheFactory caches, int[] prompt, int steps, int batch,
                             int prefillChunk) {
         try (DecodeSession s = caches.session(decoder, batch)) {
             s.reserve(prompt.length + steps);
             long t0 = System.nanoTime();
-            // each sequence is prefilled alone: a batch of long prompts at once can need more memory than decoding it
             float[][][] logits = new float[batch][][];
             int chunk = prefillChunk > 0 ? prefillChunk : prompt.length;
-            for (int b = 0; b < batch; b++) {
+            int alone = Math.min(chunk, largestChunk(decoder, 1, prompt.length));
+            if (s.placement() == Placement.DEVICE && alone < prompt.length) {
+                // a step over the device store runs every row once the sequences hold tokens (its layout has no row
+                // subsets then), so prompts longer than a chunk are prefilled together, chunk by chunk
+                chunk = Math.min(chunk, largestChunk(decoder, batch, prompt.length));
                 int[][] feed = new int[batch][];
                 for (int from = 0; from < prompt.length; from += chunk) {
-                    Arrays.fill(feed, new int[0]);
-                    feed[b] = Arrays.copyOfRange(prompt, from, Math.min(prompt.length, from + chunk));
-                    logits[b] = s.feed(feed, false)[b];
+                    Arrays.fill(feed, Arrays.copyOfRange(prompt, from, Math.min(prompt.length, from + chunk)));
+                    logits = s.feed(feed, false);
+                }
+            } else {
+                // each sequence is prefilled alone: a batch of long prompts at once can need more memory than
+                // decoding it
+                for (int b = 0; b < batch; b++) {
+                    int[][] feed = new int[batch][];
+                    for (int from = 0; from < prompt.length; from += alone) {
+                        Arrays.fill(feed, new int[0]);
+                        feed[b] = Arrays.copyOfRange(prompt, from, Math.min(prompt.length, from + alone));
+                        logits[b] = s.feed(feed, false)[b];
+                    }
                 }
             }
             long t1 = System.nanoTime();

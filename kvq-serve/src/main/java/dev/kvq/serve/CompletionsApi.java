@@ -247,6 +247,7 @@ final class CompletionsApi {
         out.put("waiting_requests", s.waitingRequests());
         out.put("kv_bytes_held", s.bytesHeld());
         out.put("kv_bytes_reserved", s.bytesReserved());
+        out.put("kv_device_bytes", s.deviceBytes());
         out.put("kv_memory_bytes", engine.budget());
         out.put("reservation_exceeded", s.reservationExceeded());
         send(res, 200, out);
