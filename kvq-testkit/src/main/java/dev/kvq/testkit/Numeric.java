@@ -34,6 +34,20 @@ public final class Numeric {
         return m;
     }
 
+    /** The largest |a - b| relative to the largest |a| (at least 1): how far logits differ, on their own scale. */
+    public static double maxRelativeDiff(float[] a, float[] b) {
+        if (a.length != b.length) {
+            throw new IllegalArgumentException("lengths differ: " + a.length + " vs " + b.length);
+        }
+        double scale = 1;
+        double worst = 0;
+        for (int i = 0; i < a.length; i++) {
+            scale = Math.max(scale, Math.abs(a[i]));
+            worst = Math.max(worst, Math.abs(a[i] - b[i]));
+        }
+        return worst / scale;
+    }
+
     /** Index of the first element where |a-b| > tol, or -1. */
     public static int firstMismatch(float[] a, float[] b, float tol) {
         for (int i = 0; i < a.length; i++) {

@@ -14,6 +14,7 @@ import dev.kvq.generate.Tokenizer;
 import dev.kvq.generate.Tokenizers;
 import dev.kvq.generate.model.ModelDir;
 import dev.kvq.generate.spi.Decoder;
+import dev.kvq.testkit.Numeric;
 import dev.kvq.testkit.Repo;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -63,7 +64,7 @@ class DeviceContinuousBatchingTest {
             List<float[]> onDevice = joinAndLeave(decoder, tok, device, Placement.DEVICE, deviceBytes);
             assertEquals(onHost.size(), onDevice.size());
             for (int i = 0; i < onHost.size(); i++) {
-                double diff = maxRelative(onHost.get(i), onDevice.get(i));
+                double diff = Numeric.maxRelativeDiff(onHost.get(i), onDevice.get(i));
                 int at = i;
                 assertTrue(diff <= 1e-4, () -> runtime + " " + name + ", logits row " + at + ": differ by " + diff);
             }
@@ -114,14 +115,4 @@ class DeviceContinuousBatchingTest {
         return out;
     }
 
-    /** The largest |a - b| relative to the largest |a| (at least 1). */
-    private static double maxRelative(float[] a, float[] b) {
-        double scale = 1;
-        double worst = 0;
-        for (int i = 0; i < a.length; i++) {
-            scale = Math.max(scale, Math.abs(a[i]));
-            worst = Math.max(worst, Math.abs(a[i] - b[i]));
-        }
-        return worst / scale;
-    }
 }

@@ -16,6 +16,7 @@ import dev.kvq.generate.Tokenizer;
 import dev.kvq.generate.Tokenizers;
 import dev.kvq.generate.model.ModelDir;
 import dev.kvq.generate.spi.Decoder;
+import dev.kvq.testkit.Numeric;
 import dev.kvq.testkit.Repo;
 import dev.kvq.testkit.Shared;
 import java.io.IOException;
@@ -119,7 +120,7 @@ class DjlDevicePlacementTest {
             assertTrue(deviceBytes[0] > 0, what + ": the device session holds its cache in PyTorch tensors");
             for (int step = 0; step < host.length; step++) {
                 for (int b = 0; b < prompts.length; b++) {
-                    double diff = maxRelative(host[step][b], device[step][b]);
+                    double diff = Numeric.maxRelativeDiff(host[step][b], device[step][b]);
                     int s = step;
                     assertTrue(diff <= 1e-4, () -> what + ", step " + s + ": logits differ by " + diff);
                 }
@@ -152,16 +153,6 @@ class DjlDevicePlacementTest {
         return out;
     }
 
-    /** The largest |a - b| relative to the largest |a| (at least 1). */
-    static double maxRelative(float[] a, float[] b) {
-        double scale = 1;
-        double worst = 0;
-        for (int i = 0; i < a.length; i++) {
-            scale = Math.max(scale, Math.abs(a[i]));
-            worst = Math.max(worst, Math.abs(a[i] - b[i]));
-        }
-        return worst / scale;
-    }
 
     /** Bytes moved per decode step after a prefill of 256 and of 1,024 tokens, under both placements. */
     @Test

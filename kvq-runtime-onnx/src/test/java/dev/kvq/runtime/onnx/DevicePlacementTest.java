@@ -19,6 +19,7 @@ import dev.kvq.generate.Tokenizer;
 import dev.kvq.generate.Tokenizers;
 import dev.kvq.generate.model.ModelDir;
 import dev.kvq.generate.spi.Decoder;
+import dev.kvq.testkit.Numeric;
 import dev.kvq.testkit.Repo;
 import dev.kvq.testkit.Shared;
 import java.io.IOException;
@@ -102,7 +103,7 @@ class DevicePlacementTest {
             double worst = 0;
             for (int step = 0; step < host.length; step++) {
                 for (int b = 0; b < host[step].length; b++) {
-                    worst = Math.max(worst, maxRelative(host[step][b], device[step][b]));
+                    worst = Math.max(worst, Numeric.maxRelativeDiff(host[step][b], device[step][b]));
                 }
             }
             double w = worst;
@@ -167,7 +168,7 @@ class DevicePlacementTest {
         assertTrue(deviceBytes[0] > 0, what + ": the device session holds its cache in the runtime's memory");
         for (int step = 0; step < hostLogits.length; step++) {
             for (int b = 0; b < prompt.length; b++) {
-                double diff = maxRelative(hostLogits[step][b], deviceLogits[step][b]);
+                double diff = Numeric.maxRelativeDiff(hostLogits[step][b], deviceLogits[step][b]);
                 int s = step;
                 assertTrue(diff <= 1e-4, () -> what + ", step " + s + ": logits differ by " + diff);
             }
@@ -203,16 +204,6 @@ class DevicePlacementTest {
         return out;
     }
 
-    /** The largest |a - b| relative to the largest |a| (at least 1). */
-    private static double maxRelative(float[] a, float[] b) {
-        double scale = 1;
-        double worst = 0;
-        for (int i = 0; i < a.length; i++) {
-            scale = Math.max(scale, Math.abs(a[i]));
-            worst = Math.max(worst, Math.abs(a[i] - b[i]));
-        }
-        return worst / scale;
-    }
 
     /**
      * Bytes moved per decode step after a prefill of 256 and of 1,024 tokens: the same under placement device (new

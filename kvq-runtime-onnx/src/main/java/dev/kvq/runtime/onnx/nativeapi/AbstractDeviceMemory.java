@@ -93,12 +93,7 @@ abstract class AbstractDeviceMemory implements DeviceMemory {
     @Override
     public final synchronized void upload2d(MemorySegment src, long srcOffset, long srcPitch, long dstAddress,
                                             long dstPitch, long widthBytes, long height) {
-        checkOpen();
-        KvqException.require(widthBytes >= 0 && height >= 0, "width and height must be >= 0, were " + widthBytes
-                + " and " + height);
-        KvqException.require(srcPitch >= widthBytes && dstPitch >= widthBytes, "pitches (" + srcPitch + ", "
-                + dstPitch + ") must be at least the row width " + widthBytes);
-        if (widthBytes == 0 || height == 0) {
+        if (noRows(srcPitch, dstPitch, widthBytes, height)) {
             return;
         }
         checkHostRange(src, srcOffset, extent(srcPitch, widthBytes, height));
@@ -121,12 +116,7 @@ abstract class AbstractDeviceMemory implements DeviceMemory {
     @Override
     public final synchronized void copy2d(long srcAddress, long srcPitch, long dstAddress, long dstPitch,
                                           long widthBytes, long height) {
-        checkOpen();
-        KvqException.require(widthBytes >= 0 && height >= 0, "width and height must be >= 0, were " + widthBytes
-                + " and " + height);
-        KvqException.require(srcPitch >= widthBytes && dstPitch >= widthBytes, "pitches (" + srcPitch + ", "
-                + dstPitch + ") must be at least the row width " + widthBytes);
-        if (widthBytes == 0 || height == 0) {
+        if (noRows(srcPitch, dstPitch, widthBytes, height)) {
             return;
         }
         long srcExtent = extent(srcPitch, widthBytes, height);
@@ -226,6 +216,16 @@ abstract class AbstractDeviceMemory implements DeviceMemory {
     }
 
     // ---- checks ----
+
+    /** Checks a 2D transfer's shape (this open, sizes not negative, rows within both pitches); true if it moves nothing. */
+    private boolean noRows(long srcPitch, long dstPitch, long widthBytes, long height) {
+        checkOpen();
+        KvqException.require(widthBytes >= 0 && height >= 0, "width and height must be >= 0, were " + widthBytes
+                + " and " + height);
+        KvqException.require(srcPitch >= widthBytes && dstPitch >= widthBytes, "pitches (" + srcPitch + ", "
+                + dstPitch + ") must be at least the row width " + widthBytes);
+        return widthBytes == 0 || height == 0;
+    }
 
     /** Bytes from a 2D region's first byte to its last, plus one. */
     private static long extent(long pitch, long widthBytes, long height) {
