@@ -168,13 +168,16 @@ public final class Bench {
     }
 
     /**
-     * The longest prefill chunk whose attention scores ({@code rows x heads x chunk x context}) stay under 2^31
-     * elements: ONNX Runtime's CUDA kernels index a tensor with 32-bit integers, and a larger one fails with an
-     * illegal memory access (8 rows x 32 heads x 1,024 x 16,416 positions did on an H200).
+     * The longest prefill chunk whose attention scores ({@code rows x heads x chunk x context}) stay within the
+     * runtime's limit ({@link Decoder#maxAttentionScores()}); {@code context} where there is none.
      */
     static int largestChunk(Decoder decoder, int rows, int context) {
+        long limit = decoder.maxAttentionScores();
+        if (limit == Long.MAX_VALUE) {
+            return context;
+        }
         long perToken = (long) rows * decoder.config().attentionHeads() * Math.max(1, context);
-        return (int) Math.max(1, Math.min(Integer.MAX_VALUE, (Integer.MAX_VALUE - 1L) / perToken));
+        return (int) Math.max(1, Math.min(context, limit / perToken));
     }
 
     private static Row once(Decoder decoder, String name, CacheFactory caches, int[] prompt, int steps, int batch,
@@ -187,8 +190,8 @@ public final class Bench {
             int alone = Math.min(chunk, largestChunk(decoder, 1, prompt.length));
             if (s.placement() == Placement.DEVICE && alone < prompt.length) {
                 // a step over the device store runs every row once the sequences hold tokens (its layout has no row
-                // subsets then), so prompts longer than a chunk are prefilled together, chunk by chunk
-                chunk = Math.min(chunk, largestChunk(decoder, batch, prompt.length));
+                // subsets then), so prompts longer than a chunk are prefilled together, chunk by chunk (the session
+                // splits a chunk further where the runtime needs it)
                 int[][] feed = new int[batch][];
                 for (int from = 0; from < prompt.length; from += chunk) {
                     Arrays.fill(feed, Arrays.copyOfRange(prompt, from, Math.min(prompt.length, from + chunk)));

@@ -241,6 +241,10 @@ public final class DecodeSession implements AutoCloseable {
         if (t == 0) {
             throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "nothing to feed: every token row is empty");
         }
+        int chunk = largestChunk(batch, p, t);
+        if (chunk < t) {
+            return feedInChunks(tokens, allPositions, chunk, t);
+        }
         int[] sequence = stepRows(tokens);
         if (store != null) {
             return feedDevice(tokens, t, allPositions, sequence);
@@ -290,6 +294,59 @@ public final class DecodeSession implements AutoCloseable {
         forwardNanos += afterForward - afterMaterialize;
         appendNanos += afterAppend - afterForward;
         return logits(step, tokens, sequence, t, allPositions);
+    }
+
+    /**
+     * The most new tokens a step of {@code rows} rows may take so that its attention scores stay within the
+     * runtime's limit ({@link Decoder#maxAttentionScores()}) while the longest sequence, now {@code longest} tokens,
+     * grows by up to {@code t}.
+     */
+    private int largestChunk(int rows, int longest, int t) {
+        long limit = decoder.maxAttentionScores();
+        if (limit == Long.MAX_VALUE) {
+            return t;
+        }
+        // on the device: the store at its longest plus the new tokens, a bound (the last chunk presents less)
+        long positions = store == null ? (long) longest + t : store.presentedPositions(longest + t) + (long) t;
+        long perToken = (long) rows * decoder.config().attentionHeads() * positions;
+        return (int) Math.max(1, Math.min(t, limit / perToken));
+    }
+
+    /**
+     * Feeds each sequence's tokens {@code chunk} at a time (the first {@code chunk} of every sequence, then the next),
+     * as {@link #feed} returns them: every fed position's logits, or each sequence's last.
+     */
+    private float[][][] feedInChunks(int[][] tokens, boolean allPositions, int chunk, int longest) {
+        int batch = tokens.length;
+        float[][][] out = new float[batch][][];
+        java.util.List<java.util.List<float[]>> all = new java.util.ArrayList<>();
+        for (int b = 0; b < batch; b++) {
+            out[b] = new float[0][];
+            all.add(new java.util.ArrayList<>());
+        }
+        int[][] part = new int[batch][];
+        for (int from = 0; from < longest; from += chunk) {
+            for (int b = 0; b < batch; b++) {
+                int n = tokens[b].length;
+                part[b] = from >= n ? new int[0] : java.util.Arrays.copyOfRange(tokens[b], from, Math.min(n, from + chunk));
+            }
+            float[][][] logits = feed(part, allPositions);
+            for (int b = 0; b < batch; b++) {
+                if (part[b].length > 0) {
+                    if (allPositions) {
+                        all.get(b).addAll(java.util.Arrays.asList(logits[b]));
+                    } else {
+                        out[b] = logits[b];
+                    }
+                }
+            }
+        }
+        if (allPositions) {
+            for (int b = 0; b < batch; b++) {
+                out[b] = all.get(b).toArray(new float[0][]);
+            }
+        }
+        return out;
     }
 
     /**

@@ -322,6 +322,11 @@ public final class DeviceStore implements AutoCloseable {
         return roundUp(t, quantum);
     }
 
+    /** Past positions a step presents once the longest sequence holds {@code tokens} tokens: quantized and residual. */
+    public int presentedPositions(int tokens) {
+        return roundUp(tokens, quantum) + residual;
+    }
+
     /** Quantized tokens of sequence {@code b} on the device. */
     public int quantized(int b) {
         return synced[b];

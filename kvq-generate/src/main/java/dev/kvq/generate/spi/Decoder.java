@@ -22,6 +22,15 @@ public interface Decoder extends AutoCloseable {
     /** Runs one step. The returned step is valid until the next forward or close. */
     Step forward(StepInput input);
 
+    /**
+     * The most attention scores one step may compute ({@code rows x heads x new tokens x positions}); a feed that
+     * would need more is run in chunks of new tokens. Unbounded unless the runtime indexes tensors with 32-bit
+     * integers (ONNX Runtime's CUDA provider, where a larger step fails with an illegal memory access).
+     */
+    default long maxAttentionScores() {
+        return Long.MAX_VALUE;
+    }
+
     /** Whether the model takes and returns K/V in float16 (kvq converts at the boundary). */
     default boolean halfKv() {
         return false;

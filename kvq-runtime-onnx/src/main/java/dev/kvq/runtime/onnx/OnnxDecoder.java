@@ -282,6 +282,12 @@ final class OnnxDecoder implements Decoder {
         return kvHalf;
     }
 
+    /** The CUDA provider's kernels index a tensor with 32-bit integers (8 x 32 heads x 1,024 x 16,416 scores failed). */
+    @Override
+    public long maxAttentionScores() {
+        return runtimeOptions.cuda() ? Integer.MAX_VALUE : Long.MAX_VALUE;
+    }
+
     @Override
     public PastBuffers past(int batch, int pastLength) {
         checkOpen();
