@@ -8,7 +8,8 @@
 #                       (default .gpu-app; /root/kvq-app when copied there in a call of its own)
 # Usage: tools/gpu_device_session.sh a|final|runtimes|capacity|rerun|serve|long|big      (results go to $OUT)
 #   serve: kvq serve under load (kvq serve-bench) on the 1B shape with the caches on the device, full precision
-#      beside per-token KV4 at one --kv-memory; first the demo model's perplexity on CUDA under both placements
+#      beside per-token KV4 at one --kv-memory; first the demo model's perplexity on CUDA under both placements and
+#      tools/serve_check.sh (served greedy answers equal kvq generate's while sequences join and leave)
 #   rerun: ONNX Runtime at batch 8 x 4k (full precision, KV4, the mixed file) beside PyTorch, then the capacity mode
 #   runtimes: the 1B shape exported by kvq's exporter (ONNX and TorchScript, float16), batch 8 x 4k under placement
 #      device: full precision, KV4 and the mixed file through DJL and through ONNX Runtime, and PyTorch's DynamicCache,
@@ -114,6 +115,10 @@ if [ "$phase" = serve ]; then
       kvq eval ppl --model models/kvq-demo-char --device cuda --placement $p --data models/kvq-demo-char/sample.txt \
         --length 4000 --sweep pertoken,kivi --pairs 4-4,4-2
     done; } 2>&1 | grep -v "^kvq: " | tee "$OUT/demo-ppl-placements.txt"
+  # served greedy answers equal kvq generate's, with sequences joining and leaving the device store on CUDA
+  export app KVQ_JAVA KVQ_ORT_NATIVE KVQ_ORT_CLASSES
+  export -f kvq
+  bash tools/serve_check.sh cuda onnx 2>&1 | tee "$OUT/serve-check.txt"
   make_small
   # prompts in the bench model's vocabulary (256 characters from U+0100)
   [ -f $small/sample.txt ] || python3 -c "
