@@ -167,19 +167,6 @@ public final class Bench {
                 best.deviceBytes(), best.transferBytesPerStep(), best.peakDeviceBytes(), best.deviceBytesInUse());
     }
 
-    /**
-     * The longest prefill chunk whose attention scores ({@code rows x heads x chunk x context}) stay within the
-     * runtime's limit ({@link Decoder#maxAttentionScores()}); {@code context} where there is none.
-     */
-    static int largestChunk(Decoder decoder, int rows, int context) {
-        long limit = decoder.maxAttentionScores();
-        if (limit == Long.MAX_VALUE) {
-            return context;
-        }
-        long perToken = (long) rows * decoder.config().attentionHeads() * Math.max(1, context);
-        return (int) Math.max(1, Math.min(context, limit / perToken));
-    }
-
     private static Row once(Decoder decoder, String name, CacheFactory caches, int[] prompt, int steps, int batch,
                             int prefillChunk) {
         try (DecodeSession s = caches.session(decoder, batch)) {
@@ -187,7 +174,7 @@ public final class Bench {
             long t0 = System.nanoTime();
             float[][][] logits = new float[batch][][];
             int chunk = prefillChunk > 0 ? prefillChunk : prompt.length;
-            int alone = Math.min(chunk, largestChunk(decoder, 1, prompt.length));
+            int alone = Math.min(chunk, s.tokensPerStep(1, prompt.length));
             if (s.placement() == Placement.DEVICE && alone < prompt.length) {
                 // a step over the device store runs every row once the sequences hold tokens (its layout has no row
                 // subsets then), so prompts longer than a chunk are prefilled together, chunk by chunk (the session

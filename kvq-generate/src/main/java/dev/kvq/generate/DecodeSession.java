@@ -102,8 +102,7 @@ public final class DecodeSession implements AutoCloseable {
     }
 
     private QuantizedPastLayout layoutOf(KvCache cache) {
-        var config = decoder.config();
-        return PastLayouts.of(cache, layers, config.kvHeads(), config.headDim(), decoder.halfKv());
+        return DeviceFootprint.layoutOf(decoder, cache);
     }
 
     public Placement placement() {
@@ -241,11 +240,12 @@ public final class DecodeSession implements AutoCloseable {
         if (t == 0) {
             throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "nothing to feed: every token row is empty");
         }
-        int chunk = largestChunk(batch, p, t);
+        int[] sequence = stepRows(tokens);
+        // a step of only fresh sequences (a subset of the rows) has no past of theirs to attend to
+        int chunk = largestChunk(sequence.length, sequence.length < batch ? 0 : p, t);
         if (chunk < t) {
             return feedInChunks(tokens, allPositions, chunk, t);
         }
-        int[] sequence = stepRows(tokens);
         if (store != null) {
             return feedDevice(tokens, t, allPositions, sequence);
         }
@@ -294,6 +294,18 @@ public final class DecodeSession implements AutoCloseable {
         forwardNanos += afterForward - afterMaterialize;
         appendNanos += afterAppend - afterForward;
         return logits(step, tokens, sequence, t, allPositions);
+    }
+
+    /**
+     * How many of {@code tokens} new tokens one step of {@code rows} rows can take now, within the runtime's limit
+     * on attention scores ({@link Decoder#maxAttentionScores()}); {@link #feed} splits a larger feed into such steps.
+     */
+    public int tokensPerStep(int rows, int tokens) {
+        int longest = 0;
+        for (int length : lengths) {
+            longest = Math.max(longest, length);
+        }
+        return largestChunk(rows, longest, tokens);
     }
 
     /**

@@ -22,11 +22,15 @@ public final class DeviceFootprint {
 
     /** The footprint of {@code caches} on {@code decoder}; fails as placement device would for caches it cannot hold. */
     public static DeviceFootprint of(Decoder decoder, CacheFactory caches) {
-        var config = decoder.config();
         try (KvCache probe = caches.newCache()) {
-            return new DeviceFootprint(PastLayouts.of(probe, config.layers(), config.kvHeads(), config.headDim(),
-                    decoder.halfKv()), decoder.halfKv());
+            return new DeviceFootprint(layoutOf(decoder, probe), decoder.halfKv());
         }
+    }
+
+    /** How {@code cache}'s history lies in {@code decoder}'s memory under placement device. */
+    static QuantizedPastLayout layoutOf(Decoder decoder, KvCache cache) {
+        var config = decoder.config();
+        return PastLayouts.of(cache, config.layers(), config.kvHeads(), config.headDim(), decoder.halfKv());
     }
 
     /** Bytes for {@code sequences} sequences with room for {@code tokens} tokens each. */

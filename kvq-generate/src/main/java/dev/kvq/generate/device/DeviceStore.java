@@ -50,7 +50,6 @@ public final class DeviceStore implements AutoCloseable {
     /** Per sequence, the tokens it reserved ({@link #add}); {@link #reserve} raises them all. */
     private int[] reserves;
     private int capacity;
-    private int reserved;
     private long residualDevice;
     private MemorySegment residualStaging = MemorySegment.NULL;
     private long residualBytes;
@@ -280,7 +279,6 @@ public final class DeviceStore implements AutoCloseable {
         capacity = newCapacity;
         batch = newBatch;
         reserves = reserve;
-        reserved = wanted;
         synced = newSynced;
         target = new int[newBatch];
         lastQuantized = new int[newBatch];
@@ -302,7 +300,6 @@ public final class DeviceStore implements AutoCloseable {
 
     /** Sets the token capacity to allocate at the first growth (a generation that knows its length needs no regrowth). */
     public void reserve(int tokens) {
-        reserved = Math.max(reserved, tokens);
         for (int b = 0; b < batch; b++) {
             reserves[b] = Math.max(reserves[b], tokens);
         }
@@ -588,6 +585,10 @@ public final class DeviceStore implements AutoCloseable {
             return;
         }
         int used = quantizedLength();
+        int reserved = 0;
+        for (int r : reserves) {
+            reserved = Math.max(reserved, r);
+        }
         int grown = Math.max(tokens, reserved > capacity ? reserved : capacity + capacity / 2);
         int next = roundUp(Math.max(grown, quantum), quantum);
         for (Buffer b : buffers) {
