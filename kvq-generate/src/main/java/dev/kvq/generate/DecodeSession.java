@@ -5,7 +5,6 @@ import dev.kvq.KvqException;
 import dev.kvq.cache.KvCache;
 import dev.kvq.config.Placement;
 import dev.kvq.generate.device.DeviceStore;
-import dev.kvq.generate.device.PastLayouts;
 import dev.kvq.generate.spi.QuantizedDecoder;
 import dev.kvq.generate.spi.QuantizedPastLayout;
 import dev.kvq.generate.spi.QuantizedStep;

@@ -1,7 +1,6 @@
 package dev.kvq.serve;
 
 import dev.kvq.KvqException;
-import dev.kvq.cache.KvCache;
 import dev.kvq.config.ModelShape;
 import dev.kvq.config.Placement;
 import dev.kvq.generate.CacheFactory;

@@ -1,8 +1,5 @@
 package dev.kvq.serve;
 
-import dev.kvq.ErrorCode;
-import dev.kvq.KvqException;
-import dev.kvq.config.Placement;
 import dev.kvq.generate.CacheFactory;
 import dev.kvq.generate.Tokenizer;
 import dev.kvq.generate.spi.Decoder;

@@ -56,6 +56,8 @@ public final class DeviceStore implements AutoCloseable {
     private MemorySegment staging = MemorySegment.NULL;
     /** Where the next upload's bytes go in {@link #staging}: an upload may still read its bytes until synchronized. */
     private long stagingUsed;
+    /** Staging outgrown since the last synchronization, which queued uploads may still read; freed when settled. */
+    private final List<MemorySegment> retiredStaging = new ArrayList<>();
     private final int[] row;
     private int[] target;
     /** Per sequence and layer, the cache's stored view (views stay bound to their cache). */
@@ -555,18 +557,16 @@ public final class DeviceStore implements AutoCloseable {
 
     /**
      * {@code bytes} of staging no upload since the last synchronization reads: the step's uploads are queued one after
-     * the other (on CUDA without waiting for each), so none may reuse another's bytes before they are done.
+     * the other (on CUDA without waiting for each), so none may reuse another's bytes before they are done. Full
+     * staging is replaced by one twice as large rather than waited for, so a step synchronizes once, at its end.
      */
     private MemorySegment staging(long bytes) {
         if (staging.byteSize() - stagingUsed < bytes) {
-            memory.synchronize();
-            stagingUsed = 0;
-            if (staging.byteSize() < bytes) {
-                if (staging.byteSize() > 0) {
-                    memory.freeStaging(staging);
-                }
-                staging = memory.staging(Math.max(bytes, staging.byteSize() * 2));
+            if (staging.byteSize() > 0) {
+                retiredStaging.add(staging);
             }
+            staging = memory.staging(Math.max(bytes, staging.byteSize() * 2));
+            stagingUsed = 0;
         }
         // no clearing: every writer covers all its bytes (bit-packed rows clear themselves before packing)
         MemorySegment slice = staging.asSlice(stagingUsed, bytes);
@@ -578,6 +578,10 @@ public final class DeviceStore implements AutoCloseable {
     private void settle() {
         memory.synchronize();
         stagingUsed = 0;
+        for (MemorySegment retired : retiredStaging) {
+            memory.freeStaging(retired);
+        }
+        retiredStaging.clear();
     }
 
     private void ensureCapacity(int tokens) {

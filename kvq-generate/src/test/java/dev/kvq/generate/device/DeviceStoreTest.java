@@ -86,7 +86,10 @@ class DeviceStoreTest {
                 for (KvCache cache : caches) {
                     append(cache, 1, random);
                 }
+                long synchronizations = memory.synchronizations;
                 store.sync();
+                // uploads are queued, not waited for one by one: a step waits once, for the last step's
+                assertEquals(synchronizations + 1, memory.synchronizations, "synchronizations in step " + step);
                 check(memory, layout, store, caches);
             }
             assertTrue(memory.uploads > uploadsBefore, "decode steps upload new tokens");

@@ -169,15 +169,7 @@ class OnnxGenerationTest {
     }
 
     static double[] logSoftmax(float[] x) {
-        double max = Double.NEGATIVE_INFINITY;
-        for (float v : x) {
-            max = Math.max(max, v);
-        }
-        double sum = 0;
-        for (float v : x) {
-            sum += Math.exp(v - max);
-        }
-        double log = Math.log(sum) + max;
+        double log = dev.kvq.generate.Logits.logSumExp(x);
         double[] out = new double[x.length];
         for (int i = 0; i < x.length; i++) {
             out[i] = x[i] - log;
