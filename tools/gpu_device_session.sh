@@ -6,7 +6,11 @@
 #   .gpu/boot, .gpu-djl/boot   the unpack scripts of those stagings
 #   $KVQ_APP/lib        every jar of kvq-cli/target/lib except the CPU onnxruntime and pytorch-native-cpu jars
 #                       (default .gpu-app; /root/kvq-app when copied there in a call of its own)
-# Usage: tools/gpu_device_session.sh a|final|runtimes|capacity|rerun|serve|long|big      (results go to $OUT)
+# Usage: tools/gpu_device_session.sh a|final|runtimes|capacity|rerun|serve|scatter|long|big   (results go to $OUT)
+#   scatter: kvq's CUDA kernel (batched uploads): the device-memory contract on the GPU (CudaMemoryTest, through
+#      JUnit's console launcher: .gpu-test/ holds kvq-runtime-onnx's test classes and junit-platform-console-standalone),
+#      tools/serve_check.sh on CUDA, then kvq serve-bench on the 1B shape with one copy per piece
+#      (-Dkvq.cuda.scatter=false) and with the kernel, side by side
 #   serve: kvq serve under load (kvq serve-bench) on the 1B shape with the caches on the device, full precision
 #      beside per-token KV4 at one --kv-memory; first the demo model's perplexity on CUDA under both placements and
 #      tools/serve_check.sh (served greedy answers equal kvq generate's while sequences join and leave)
@@ -29,7 +33,7 @@ source .gpu/boot/unpack.sh >/dev/null
 case "$phase" in runtimes|big) source .gpu-djl/boot/unpack-djl.sh >/dev/null ;; esac
 app=${KVQ_APP:-.gpu-app}
 kvq() {
-  "$KVQ_JAVA" -XX:+UseParallelGC -Xmx48g -XX:MaxDirectMemorySize=100g --add-modules jdk.incubator.vector \
+  "$KVQ_JAVA" ${KVQ_JVM_OPTS:-} -XX:+UseParallelGC -Xmx48g -XX:MaxDirectMemorySize=100g --add-modules jdk.incubator.vector \
     --enable-native-access=ALL-UNNAMED -Donnxruntime.native.path="$KVQ_ORT_NATIVE" -Dai.djl.offline=true \
     -DOPT_OUT_TRACKING=true -cp "$app/lib/*:$KVQ_ORT_CLASSES" dev.kvq.cli.Main "$@" 2> >(grep -v "incubator modules" >&2)
 }
@@ -61,6 +65,11 @@ make_big_in_background() {  # outlives the call that starts it
   [ -f $big/config.json ] || (cd tools && setsid nohup python3 make_bench_model.py --out $big --layers 32 --hidden 4096 \
     --heads 32 --kv-heads 8 --head-dim 128 --intermediate 14336 --dtype float16 --max-positions 40960 \
     > /root/make-8b.log 2>&1 &)
+}
+sample_text() {  # prompts in the bench model's vocabulary (256 characters from U+0100)
+  [ -f $small/sample.txt ] || python3 -c "
+import random; r = random.Random(7)
+open('$small/sample.txt', 'w', encoding='utf-8').write(''.join(chr(0x100 + r.randrange(256)) for _ in range(200000)))"
 }
 capacity() {
   kvq bench --model $small --device cuda --json --kv-memory 4GiB --contexts 4096 --decode-steps 16 --repeats 0 \
@@ -120,13 +129,45 @@ if [ "$phase" = serve ]; then
   export -f kvq
   bash tools/serve_check.sh cuda onnx 2>&1 | tee "$OUT/serve-check.txt"
   make_small
-  # prompts in the bench model's vocabulary (256 characters from U+0100)
-  [ -f $small/sample.txt ] || python3 -c "
-import random; r = random.Random(7)
-open('$small/sample.txt', 'w', encoding='utf-8').write(''.join(chr(0x100 + r.randrange(256)) for _ in range(200000)))"
+  sample_text
   kvq serve-bench --model $small --runtime onnx --device cuda --placement device --kv-memory 512MiB \
     --scheme pertoken --k-bits 4 --v-bits 4 --backend vanilla --concurrency 1,16,64 --requests-per-client 2 \
     --prompt-tokens 512 --max-tokens 128 --json 2>>"$OUT/log.txt" | tee "$OUT/serve-1b-device.json"
+  exit 0
+fi
+cuda_memory_test() {  # the device-memory contract on the GPU, kvq's kernel included (ONNX Runtime needs the stack)
+  "$KVQ_JAVA" -Xss16m --enable-native-access=ALL-UNNAMED -Dkvq.cuda=true -Donnxruntime.native.path="$KVQ_ORT_NATIVE" \
+    -cp ".gpu-test/junit-platform-console-standalone.jar:.gpu-test/test-classes:$(ls "$app"/lib/*.jar | paste -sd:):$KVQ_ORT_CLASSES" \
+    org.junit.platform.console.ConsoleLauncher execute --details=verbose --disable-ansi-colors \
+    --select-class dev.kvq.runtime.onnx.nativeapi.CudaMemoryTest > "$OUT/cuda-memory-test.txt" 2>&1
+  echo "CudaMemoryTest: exit $?, $(grep -c 'status: ✔ SUCCESSFUL' "$OUT/cuda-memory-test.txt") successful, $(grep -c 'status: ✘' "$OUT/cuda-memory-test.txt") failed" | tee -a "$OUT/cuda-memory-test.txt"
+}
+if [ "$phase" = profile ]; then  # where a served step's time goes: JFR over serve-bench at 64 clients
+  cuda_memory_test
+  export app KVQ_JAVA KVQ_ORT_NATIVE KVQ_ORT_CLASSES
+  export -f kvq
+  KVQ_JVM_OPTS="-Dkvq.cuda.scatter=false" bash tools/serve_check.sh cuda onnx 2>&1 | tee "$OUT/serve-check-no-kernel.txt"
+  make_small
+  sample_text
+  KVQ_JVM_OPTS="-XX:StartFlightRecording=filename=$OUT/serve-64.jfr,settings=profile" kvq serve-bench \
+    --model $small --runtime onnx --device cuda --placement device --kv-memory 512MiB --scheme pertoken --k-bits 4 \
+    --v-bits 4 --backend vanilla --concurrency 64 --requests-per-client 1 --prompt-tokens 512 --max-tokens 128 \
+    --json 2>&1 | tee "$OUT/serve-64.json"
+  exit 0
+fi
+if [ "$phase" = scatter ]; then
+  cuda_memory_test
+  export app KVQ_JAVA KVQ_ORT_NATIVE KVQ_ORT_CLASSES
+  export -f kvq
+  bash tools/serve_check.sh cuda onnx 2>&1 | tee "$OUT/serve-check.txt"
+  make_small
+  sample_text
+  for scatter in false true; do
+    KVQ_JVM_OPTS="-Dkvq.cuda.scatter=$scatter" kvq serve-bench --model $small --runtime onnx --device cuda \
+      --placement device --kv-memory 512MiB --scheme pertoken --k-bits 4 --v-bits 4 --backend vanilla \
+      --concurrency 1,16,64,96 --requests-per-client 2 --prompt-tokens 512 --max-tokens 128 --json \
+      2>>"$OUT/log.txt" | tee "$OUT/serve-1b-scatter-$scatter.json"
+  done
   exit 0
 fi
 if [ "$phase" = rerun ]; then

@@ -6,6 +6,7 @@ import dev.kvq.generate.spi.DeviceMemory;
 import dev.kvq.generate.spi.QuantizedPastLayout;
 import dev.kvq.generate.spi.StoredLayer;
 import dev.kvq.generate.spi.StoredRun;
+import dev.kvq.generate.spi.UploadBatch;
 import dev.kvq.tensor.KvView;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -58,7 +59,11 @@ public final class DeviceStore implements AutoCloseable {
     private long stagingUsed;
     /** Staging outgrown since the last synchronization, which queued uploads may still read; freed when settled. */
     private final List<MemorySegment> retiredStaging = new ArrayList<>();
+    /** The pieces of the sync under way, reused. */
+    private final UploadBatch pending = new UploadBatch();
     private final int[] row;
+    private final float[] rowFloats;
+    private final short[] rowHalves;
     private int[] target;
     /** Per sequence and layer, the cache's stored view (views stay bound to their cache). */
     private final List<StoredHistory[]> histories = new ArrayList<>();
@@ -75,6 +80,8 @@ public final class DeviceStore implements AutoCloseable {
         this.dim = layout.headDim();
         this.halfResidual = halfResidual;
         this.row = new int[dim];
+        this.rowFloats = new float[dim];
+        this.rowHalves = new short[dim];
         this.target = new int[batch];
         for (KvCache cache : caches) {
             histories.add(storedViews(cache));
@@ -382,14 +389,26 @@ public final class DeviceStore implements AutoCloseable {
         for (int b = 1; b < batch; b++) {
             lockstep &= synced[b] == synced[0] && target[b] == target[0];
         }
+        pending.clear();
         if (lockstep && target[0] > synced[0] && batch > 1) {
+            reserveStaging(stagingBytes(synced[0], target[0], batch));
             uploadTogether(synced[0], target[0]);
         } else {
+            long bytes = 0;
+            for (int b = 0; b < batch; b++) {
+                bytes += target[b] > synced[b] ? stagingBytes(synced[b], target[b], 1) : 0;
+            }
+            reserveStaging(bytes);
             for (int b = 0; b < batch; b++) {
                 if (target[b] > synced[b]) {
                     uploadSequence(b, synced[b], target[b]);
                 }
             }
+        }
+        if (!pending.isEmpty()) {
+            // one batch for every buffer and sequence: on CUDA a single launch, not one copy per piece
+            memory.uploadBatch(staging, pending);
+            uploadedBytes += pending.bytes();
         }
         System.arraycopy(target, 0, synced, 0, batch);
         if (residual > 0) {
@@ -397,29 +416,36 @@ public final class DeviceStore implements AutoCloseable {
         }
     }
 
-    /** Every sequence adds tokens {@code [from, to)}: one upload per buffer for the whole batch. */
+    /** Staging that {@code sequences} sequences' pieces for tokens {@code [from, to)} take, each piece aligned. */
+    private long stagingBytes(int from, int to, int sequences) {
+        long[] bytes = {0};
+        forEachBuffer(from, to, (l, kind, j, t, run, buf, slot0, slots) ->
+                bytes[0] += alignedPiece(slots * buf.perSequence * sequences));
+        return bytes[0];
+    }
+
+    /** Every sequence adds tokens {@code [from, to)}: one piece per buffer for the whole batch. */
     private void uploadTogether(int from, int to) {
         forEachBuffer(from, to, (l, kind, j, t, run, buf, slot0, slots) -> {
             long perSequence = buf.perSequence;
-            MemorySegment s = staging(slots * buf.bytesPerSlot);
-            for (int b = 0; b < batch; b++) {
-                write(histories.get(b)[l], j, kind, t, run, from, to, s, b * perSequence, buf.bytesPerSlot);
-            }
             long bytes = slots * buf.bytesPerSlot;
-            memory.upload(s, 0, buf.address + slot0 * buf.bytesPerSlot, bytes);
-            uploadedBytes += bytes;
+            long at = stagingOffset(bytes);
+            for (int b = 0; b < batch; b++) {
+                write(histories.get(b)[l], j, kind, t, run, from, to, staging, at + b * perSequence,
+                        buf.bytesPerSlot);
+            }
+            pending.add(at, buf.address + slot0 * buf.bytesPerSlot, bytes, bytes, 1);
         });
     }
 
-    /** Sequence {@code b} adds tokens {@code [from, to)}: one strided upload per buffer. */
+    /** Sequence {@code b} adds tokens {@code [from, to)}: one strided piece per buffer. */
     private void uploadSequence(int b, int from, int to) {
         forEachBuffer(from, to, (l, kind, j, t, run, buf, slot0, slots) -> {
             long perSequence = buf.perSequence;
-            MemorySegment s = staging(slots * perSequence);
-            write(histories.get(b)[l], j, kind, t, run, from, to, s, 0, perSequence);
-            memory.upload2d(s, 0, perSequence, buf.address + slot0 * buf.bytesPerSlot + b * perSequence,
-                    buf.bytesPerSlot, perSequence, slots);
-            uploadedBytes += slots * perSequence;
+            long at = stagingOffset(slots * perSequence);
+            write(histories.get(b)[l], j, kind, t, run, from, to, staging, at, perSequence);
+            pending.add(at, buf.address + slot0 * buf.bytesPerSlot + b * perSequence, buf.bytesPerSlot, perSequence,
+                    slots);
         });
     }
 
@@ -487,17 +513,26 @@ public final class DeviceStore implements AutoCloseable {
         for (int t = from; t < to; t++) {
             long at = offset + (long) (t - from) * pitch;
             for (int h = 0; h < src.heads(); h++) {
-                for (int d = 0; d < dim; d++) {
-                    float v = src.get(h, t, d);
-                    long i = at + ((long) h * dim + d) * bytes;
-                    if (half) {
-                        dst.set(F16, i, Float.floatToFloat16(v));
-                    } else {
-                        dst.set(F32, i, v);
-                    }
-                }
+                putRow(src, h, t, dst, at + (long) h * dim * bytes, half);
             }
         }
+    }
+
+    /**
+     * Writes row {@code (h, t)} of {@code src} ({@code dim} floats) at byte {@code at} of {@code dst}, as float16 or
+     * float32: in bulk through arrays, since every step writes a row per sequence, layer, kind and head.
+     */
+    private void putRow(KvView src, int h, int t, MemorySegment dst, long at, boolean half) {
+        long from = src.rowIndex(h, t) * Float.BYTES;
+        if (!half) {
+            MemorySegment.copy(src.segment(), from, dst, at, (long) dim * Float.BYTES);
+            return;
+        }
+        MemorySegment.copy(src.segment(), F32, from, rowFloats, 0, dim);
+        for (int d = 0; d < dim; d++) {
+            rowHalves[d] = Float.floatToFloat16(rowFloats[d]);
+        }
+        MemorySegment.copy(rowHalves, 0, dst, F16, at, dim);
     }
 
     private void syncResiduals() {
@@ -533,15 +568,7 @@ public final class DeviceStore implements AutoCloseable {
         for (int h = 0; h < src.heads(); h++) {
             long base = residualOffset(layer, kind, b) + ((long) (firstHead + h) * residual) * dim * elementBytes();
             for (int t = fromToken; t < src.tokens(); t++) {
-                long at = base + (long) t * dim * elementBytes();
-                for (int d = 0; d < dim; d++) {
-                    float v = src.get(h, t, d);
-                    if (halfResidual) {
-                        residualStaging.set(F16, at + d * 2L, Float.floatToFloat16(v));
-                    } else {
-                        residualStaging.set(F32, at + d * 4L, v);
-                    }
-                }
+                putRow(src, h, t, residualStaging, base + (long) t * dim * elementBytes(), halfResidual);
             }
         }
     }
@@ -556,11 +583,12 @@ public final class DeviceStore implements AutoCloseable {
     }
 
     /**
-     * {@code bytes} of staging no upload since the last synchronization reads: the step's uploads are queued one after
-     * the other (on CUDA without waiting for each), so none may reuse another's bytes before they are done. Full
-     * staging is replaced by one twice as large rather than waited for, so a step synchronizes once, at its end.
+     * Makes room in staging for {@code bytes} (pieces already aligned) that no upload since the last synchronization
+     * reads: the step's uploads are queued (on CUDA without waiting for each), so none may reuse another's bytes before
+     * they are done. Full staging is replaced by one twice as large rather than waited for, so a step synchronizes
+     * once, at its end; reserving a step's pieces at once keeps them in one buffer, which one batch can upload.
      */
-    private MemorySegment staging(long bytes) {
+    private void reserveStaging(long bytes) {
         if (staging.byteSize() - stagingUsed < bytes) {
             if (staging.byteSize() > 0) {
                 retiredStaging.add(staging);
@@ -568,10 +596,22 @@ public final class DeviceStore implements AutoCloseable {
             staging = memory.staging(Math.max(bytes, staging.byteSize() * 2));
             stagingUsed = 0;
         }
-        // no clearing: every writer covers all its bytes (bit-packed rows clear themselves before packing)
-        MemorySegment slice = staging.asSlice(stagingUsed, bytes);
-        stagingUsed += (bytes + 63) & ~63L;
-        return slice;
+    }
+
+    /**
+     * The offset in {@link #staging} of {@code bytes} for one piece. No clearing: every writer covers all its bytes
+     * (bit-packed rows clear themselves before packing).
+     */
+    private long stagingOffset(long bytes) {
+        long aligned = alignedPiece(bytes);
+        reserveStaging(aligned);
+        long at = stagingUsed;
+        stagingUsed += aligned;
+        return at;
+    }
+
+    private static long alignedPiece(long bytes) {
+        return (bytes + 63) & ~63L;
     }
 
     /** Waits for the uploads in flight, so that staging (the residual's too) may be written again. */

@@ -31,6 +31,18 @@ public interface DeviceMemory {
      */
     void upload2d(MemorySegment src, long srcOffset, long srcPitch, long dst, long dstPitch, long width, long height);
 
+    /**
+     * Copies every piece of {@code batch} from {@code src} to the device, like {@link #upload2d} each (and like it,
+     * may still be reading {@code src} when it returns). A runtime may move them in one go: on CUDA, pieces of
+     * {@link #staging} memory take one kernel launch however many there are. By default, one upload per piece.
+     */
+    default void uploadBatch(MemorySegment src, UploadBatch batch) {
+        for (int i = 0; i < batch.size(); i++) {
+            long width = batch.width(i);
+            upload2d(src, batch.srcOffset(i), width, batch.dst(i), batch.dstPitch(i), width, batch.rows(i));
+        }
+    }
+
     /** Copies {@code bytes} within device memory. */
     void copy(long src, long dst, long bytes);
 

@@ -19,6 +19,7 @@ final class ArenaMemory implements DeviceMemory, AutoCloseable {
     private long allocated;
     private long peak;
     long uploads;
+    long batches;
     long synchronizations;
 
     @Override
@@ -56,6 +57,12 @@ final class ArenaMemory implements DeviceMemory, AutoCloseable {
                 MemorySegment.copy(src, srcOffset + r * srcPitch, at(dst + r * dstPitch, width), 0, width);
             }
         });
+    }
+
+    @Override
+    public void uploadBatch(MemorySegment src, dev.kvq.generate.spi.UploadBatch batch) {
+        batches++;
+        DeviceMemory.super.uploadBatch(src, batch);
     }
 
     private void drain() {

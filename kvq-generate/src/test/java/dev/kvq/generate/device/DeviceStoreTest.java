@@ -220,6 +220,35 @@ class DeviceStoreTest {
     }
 
     @Test
+    void aStepOfSequencesAtDifferentLengthsIsOneBatchOfPieces() {
+        KvQuantConfig config = KvQuantConfig.perToken(4, 4).placement(Placement.DEVICE).build();
+        var spec = KvCaches.spec(config, SHAPE);
+        List<KvCache> caches = List.of(spec.newCache(), spec.newCache(), spec.newCache());
+        QuantizedPastLayout layout = PastLayouts.of(caches.getFirst(), SHAPE.layers(), SHAPE.kvHeads(), SHAPE.headDim(), false);
+        SplittableRandom random = new SplittableRandom(5);
+        try (ArenaMemory memory = new ArenaMemory(); DeviceStore store = new DeviceStore(memory, layout, caches, false)) {
+            store.reserve(200);
+            int[] prompts = {17, 40, 3};
+            for (int b = 0; b < caches.size(); b++) {
+                append(caches.get(b), prompts[b], random);
+            }
+            store.sync();
+            for (int step = 0; step < 5; step++) {
+                long batches = memory.batches;
+                long pieces = memory.uploads;
+                for (KvCache c : caches) {
+                    append(c, 1, random);
+                }
+                store.sync();
+                // every sequence's new token lands at its own slot: one piece per sequence and buffer, one batch
+                assertEquals(batches + 1, memory.batches, "batches in step " + step);
+                assertEquals(caches.size() * SHAPE.layers() * 2 * 3, memory.uploads - pieces, "pieces in step " + step);
+                check(memory, layout, store, caches);
+            }
+        }
+    }
+
+    @Test
     void hqqStridedGroupsAndWideCodesAreRefusedWithTheFix() {
         KvQuantConfig threeBits = KvQuantConfig.perToken(3, 3).placement(Placement.DEVICE).build();
         KvCache cache = KvCaches.spec(threeBits, SHAPE).newCache();

@@ -6,6 +6,7 @@ import ai.onnxruntime.OrtSession;
 import dev.kvq.ErrorCode;
 import dev.kvq.KvqException;
 import dev.kvq.generate.spi.DeviceMemory;
+import dev.kvq.generate.spi.UploadBatch;
 import dev.kvq.generate.spi.QuantizedDecoder;
 import dev.kvq.generate.spi.QuantizedPastLayout;
 import dev.kvq.generate.spi.QuantizedStep;
@@ -360,6 +361,12 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
         public void upload2d(MemorySegment src, long srcOffset, long srcPitch, long dst, long dstPitch, long width,
                              long height) {
             inner.upload2d(src, srcOffset, srcPitch, dst, dstPitch, width, height);
+        }
+
+        @Override
+        public void uploadBatch(MemorySegment src, UploadBatch batch) {
+            // both tables hold a piece as (source offset, destination, destination pitch, width, rows)
+            inner.uploadBatch(src, batch.words(), batch.size());
         }
 
         @Override

@@ -16,6 +16,8 @@ import java.util.TreeMap;
 abstract class AbstractDeviceMemory implements DeviceMemory {
     private final String device;
     private final TreeMap<Long, Long> blocks = new TreeMap<>();
+    /** Staging buffers handed out and not yet freed, address to size. */
+    private final TreeMap<Long, Long> stagingBlocks = new TreeMap<>();
     private Arena staging; // staging buffers are reinterpreted into it and freed when it closes
     private MemoryInfo memoryInfo;
     private long bytesAllocated;
@@ -37,6 +39,18 @@ abstract class AbstractDeviceMemory implements DeviceMemory {
 
     abstract void uploadRows(MemorySegment src, long srcOffset, long srcPitch, long dstAddress, long dstPitch,
                              long widthBytes, long height);
+
+    /** Moves checked pieces ({@link DeviceMemory#uploadBatch}); by default one {@link #uploadRows} each. */
+    void uploadPieces(MemorySegment src, long[] pieces, int count) {
+        for (int i = 0; i < count; i++) {
+            int p = i * WORDS_PER_PIECE;
+            uploadRows(src, pieces[p], pieces[p + 3], pieces[p + 1], pieces[p + 2], pieces[p + 3], pieces[p + 4]);
+        }
+    }
+
+    /** Releases what a subclass holds beyond blocks and staging; called once, when this closes. */
+    void closeDevice() {
+    }
 
     abstract void copyBytes(long srcAddress, long dstAddress, long bytes);
 
@@ -63,7 +77,7 @@ abstract class AbstractDeviceMemory implements DeviceMemory {
     @Override
     public final synchronized long allocate(long bytes) {
         checkOpen();
-        KvqException.require(bytes > 0, "allocate needs more than 0 bytes, was " + bytes);
+        KvqException.require(bytes > 0, "allocate needs more than 0 bytes");
         long address = allocateBlock(bytes);
         blocks.put(address, bytes);
         bytesAllocated += bytes;
@@ -75,7 +89,10 @@ abstract class AbstractDeviceMemory implements DeviceMemory {
     public final synchronized void free(long address) {
         checkOpen();
         Long bytes = blocks.remove(address);
-        KvqException.require(bytes != null, "0x" + Long.toHexString(address) + " is not a block of " + this);
+        if (bytes == null) {
+            throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "0x" + Long.toHexString(address) + " is not a block of "
+                    + this);
+        }
         bytesAllocated -= bytes;
         freeBlock(address);
     }
@@ -99,6 +116,29 @@ abstract class AbstractDeviceMemory implements DeviceMemory {
         checkHostRange(src, srcOffset, extent(srcPitch, widthBytes, height));
         checkBlockRange(dstAddress, extent(dstPitch, widthBytes, height));
         uploadRows(src, srcOffset, srcPitch, dstAddress, dstPitch, widthBytes, height);
+    }
+
+    @Override
+    public final synchronized void uploadBatch(MemorySegment src, long[] pieces, int count) {
+        checkOpen();
+        if (count < 0 || (long) count * WORDS_PER_PIECE > pieces.length) {
+            throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, count + " pieces do not fit a table of " + pieces.length
+                    + " longs");
+        }
+        int moving = 0;
+        for (int i = 0; i < count; i++) {
+            int p = i * WORDS_PER_PIECE;
+            long width = pieces[p + 3];
+            long height = pieces[p + 4];
+            if (!noRows(width, pieces[p + 2], width, height)) {
+                checkHostRange(src, pieces[p], extent(width, width, height));
+                checkBlockRange(pieces[p + 1], extent(pieces[p + 2], width, height));
+                moving++;
+            }
+        }
+        if (moving > 0) {
+            uploadPieces(src, pieces, count);
+        }
     }
 
     @Override
@@ -167,11 +207,12 @@ abstract class AbstractDeviceMemory implements DeviceMemory {
     @Override
     public final synchronized MemorySegment allocateStaging(long bytes) {
         checkOpen();
-        KvqException.require(bytes > 0, "allocateStaging needs more than 0 bytes, was " + bytes);
+        KvqException.require(bytes > 0, "allocateStaging needs more than 0 bytes");
         if (staging == null) {
             staging = Arena.ofShared();
         }
         long address = allocateStagingBlock(bytes);
+        stagingBlocks.put(address, bytes);
         // The segment dies with the arena: after close, using it fails instead of touching freed memory.
         return MemorySegment.ofAddress(address).reinterpret(bytes, staging, freed -> freeStagingBlock(address));
     }
@@ -183,6 +224,8 @@ abstract class AbstractDeviceMemory implements DeviceMemory {
         }
         closed = true;
         try {
+            closeDevice();
+            stagingBlocks.clear();
             if (staging != null) {
                 staging.close();
             }
@@ -209,6 +252,15 @@ abstract class AbstractDeviceMemory implements DeviceMemory {
         }
     }
 
+    /** Whether {@code segment} lies inside one staging buffer of this memory. */
+    final synchronized boolean isStaging(MemorySegment segment) {
+        if (!segment.isNative()) {
+            return false;
+        }
+        Map.Entry<Long, Long> block = stagingBlocks.floorEntry(segment.address());
+        return block != null && segment.address() - block.getKey() <= block.getValue() - segment.byteSize();
+    }
+
     /** Throws unless this is open and the range lies inside one of its blocks. */
     final synchronized void checkInsideBlock(long address, long bytes) {
         checkOpen();
@@ -217,13 +269,20 @@ abstract class AbstractDeviceMemory implements DeviceMemory {
 
     // ---- checks ----
 
-    /** Checks a 2D transfer's shape (this open, sizes not negative, rows within both pitches); true if it moves nothing. */
+    /**
+     * Checks a 2D transfer's shape (this open, sizes not negative, rows within both pitches); true if it moves nothing.
+     * Checks on the transfer path build their messages only on failure: they run for every piece of every step.
+     */
     private boolean noRows(long srcPitch, long dstPitch, long widthBytes, long height) {
         checkOpen();
-        KvqException.require(widthBytes >= 0 && height >= 0, "width and height must be >= 0, were " + widthBytes
-                + " and " + height);
-        KvqException.require(srcPitch >= widthBytes && dstPitch >= widthBytes, "pitches (" + srcPitch + ", "
-                + dstPitch + ") must be at least the row width " + widthBytes);
+        if (widthBytes < 0 || height < 0) {
+            throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "width and height must be >= 0, were " + widthBytes
+                    + " and " + height);
+        }
+        if (srcPitch < widthBytes || dstPitch < widthBytes) {
+            throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "pitches (" + srcPitch + ", " + dstPitch
+                    + ") must be at least the row width " + widthBytes);
+        }
         return widthBytes == 0 || height == 0;
     }
 
@@ -233,17 +292,20 @@ abstract class AbstractDeviceMemory implements DeviceMemory {
     }
 
     private static void checkHostRange(MemorySegment segment, long offset, long bytes) {
-        KvqException.require(offset >= 0 && bytes >= 0 && offset <= segment.byteSize() - bytes,
-                "host range [" + offset + ", +" + bytes + ") is outside a segment of " + segment.byteSize()
-                        + " bytes");
+        if (offset < 0 || bytes < 0 || offset > segment.byteSize() - bytes) {
+            throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "host range [" + offset + ", +" + bytes
+                    + ") is outside a segment of " + segment.byteSize() + " bytes");
+        }
     }
 
     /** The range must lie inside one block this object holds. */
     private void checkBlockRange(long address, long bytes) {
-        KvqException.require(bytes >= 0, "byte count must be >= 0, was " + bytes);
+        KvqException.require(bytes >= 0, "byte count must be >= 0");
         Map.Entry<Long, Long> block = blocks.floorEntry(address);
         boolean inside = block != null && address - block.getKey() <= block.getValue() - bytes;
-        KvqException.require(inside, "range 0x" + Long.toHexString(address) + " +" + bytes + " is not inside a block of "
-                + this);
+        if (!inside) {
+            throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "range 0x" + Long.toHexString(address) + " +" + bytes
+                    + " is not inside a block of " + this);
+        }
     }
 }

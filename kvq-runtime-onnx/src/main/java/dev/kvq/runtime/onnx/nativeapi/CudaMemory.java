@@ -18,8 +18,20 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  */
 @SuppressWarnings("restricted") // native calls are what this class is for
 public final class CudaMemory extends AbstractDeviceMemory {
+    /** {@code false} turns batched uploads' kernel off (one copy per piece), to compare the two. */
+    public static final String SCATTER_PROPERTY = "kvq.cuda.scatter";
+    private static final System.Logger LOG = System.getLogger(CudaMemory.class.getName());
+    private static final long TABLE_BLOCK = 64 * 1024;
+
     private final CudaRuntime cuda;
     private final int deviceId;
+    /** Loaded on the first batch; null until then, or when it cannot be (the batch then copies piece by piece). */
+    private ScatterKernel scatter;
+    private boolean scatterTried;
+    /** Page-locked tables of pieces: a launch reads its table until synchronized, so each takes fresh space. */
+    private MemorySegment table = MemorySegment.NULL;
+    private long tableUsed;
+    private final java.util.List<MemorySegment> retiredTables = new java.util.ArrayList<>();
 
     /** Memory of device {@code deviceId}; {@link ErrorCode#UNSUPPORTED} if CUDA or that device is not there. */
     public CudaMemory(int deviceId) {
@@ -108,6 +120,81 @@ public final class CudaMemory extends AbstractDeviceMemory {
         }
     }
 
+    /** Pieces of staging memory take one launch of {@link ScatterKernel}; others go one copy each. */
+    @Override
+    void uploadPieces(MemorySegment src, long[] pieces, int count) {
+        ScatterKernel kernel = isStaging(src) ? scatterKernel() : null;
+        if (kernel == null) {
+            super.uploadPieces(src, pieces, count);
+            return;
+        }
+        MemorySegment rows = tableSpace((long) count * ScatterKernel.WORDS_PER_PIECE * Long.BYTES);
+        long base = src.address();
+        for (int i = 0; i < count; i++) {
+            int p = i * WORDS_PER_PIECE;
+            long at = (long) i * ScatterKernel.WORDS_PER_PIECE * Long.BYTES;
+            rows.set(JAVA_LONG, at, base + pieces[p]);
+            rows.set(JAVA_LONG, at + 8, pieces[p + 1]);
+            rows.set(JAVA_LONG, at + 16, pieces[p + 2]);
+            rows.set(JAVA_LONG, at + 24, pieces[p + 3]);
+            rows.set(JAVA_LONG, at + 32, pieces[p + 4]);
+            rows.set(JAVA_LONG, at + 40, pieces[p + 3]); // source rows lie one after the other
+        }
+        selectDevice();
+        kernel.launch(rows, count);
+    }
+
+    /** Whether batches of staging pieces take one kernel launch here (loads the kernel if not tried yet). */
+    public synchronized boolean batchesUploadsInOneLaunch() {
+        checkOpen();
+        return scatterKernel() != null;
+    }
+
+    private ScatterKernel scatterKernel() {
+        if (!scatterTried) {
+            scatterTried = true;
+            if (!"false".equals(System.getProperty(SCATTER_PROPERTY))) {
+                try {
+                    selectDevice();
+                    scatter = new ScatterKernel(deviceId);
+                } catch (KvqException e) {
+                    LOG.log(System.Logger.Level.WARNING, "uploads go one copy per piece: " + e.getMessage());
+                }
+            }
+        }
+        return scatter;
+    }
+
+    /** {@code bytes} of page-locked memory that no launch since the last synchronization reads. */
+    private MemorySegment tableSpace(long bytes) {
+        if (table.byteSize() - tableUsed < bytes) {
+            if (table.byteSize() > 0) {
+                retiredTables.add(table);
+            }
+            long size = Math.max(TABLE_BLOCK, Math.max(bytes, table.byteSize() * 2));
+            table = MemorySegment.ofAddress(allocateStagingBlock(size)).reinterpret(size);
+            tableUsed = 0;
+        }
+        MemorySegment slice = table.asSlice(tableUsed, bytes);
+        tableUsed += (bytes + 63) & ~63L;
+        return slice;
+    }
+
+    @Override
+    void closeDevice() {
+        for (MemorySegment retired : retiredTables) {
+            freeStagingBlock(retired.address());
+        }
+        retiredTables.clear();
+        if (table.byteSize() > 0) {
+            freeStagingBlock(table.address());
+            table = MemorySegment.NULL;
+        }
+        if (scatter != null) {
+            scatter.close();
+        }
+    }
+
     @Override
     void copyBytes(long srcAddress, long dstAddress, long bytes) {
         selectDevice();
@@ -152,6 +239,12 @@ public final class CudaMemory extends AbstractDeviceMemory {
         } catch (Throwable t) {
             throw OrtApi.unexpected("cudaDeviceSynchronize", t);
         }
+        // every launch is done: its tables may be written again
+        tableUsed = 0;
+        for (MemorySegment retired : retiredTables) {
+            freeStagingBlock(retired.address());
+        }
+        retiredTables.clear();
     }
 
     @Override

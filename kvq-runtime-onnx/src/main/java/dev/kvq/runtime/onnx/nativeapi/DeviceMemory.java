@@ -50,6 +50,18 @@ public interface DeviceMemory extends AutoCloseable {
     void upload2d(MemorySegment src, long srcOffset, long srcPitch, long dstAddress, long dstPitch, long widthBytes,
                   long height);
 
+    /** Longs per piece of {@link #uploadBatch}. */
+    int WORDS_PER_PIECE = 5;
+
+    /**
+     * Copies {@code count} pieces from host memory {@code src}, each as {@link #upload2d} would with its rows one after
+     * the other in {@code src}: piece {@code i} is {@code pieces[5i + 4]} rows of {@code pieces[5i + 3]} bytes from
+     * offset {@code pieces[5i]} on, to rows {@code pieces[5i + 2]} bytes apart from {@code pieces[5i + 1]} on. Every
+     * piece is checked before any is moved. From {@link #allocateStaging staging} memory of a GPU the pieces take one
+     * kernel launch together; otherwise one transfer each.
+     */
+    void uploadBatch(MemorySegment src, long[] pieces, int count);
+
     /** Copies {@code bytes} within this memory; the two ranges must not overlap. */
     void copy(long srcAddress, long dstAddress, long bytes);
 

@@ -193,6 +193,85 @@ abstract class DeviceMemoryContract {
     }
 
     @Test
+    void uploadBatchPlacesEveryPieceFromStaging() {
+        checkBatches(memory.allocateStaging(1 << 16));
+    }
+
+    @Test
+    void uploadBatchPlacesEveryPieceFromOtherHostMemory() {
+        checkBatches(arena.allocate(1 << 16));
+        checkBatches(MemorySegment.ofArray(new byte[1 << 16]));
+    }
+
+    /**
+     * Batches of many pieces of varied widths, rows and pitches, as a decode step of sequences at different lengths
+     * makes: three in a row without waiting, each from its own part of the source (so their tables, which may be read
+     * until a synchronization, must not share bytes either), then one after synchronizing, from the start again.
+     */
+    private void checkBatches(MemorySegment src) {
+        int blockBytes = 1 << 15;
+        long[] blocks = {memory.allocate(blockBytes), memory.allocate(blockBytes)};
+        byte[][] expected = {new byte[blockBytes], new byte[blockBytes]};
+        Random random = new Random(11);
+        long srcAt = 0;
+        for (int round = 0; round < 4; round++) {
+            if (round == 3) {
+                memory.synchronize();
+                srcAt = 0;
+            }
+            int count = 50 + random.nextInt(300);
+            long[] pieces = new long[count * DeviceMemory.WORDS_PER_PIECE];
+            // pieces of one batch go to disjoint places (a batch's copies may run in any order)
+            int[] nextRow = {0, 0};
+            int used = 0;
+            for (int i = 0; i < count; i++) {
+                int b = random.nextInt(2);
+                int width = 1 + random.nextInt(24);
+                int rows = 1 + random.nextInt(2);
+                int pitch = width + random.nextInt(8);
+                int dstAt = nextRow[b];
+                if (dstAt + pitch * rows > blockBytes || srcAt + (long) width * rows > src.byteSize()) {
+                    break;
+                }
+                nextRow[b] += pitch * rows;
+                byte[] data = random(width * rows, random.nextLong());
+                MemorySegment.copy(data, 0, src, ValueLayout.JAVA_BYTE, srcAt, data.length);
+                for (int r = 0; r < rows; r++) {
+                    System.arraycopy(data, r * width, expected[b], dstAt + r * pitch, width);
+                }
+                int p = i * DeviceMemory.WORDS_PER_PIECE;
+                pieces[p] = srcAt;
+                pieces[p + 1] = blocks[b] + dstAt;
+                pieces[p + 2] = pitch;
+                pieces[p + 3] = width;
+                pieces[p + 4] = rows;
+                srcAt += (long) width * rows;
+                used++;
+            }
+            memory.uploadBatch(src, pieces, used);
+            for (int b = 0; b < 2; b++) {
+                assertArrayEquals(expected[b], download(blocks[b], blockBytes), "round " + round + ", block " + b);
+            }
+        }
+    }
+
+    @Test
+    void aBatchWithOnePieceOutsideItsBlockMovesNothing() {
+        long block = memory.allocate(256);
+        MemorySegment src = memory.allocateStaging(1024);
+        src.fill((byte) 7);
+        long[] pieces = {0, block, 16, 16, 4, 64, block + 200, 16, 16, 4};
+        assertIllegal(() -> memory.uploadBatch(src, pieces, 2));
+        assertIllegal(() -> memory.uploadBatch(src, pieces, 3));
+        assertIllegal(() -> memory.uploadBatch(src, new long[] {1000, block, 16, 16, 4}, 1)); // past the source
+        memory.synchronize();
+        assertArrayEquals(new byte[256], download(block, 256));
+        memory.uploadBatch(src, pieces, 1);
+        memory.synchronize();
+        assertArrayEquals(filled(64, 7), Arrays.copyOfRange(download(block, 256), 0, 64));
+    }
+
+    @Test
     void memoryInfoNamesTheDevice() {
         MemoryInfo info = memory.memoryInfo();
         assertEquals(expectedMemoryInfoName(), info.name());
