@@ -21,6 +21,11 @@ import java.lang.foreign.ValueLayout;
  */
 public record KvView(MemorySegment segment, long offset, int heads, int tokens, int headDim, long headStride) {
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED;
+    private static final ValueLayout.OfInt I32 = ValueLayout.JAVA_INT_UNALIGNED;
+    private static final int EXPONENT = 0x7F800000;
+    private static final int EXPONENT_ONE = 0x00800000;
+    /** Float bits of the chunk {@link #firstNonFinite()} checks, per thread (it runs for every appended token). */
+    private static final ThreadLocal<int[]> FINITE_SCRATCH = ThreadLocal.withInitial(() -> new int[1024]);
 
     public KvView {
         if (heads < 0 || tokens < 0 || headDim < 1 || offset < 0 || headStride < (long) tokens * headDim) {
@@ -137,13 +142,25 @@ public record KvView(MemorySegment segment, long offset, int heads, int tokens, 
      * NaN/inf K/V before they are packed.
      */
     public long firstNonFinite() {
+        long n = (long) tokens * headDim;
+        int[] bits = FINITE_SCRATCH.get();
         for (int h = 0; h < heads; h++) {
-            long base = rowIndex(h, 0);
-            long n = (long) tokens * headDim;
-            for (long i = 0; i < n; i++) {
-                float v = segment.getAtIndex(F32, base + i);
-                if (!Float.isFinite(v)) {
-                    return h * n + i;
+            long base = rowIndex(h, 0) * Float.BYTES;
+            for (long at = 0; at < n; at += bits.length) {
+                int len = (int) Math.min(bits.length, n - at);
+                // bulk copy, then a loop over an array that the JIT vectorizes (element reads check the segment each)
+                MemorySegment.copy(segment, I32, base + at * Float.BYTES, bits, 0, len);
+                int any = 0;
+                for (int i = 0; i < len; i++) {
+                    // the exponent is all ones (infinite or NaN) exactly when adding one to it carries into the sign
+                    any |= (bits[i] & EXPONENT) + EXPONENT_ONE;
+                }
+                if (any < 0) {
+                    for (int i = 0; i < len; i++) {
+                        if ((bits[i] & EXPONENT) == EXPONENT) {
+                            return h * n + at + i;
+                        }
+                    }
                 }
             }
         }

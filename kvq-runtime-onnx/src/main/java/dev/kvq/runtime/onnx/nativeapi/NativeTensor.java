@@ -39,9 +39,13 @@ public final class NativeTensor implements AutoCloseable {
                                   long... shape) {
         long[] dims = checkedShape(shape);
         long needed = denseBytes(elementType, dims);
-        KvqException.require(byteLength >= needed, elementType + Arrays.toString(dims) + " needs " + needed
-                + " bytes, but the memory holds " + byteLength);
-        KvqException.require(address != 0 || byteLength == 0, "a tensor of " + needed + " bytes needs an address");
+        if (byteLength < needed) {
+            throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, elementType + Arrays.toString(dims) + " needs " + needed
+                    + " bytes, but the memory holds " + byteLength);
+        }
+        if (address == 0 && byteLength != 0) {
+            throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "a tensor of " + needed + " bytes needs an address");
+        }
         return new NativeTensor(memory, address, byteLength, elementType, dims, null);
     }
 
@@ -49,11 +53,15 @@ public final class NativeTensor implements AutoCloseable {
     public static NativeTensor of(MemoryInfo memory, MemorySegment data, TensorElementType elementType,
                                   long... shape) {
         KvqException.require(data.isNative(), "a tensor needs native memory, not a heap segment");
-        KvqException.require(!memory.isCuda(), "a host segment cannot back a tensor in " + memory);
+        if (memory.isCuda()) {
+            throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "a host segment cannot back a tensor in " + memory);
+        }
         long[] dims = checkedShape(shape);
         long needed = denseBytes(elementType, dims);
-        KvqException.require(data.byteSize() >= needed, elementType + Arrays.toString(dims) + " needs " + needed
-                + " bytes, but the segment holds " + data.byteSize());
+        if (data.byteSize() < needed) {
+            throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, elementType + Arrays.toString(dims) + " needs " + needed
+                    + " bytes, but the segment holds " + data.byteSize());
+        }
         return new NativeTensor(memory, data.address(), data.byteSize(), elementType, dims, data);
     }
 
@@ -110,7 +118,9 @@ public final class NativeTensor implements AutoCloseable {
     private static long[] checkedShape(long[] shape) {
         KvqException.require(shape != null, "shape must not be null");
         for (long dim : shape) {
-            KvqException.require(dim >= 0, "tensor dimensions must be >= 0, was " + Arrays.toString(shape));
+            if (dim < 0) {
+                throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "tensor dimensions must be >= 0, was " + Arrays.toString(shape));
+            }
         }
         return shape.clone();
     }
