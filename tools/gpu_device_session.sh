@@ -7,6 +7,9 @@
 #   $KVQ_APP/lib        every jar of kvq-cli/target/lib except the CPU onnxruntime and pytorch-native-cpu jars
 #                       (default .gpu-app; /root/kvq-app when copied there in a call of its own)
 # Usage: tools/gpu_device_session.sh a|final|runtimes|capacity|rerun|serve|scatter|long|big   (results go to $OUT)
+#   ab: kvq serve-bench on the 1B shape with the jars in $KVQ_BEFORE (kvq-api, kvq-generate and kvq-runtime-onnx of an
+#      earlier commit, over a copy of $KVQ_APP) and with the current ones, side by side; first CudaMemoryTest and
+#      tools/serve_check.sh on CUDA
 #   scatter: kvq's CUDA kernel (batched uploads): the device-memory contract on the GPU (CudaMemoryTest, through
 #      JUnit's console launcher: .gpu-test/ holds kvq-runtime-onnx's test classes and junit-platform-console-standalone),
 #      tools/serve_check.sh on CUDA, then kvq serve-bench on the 1B shape with one copy per piece
@@ -142,17 +145,32 @@ cuda_memory_test() {  # the device-memory contract on the GPU, kvq's kernel incl
     --select-class dev.kvq.runtime.onnx.nativeapi.CudaMemoryTest > "$OUT/cuda-memory-test.txt" 2>&1
   echo "CudaMemoryTest: exit $?, $(grep -c 'status: ✔ SUCCESSFUL' "$OUT/cuda-memory-test.txt") successful, $(grep -c 'status: ✘' "$OUT/cuda-memory-test.txt") failed" | tee -a "$OUT/cuda-memory-test.txt"
 }
-if [ "$phase" = profile ]; then  # where a served step's time goes: JFR over serve-bench at 64 clients
+if [ "$phase" = profile ]; then  # where a served step's time goes: JFR over kvq serve-bench on the 1B shape
+  make_small
+  sample_text
+  KVQ_JVM_OPTS="-XX:StartFlightRecording=filename=$OUT/serve.jfr,settings=profile -XX:FlightRecorderOptions=stackdepth=128" \
+    kvq serve-bench --model $small --runtime onnx --device cuda --placement device --kv-memory 512MiB \
+    --scheme pertoken --k-bits 4 --v-bits 4 --backend vanilla --concurrency 96 --requests-per-client 2 \
+    --prompt-tokens 512 --max-tokens 128 --json 2>&1 | grep -E "^kvq: |tokens_per_second"
+  exit 0
+fi
+serve_bench_1b() {  # $1 = output name; the full-precision cache beside per-token KV4 under one budget
+  kvq serve-bench --model $small --runtime onnx --device cuda --placement device --kv-memory 512MiB --scheme pertoken \
+    --k-bits 4 --v-bits 4 --backend vanilla --concurrency 1,16,64,96 --requests-per-client 2 --prompt-tokens 512 \
+    --max-tokens 128 --json 2>>"$OUT/log.txt" | tee "$OUT/$1.json"
+}
+if [ "$phase" = ab ]; then
   cuda_memory_test
   export app KVQ_JAVA KVQ_ORT_NATIVE KVQ_ORT_CLASSES
   export -f kvq
-  KVQ_JVM_OPTS="-Dkvq.cuda.scatter=false" bash tools/serve_check.sh cuda onnx 2>&1 | tee "$OUT/serve-check-no-kernel.txt"
+  bash tools/serve_check.sh cuda onnx 2>&1 | tee "$OUT/serve-check.txt"
   make_small
   sample_text
-  KVQ_JVM_OPTS="-XX:StartFlightRecording=filename=$OUT/serve-64.jfr,settings=profile" kvq serve-bench \
-    --model $small --runtime onnx --device cuda --placement device --kv-memory 512MiB --scheme pertoken --k-bits 4 \
-    --v-bits 4 --backend vanilla --concurrency 64 --requests-per-client 1 --prompt-tokens 512 --max-tokens 128 \
-    --json 2>&1 | tee "$OUT/serve-64.json"
+  before=/root/kvq-app-before
+  rm -rf $before && mkdir -p $before/lib && cp "$app"/lib/*.jar $before/lib/ && cp "${KVQ_BEFORE:?}"/*.jar $before/lib/
+  now=$app
+  app=$before serve_bench_1b serve-1b-before
+  app=$now serve_bench_1b serve-1b-after
   exit 0
 fi
 if [ "$phase" = scatter ]; then

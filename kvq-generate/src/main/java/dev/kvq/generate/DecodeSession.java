@@ -23,6 +23,12 @@ import java.util.List;
  * ({@link DeviceStore}) and the model reads them in place, so a step moves only new tokens. Not thread-safe.
  */
 public final class DecodeSession implements AutoCloseable {
+    /**
+     * New tokens in one feed of two or more sequences from which their caches take them in parallel: quantizing on the
+     * host is most of what a step costs besides the model once the cache lives on the device.
+     */
+    static final int PARALLEL_APPEND_TOKENS = 32;
+
     private final Decoder decoder;
     private final List<KvCache> caches;
     private final int layers;
@@ -403,18 +409,34 @@ public final class DecodeSession implements AutoCloseable {
     }
 
     private void appendNewTokens(Step step, int[][] tokens, int[] sequence, int t) {
-        for (int i = 0; i < sequence.length; i++) {
-            int b = sequence[i];
-            int real = tokens[b].length;
-            if (real == 0) {
-                continue;
-            }
-            KvCache cache = caches.get(b);
-            for (int l = 0; l < layers; l++) {
-                cache.append(l, step.newKeys(l, i).tokens(t - real, t), step.newValues(l, i).tokens(t - real, t));
-            }
-            lengths[b] += real;
+        int fed = 0;
+        long work = 0;
+        for (int b : sequence) {
+            fed += tokens[b].length > 0 ? 1 : 0;
+            work += tokens[b].length;
         }
+        if (fed > 1 && work >= PARALLEL_APPEND_TOKENS && step.concurrentViews()) {
+            // prompts: each sequence's cache on its own thread (caches are independent, quantizers shareable)
+            java.util.stream.IntStream.range(0, sequence.length).parallel()
+                    .forEach(i -> appendSequence(step, tokens, sequence, i, t));
+        } else {
+            for (int i = 0; i < sequence.length; i++) {
+                appendSequence(step, tokens, sequence, i, t);
+            }
+        }
+    }
+
+    private void appendSequence(Step step, int[][] tokens, int[] sequence, int i, int t) {
+        int b = sequence[i];
+        int real = tokens[b].length;
+        if (real == 0) {
+            return;
+        }
+        KvCache cache = caches.get(b);
+        for (int l = 0; l < layers; l++) {
+            cache.append(l, step.newKeys(l, i).tokens(t - real, t), step.newValues(l, i).tokens(t - real, t));
+        }
+        lengths[b] += real;
     }
 
     private float[][][] logits(Step step, int[][] tokens, int[] sequence, int t, boolean allPositions) {

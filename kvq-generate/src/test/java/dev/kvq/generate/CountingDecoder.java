@@ -27,6 +27,8 @@ final class CountingDecoder implements Decoder, Step {
     private long[] lastIds = new long[0];
     private int batch;
     private int tokens;
+    /** What {@link #concurrentViews()} answers (its views are read-only, so both are true to the contract). */
+    boolean concurrentViews;
 
     CountingDecoder(int vocab, List<Integer> eos, int maxTokens) {
         this.config = new ModelConfig("counting", 1, 1, 1, DIM, DIM, vocab, 0, eos, null);
@@ -87,6 +89,11 @@ final class CountingDecoder implements Decoder, Step {
     @Override
     public KvView newValues(int layer, int b) {
         return KvView.sequence(fresh, b, 1, tokens, DIM);
+    }
+
+    @Override
+    public boolean concurrentViews() {
+        return concurrentViews;
     }
 
     @Override

@@ -11,4 +11,14 @@ public interface Step {
     KvView newKeys(int layer, int b);
 
     KvView newValues(int layer, int b);
+
+    /**
+     * Whether {@link #newKeys} and {@link #newValues} may be called from several threads at once for different
+     * sequences, each view staying valid until its thread asks for the same layer and kind again. The session then
+     * hands long feeds (prompts) to the caches of their sequences in parallel: quantizing a batch of prompts on the
+     * host is the largest part of admitting them.
+     */
+    default boolean concurrentViews() {
+        return false;
+    }
 }

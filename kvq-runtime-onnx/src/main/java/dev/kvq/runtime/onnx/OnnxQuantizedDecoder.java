@@ -69,7 +69,8 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
     private MemorySegment logits = MemorySegment.NULL;
     private final MemorySegment[] newKeys;
     private final MemorySegment[] newValues;
-    private final MemorySegment[] wide;
+    /** Per thread (sequences' new tokens may be read in parallel), float32 scratch per layer and kind. */
+    private final ThreadLocal<MemorySegment[]> wideScratch;
     private boolean closed;
 
     OnnxQuantizedDecoder(OnnxDecoder base, Path modelFile, QuantizedPastLayout layout, OrtEnvironment env,
@@ -121,14 +122,16 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
         newValueNames = new NativeString[layers];
         newKeys = new MemorySegment[layers];
         newValues = new MemorySegment[layers];
-        wide = new MemorySegment[layers * 2];
+        wideScratch = ThreadLocal.withInitial(() -> {
+            MemorySegment[] scratch = new MemorySegment[2 * layers];
+            java.util.Arrays.fill(scratch, MemorySegment.NULL);
+            return scratch;
+        });
         for (int l = 0; l < layers; l++) {
             newKeyNames[l] = NativeString.of(QuantizedPastLayout.newName(l, "key"));
             newValueNames[l] = NativeString.of(QuantizedPastLayout.newName(l, "value"));
             newKeys[l] = MemorySegment.NULL;
             newValues[l] = MemorySegment.NULL;
-            wide[2 * l] = MemorySegment.NULL;
-            wide[2 * l + 1] = MemorySegment.NULL;
         }
     }
 
@@ -320,12 +323,18 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
             return view(newValues[layer], 2 * layer + 1, b);
         }
 
+        @Override
+        public boolean concurrentViews() {
+            return true;
+        }
+
         private KvView view(MemorySegment src, int slot, int b) {
             long perSequence = (long) heads * tokens * dim;
             if (!halfKv) {
                 return new KvView(src, b * perSequence, heads, tokens, dim, (long) tokens * dim);
             }
-            // float16 K/V: widen this sequence's tokens into float32 scratch
+            // float16 K/V: widen this sequence's tokens into float32 scratch of the calling thread
+            MemorySegment[] wide = wideScratch.get();
             wide[slot] = grow(wide[slot], perSequence * Float.BYTES);
             MemorySegment dst = wide[slot];
             HostOutputs.widen(src, b * perSequence, dst, 0, perSequence);
