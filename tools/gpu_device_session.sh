@@ -159,13 +159,16 @@ serve_bench_1b() {  # $1 = output name; the full-precision cache beside per-toke
     --k-bits 4 --v-bits 4 --backend vanilla --concurrency 1,16,64,96 --requests-per-client 2 --prompt-tokens 512 \
     --max-tokens 128 --json 2>>"$OUT/log.txt" | tee "$OUT/$1.json"
 }
-if [ "$phase" = ab ]; then
+check_and_prepare() {  # the contract on the GPU, served answers against kvq generate, the model and its prompts
   cuda_memory_test
   export app KVQ_JAVA KVQ_ORT_NATIVE KVQ_ORT_CLASSES
   export -f kvq
   bash tools/serve_check.sh cuda onnx 2>&1 | tee "$OUT/serve-check.txt"
   make_small
   sample_text
+}
+if [ "$phase" = ab ]; then
+  check_and_prepare
   before=/root/kvq-app-before
   rm -rf $before && mkdir -p $before/lib && cp "$app"/lib/*.jar $before/lib/ && cp "${KVQ_BEFORE:?}"/*.jar $before/lib/
   now=$app
@@ -174,18 +177,9 @@ if [ "$phase" = ab ]; then
   exit 0
 fi
 if [ "$phase" = scatter ]; then
-  cuda_memory_test
-  export app KVQ_JAVA KVQ_ORT_NATIVE KVQ_ORT_CLASSES
-  export -f kvq
-  bash tools/serve_check.sh cuda onnx 2>&1 | tee "$OUT/serve-check.txt"
-  make_small
-  sample_text
-  for scatter in false true; do
-    KVQ_JVM_OPTS="-Dkvq.cuda.scatter=$scatter" kvq serve-bench --model $small --runtime onnx --device cuda \
-      --placement device --kv-memory 512MiB --scheme pertoken --k-bits 4 --v-bits 4 --backend vanilla \
-      --concurrency 1,16,64,96 --requests-per-client 2 --prompt-tokens 512 --max-tokens 128 --json \
-      2>>"$OUT/log.txt" | tee "$OUT/serve-1b-scatter-$scatter.json"
-  done
+  check_and_prepare
+  KVQ_JVM_OPTS="-Dkvq.cuda.scatter=false" serve_bench_1b serve-1b-scatter-false
+  KVQ_JVM_OPTS="-Dkvq.cuda.scatter=true" serve_bench_1b serve-1b-scatter-true
   exit 0
 fi
 if [ "$phase" = rerun ]; then
