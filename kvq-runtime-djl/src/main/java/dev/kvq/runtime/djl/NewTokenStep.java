@@ -26,6 +26,12 @@ record NewTokenStep(float[] logits, float[][] kv, long[] offsets, int tokens, in
         return view(2 * layer + 1, b);
     }
 
+    /** The views read arrays that no one writes once the step is made. */
+    @Override
+    public boolean concurrentViews() {
+        return true;
+    }
+
     private KvView view(int tensor, int b) {
         long perSequence = (long) heads * tokens * dim;
         return new KvView(MemorySegment.ofArray(kv[tensor]), offsets[tensor] + b * perSequence, heads, tokens, dim,

@@ -444,6 +444,12 @@ final class OnnxDecoder implements Decoder {
             return newTokens(presentValues[layer], b);
         }
 
+        /** Float32 K/V are read where the run wrote them; float16 ones are widened into one shared buffer. */
+        @Override
+        public boolean concurrentViews() {
+            return !kvHalf;
+        }
+
         private KvView newTokens(Growable present, int b) {
             int total = pastLength + tokens;
             long offset = ((long) b * heads * total + pastLength) * dim;
