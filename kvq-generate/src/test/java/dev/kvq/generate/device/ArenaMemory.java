@@ -1,6 +1,7 @@
 package dev.kvq.generate.device;
 
 import dev.kvq.generate.spi.DeviceMemory;
+import dev.kvq.generate.spi.UploadBatch;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.HashMap;
@@ -60,7 +61,7 @@ final class ArenaMemory implements DeviceMemory, AutoCloseable {
     }
 
     @Override
-    public void uploadBatch(MemorySegment src, dev.kvq.generate.spi.UploadBatch batch) {
+    public void uploadBatch(MemorySegment src, UploadBatch batch) {
         batches++;
         DeviceMemory.super.uploadBatch(src, batch);
     }

@@ -5,6 +5,8 @@ import dev.kvq.KvqException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.invoke.MethodHandle;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Optional;
 
 import static java.lang.foreign.ValueLayout.ADDRESS;
@@ -31,7 +33,7 @@ public final class CudaMemory extends AbstractDeviceMemory {
     /** Page-locked tables of pieces: a launch reads its table until synchronized, so each takes fresh space. */
     private MemorySegment table = MemorySegment.NULL;
     private long tableUsed;
-    private final java.util.List<MemorySegment> retiredTables = new java.util.ArrayList<>();
+    private final List<MemorySegment> retiredTables = new ArrayList<>();
 
     /** Memory of device {@code deviceId}; {@link ErrorCode#UNSUPPORTED} if CUDA or that device is not there. */
     public CudaMemory(int deviceId) {
@@ -182,11 +184,8 @@ public final class CudaMemory extends AbstractDeviceMemory {
 
     @Override
     void closeDevice() {
-        for (MemorySegment retired : retiredTables) {
-            freeStagingBlock(retired.address());
-        }
-        retiredTables.clear();
         if (table.byteSize() > 0) {
+            synchronizeDevice(); // a launch may still read its table; this also frees the retired ones
             freeStagingBlock(table.address());
             table = MemorySegment.NULL;
         }

@@ -6,6 +6,7 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.nio.charset.StandardCharsets;
 
 import static java.lang.foreign.ValueLayout.ADDRESS;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
@@ -99,7 +100,7 @@ final class ScatterKernel implements AutoCloseable {
             if (in == null) {
                 throw new KvqException(ErrorCode.UNSUPPORTED, "the resource " + PTX_RESOURCE + " is missing");
             }
-            return new String(in.readAllBytes(), java.nio.charset.StandardCharsets.US_ASCII);
+            return new String(in.readAllBytes(), StandardCharsets.US_ASCII);
         } catch (IOException e) {
             throw new KvqException(ErrorCode.IO, "cannot read " + PTX_RESOURCE + ": " + e.getMessage(), e);
         }
