@@ -6,10 +6,12 @@
 #   .gpu/boot, .gpu-djl/boot   the unpack scripts of those stagings
 #   $KVQ_APP/lib        every jar of kvq-cli/target/lib except the CPU onnxruntime and pytorch-native-cpu jars
 #                       (default .gpu-app; /root/kvq-app when copied there in a call of its own)
-# Usage: tools/gpu_device_session.sh a|final|runtimes|capacity|rerun|serve|scatter|long|big   (results go to $OUT)
+# Usage: tools/gpu_device_session.sh PHASE   (results go to $OUT); PHASE is one of
+#   a|final|runtimes|capacity|rerun|serve|ab|scatter|profile|long|big
 #   ab: kvq serve-bench on the 1B shape with the jars in $KVQ_BEFORE (kvq-api, kvq-generate and kvq-runtime-onnx of an
 #      earlier commit, over a copy of $KVQ_APP) and with the current ones, side by side; first CudaMemoryTest and
 #      tools/serve_check.sh on CUDA
+#   profile: JFR over kvq serve-bench on the 1B shape at 96 clients (where a served step's time goes)
 #   scatter: kvq's CUDA kernel (batched uploads): the device-memory contract on the GPU (CudaMemoryTest, through
 #      JUnit's console launcher: .gpu-test/ holds kvq-runtime-onnx's test classes and junit-platform-console-standalone),
 #      tools/serve_check.sh on CUDA, then kvq serve-bench on the 1B shape with one copy per piece
@@ -31,7 +33,7 @@
 #   final: a's device rows, capacity and big in one go
 set -uo pipefail
 export PYTHONUNBUFFERED=1
-phase=${1:?a phase: a, final, runtimes, capacity, rerun, serve, long or big}
+phase=${1:?a phase: a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long or big}
 source .gpu/boot/unpack.sh >/dev/null
 case "$phase" in runtimes|big) source .gpu-djl/boot/unpack-djl.sh >/dev/null ;; esac
 app=${KVQ_APP:-.gpu-app}
@@ -222,5 +224,5 @@ if [ "$phase" = a ]; then
     --kv-config $small/kv4.yaml --placement host 2>>"$OUT/log.txt" | tee -a "$OUT/kvq-1b-host.jsonl"
   exit 0
 fi
-echo "unknown phase $phase: give a, final, runtimes, capacity, rerun, serve, long or big" >&2
+echo "unknown phase $phase: give a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long or big" >&2
 exit 2
