@@ -142,9 +142,11 @@ public record KvView(MemorySegment segment, long offset, int heads, int tokens, 
      * NaN/inf K/V before they are packed.
      */
     public long firstNonFinite() {
-        long n = (long) tokens * headDim;
+        // a contiguous view is one run of floats (a decode step's token: all heads in one copy, not one per head)
+        int runs = isContiguous() ? Math.min(heads, 1) : heads;
+        long n = isContiguous() ? elements() : (long) tokens * headDim;
         int[] bits = FINITE_SCRATCH.get();
-        for (int h = 0; h < heads; h++) {
+        for (int h = 0; h < runs; h++) {
             long base = rowIndex(h, 0) * Float.BYTES;
             for (long at = 0; at < n; at += bits.length) {
                 int len = (int) Math.min(bits.length, n - at);
