@@ -389,39 +389,30 @@ public final class DeviceStore implements AutoCloseable {
         for (int b = 1; b < batch; b++) {
             lockstep &= synced[b] == synced[0] && target[b] == target[0];
         }
-        pending.clear();
         if (lockstep && target[0] > synced[0] && batch > 1) {
-            reserveStaging(stagingBytes(synced[0], target[0], batch));
             uploadTogether(synced[0], target[0]);
         } else {
-            long bytes = 0;
-            for (int b = 0; b < batch; b++) {
-                bytes += target[b] > synced[b] ? stagingBytes(synced[b], target[b], 1) : 0;
-            }
-            reserveStaging(bytes);
             for (int b = 0; b < batch; b++) {
                 if (target[b] > synced[b]) {
                     uploadSequence(b, synced[b], target[b]);
                 }
             }
         }
-        if (!pending.isEmpty()) {
-            // one batch for every buffer and sequence: on CUDA a single launch, not one copy per piece
-            memory.uploadBatch(staging, pending);
-            uploadedBytes += pending.bytes();
-        }
+        // one batch for every buffer and sequence: on CUDA a single launch, not one copy per piece
+        flushPending();
         System.arraycopy(target, 0, synced, 0, batch);
         if (residual > 0) {
             syncResiduals();
         }
     }
 
-    /** Staging that {@code sequences} sequences' pieces for tokens {@code [from, to)} take, each piece aligned. */
-    private long stagingBytes(int from, int to, int sequences) {
-        long[] bytes = {0};
-        forEachBuffer(from, to, (l, kind, j, t, run, buf, slot0, slots) ->
-                bytes[0] += alignedPiece(slots * buf.perSequence * sequences));
-        return bytes[0];
+    /** Hands the pieces written so far to the device memory as one batch. */
+    private void flushPending() {
+        if (!pending.isEmpty()) {
+            memory.uploadBatch(staging, pending);
+            uploadedBytes += pending.bytes();
+            pending.clear();
+        }
     }
 
     /** Every sequence adds tokens {@code [from, to)}: one piece per buffer for the whole batch. */
@@ -583,13 +574,15 @@ public final class DeviceStore implements AutoCloseable {
     }
 
     /**
-     * Makes room in staging for {@code bytes} (pieces already aligned) that no upload since the last synchronization
-     * reads: the step's uploads are queued (on CUDA without waiting for each), so none may reuse another's bytes before
-     * they are done. Full staging is replaced by one twice as large rather than waited for, so a step synchronizes
-     * once, at its end; reserving a step's pieces at once keeps them in one buffer, which one batch can upload.
+     * Makes room in staging for {@code bytes} that no upload since the last synchronization reads: the step's uploads
+     * are queued (on CUDA without waiting for each), so none may reuse another's bytes before they are done. Full
+     * staging is replaced by one twice as large rather than waited for, so a step synchronizes once, at its end; the
+     * pieces already written into the full one go first, as their own batch (a batch reads one buffer), which happens
+     * only while staging grows to what a step needs.
      */
     private void reserveStaging(long bytes) {
         if (staging.byteSize() - stagingUsed < bytes) {
+            flushPending();
             if (staging.byteSize() > 0) {
                 retiredStaging.add(staging);
             }
