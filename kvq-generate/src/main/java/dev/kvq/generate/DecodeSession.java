@@ -13,7 +13,11 @@ import dev.kvq.generate.spi.PastBuffers;
 import dev.kvq.generate.spi.Step;
 import dev.kvq.generate.spi.StepInput;
 import dev.kvq.tensor.KvView;
+import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
+import java.util.Objects;
+import java.util.stream.IntStream;
 
 /**
  * The prefill/decode loop shared by every runtime: a batch of sequences, each with its own KV cache. Each
@@ -84,11 +88,11 @@ public final class DecodeSession implements AutoCloseable {
             throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "a session needs at least one sequence");
         }
         this.decoder = decoder;
-        this.caches = new java.util.ArrayList<>(caches);
+        this.caches = new ArrayList<>(caches);
         this.layers = decoder.config().layers();
         this.vocab = decoder.config().vocabSize();
         this.lengths = new int[caches.size()];
-        this.everyRow = java.util.stream.IntStream.range(0, caches.size()).toArray();
+        this.everyRow = IntStream.range(0, caches.size()).toArray();
         this.placement = placement;
         if (placement == Placement.DEVICE && !caches.isEmpty()) {
             for (KvCache c : caches) {
@@ -203,9 +207,9 @@ public final class DecodeSession implements AutoCloseable {
             store.add(cache, reserveTokens);
         }
         caches.add(cache);
-        lengths = java.util.Arrays.copyOf(lengths, caches.size());
+        lengths = Arrays.copyOf(lengths, caches.size());
         lengths[caches.size() - 1] = cache.length(0);
-        everyRow = java.util.stream.IntStream.range(0, caches.size()).toArray();
+        everyRow = IntStream.range(0, caches.size()).toArray();
         return caches.size() - 1;
     }
 
@@ -214,14 +218,14 @@ public final class DecodeSession implements AutoCloseable {
      * the device store too); the sequences after it move down one index.
      */
     public void remove(int b) {
-        java.util.Objects.checkIndex(b, caches.size());
+        Objects.checkIndex(b, caches.size());
         if (store != null) {
             store.remove(b);
         }
         KvCache cache = caches.remove(b);
         System.arraycopy(lengths, b + 1, lengths, b, lengths.length - b - 1);
-        lengths = java.util.Arrays.copyOf(lengths, caches.size());
-        everyRow = java.util.Arrays.copyOf(everyRow, caches.size());
+        lengths = Arrays.copyOf(lengths, caches.size());
+        everyRow = Arrays.copyOf(everyRow, caches.size());
         cache.close();
     }
 
@@ -336,22 +340,22 @@ public final class DecodeSession implements AutoCloseable {
     private float[][][] feedInChunks(int[][] tokens, boolean allPositions, int chunk, int longest) {
         int batch = tokens.length;
         float[][][] out = new float[batch][][];
-        java.util.List<java.util.List<float[]>> all = new java.util.ArrayList<>();
+        List<List<float[]>> all = new ArrayList<>();
         for (int b = 0; b < batch; b++) {
             out[b] = new float[0][];
-            all.add(new java.util.ArrayList<>());
+            all.add(new ArrayList<>());
         }
         int[][] part = new int[batch][];
         for (int from = 0; from < longest; from += chunk) {
             for (int b = 0; b < batch; b++) {
                 int n = tokens[b].length;
-                part[b] = from >= n ? new int[0] : java.util.Arrays.copyOfRange(tokens[b], from, Math.min(n, from + chunk));
+                part[b] = from >= n ? new int[0] : Arrays.copyOfRange(tokens[b], from, Math.min(n, from + chunk));
             }
             float[][][] logits = feed(part, allPositions);
             for (int b = 0; b < batch; b++) {
                 if (part[b].length > 0) {
                     if (allPositions) {
-                        all.get(b).addAll(java.util.Arrays.asList(logits[b]));
+                        all.get(b).addAll(Arrays.asList(logits[b]));
                     } else {
                         out[b] = logits[b];
                     }
@@ -417,7 +421,7 @@ public final class DecodeSession implements AutoCloseable {
         }
         if (fed > 1 && work >= PARALLEL_APPEND_TOKENS && step.concurrentViews()) {
             // prompts: each sequence's cache on its own thread (caches are independent, quantizers shareable)
-            java.util.stream.IntStream.range(0, sequence.length).parallel()
+            IntStream.range(0, sequence.length).parallel()
                     .forEach(i -> appendSequence(step, tokens, sequence, i, t));
         } else {
             for (int i = 0; i < sequence.length; i++) {
@@ -477,7 +481,7 @@ public final class DecodeSession implements AutoCloseable {
         if (a.length != n) {
             return new long[n];
         }
-        java.util.Arrays.fill(a, 0L);
+        Arrays.fill(a, 0L);
         return a;
     }
 

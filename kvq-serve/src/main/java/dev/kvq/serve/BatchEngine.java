@@ -251,10 +251,12 @@ final class BatchEngine implements AutoCloseable {
         if (footprint == null) {
             return budget / reservation(promptTokens, maxTokens);
         }
+        // the store of n sequences takes at most n stores of one (tiny buffers round up to an element), so budget over
+        // one is where the largest n that fits starts; it grows with n, so step up while the next still fits
         int tokens = tokensReserved(promptTokens, maxTokens);
-        long n = budget / Math.max(1, footprint.bytes(1, tokens)); // the footprint grows at least linearly
-        while (n > 0 && footprint.bytes((int) Math.min(n, Integer.MAX_VALUE), tokens) > budget) {
-            n--;
+        long n = budget / Math.max(1, footprint.bytes(1, tokens));
+        while (n < Integer.MAX_VALUE && footprint.bytes((int) n + 1, tokens) <= budget) {
+            n++;
         }
         return n;
     }

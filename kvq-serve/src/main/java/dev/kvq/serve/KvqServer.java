@@ -40,8 +40,9 @@ public final class KvqServer implements AutoCloseable {
     /**
      * What the server holds and does now: the bytes the running caches hold and reserve (reserved: what the budget
      * counts, the device store's bytes under placement device), the bytes they hold in the runtime's memory (placement
-     * device, else 0), sequences running and requests waiting, how often a cache held more than it reserved (a defect if ever above 0), the most sequences that ran
-     * together since the start, and the tokens generated since the start.
+     * device, else 0), sequences running and requests waiting, how often a cache held more than it reserved (a defect
+     * if ever above 0), the most sequences that ran together since the start, and the tokens generated since the
+     * start.
      */
     public record State(long kvBytesHeld, long kvBytesReserved, long kvDeviceBytes, int activeSequences,
                         int waitingRequests, long reservationExceeded, int peakActiveSequences, long generatedTokens) {

@@ -166,7 +166,8 @@ public final class LoadBench {
             long generated = server.state().generatedTokens() - generatedBefore;
             long reservation = server.reservation(options.promptTokens(), options.maxTokens());
             return new Row(cache, concurrency, concurrency * options.requestsPerClient(), reservation,
-                    server.capacity(options.promptTokens(), options.maxTokens()), peak.get(), generated, seconds, generated / seconds,
+                    server.capacity(options.promptTokens(), options.maxTokens()), peak.get(), generated, seconds,
+                    generated / seconds,
                     ms(ttft, 50), ms(ttft, 90), ms(ttft, 99), ms(latency, 50), ms(latency, 90), ms(latency, 99));
         }
 

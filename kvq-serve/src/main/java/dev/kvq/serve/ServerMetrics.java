@@ -24,7 +24,8 @@ final class ServerMetrics {
         Gauge.builder("kvq.kv.cache.held", engine, e -> e.snapshot().bytesHeld()).baseUnit("bytes")
                 .description("Bytes the running sequences' KV caches hold now").register(registry);
         Gauge.builder("kvq.kv.cache.reserved", engine, e -> e.snapshot().bytesReserved()).baseUnit("bytes")
-                .description("Bytes reserved by admitted requests (prompt plus max_tokens; the device store's under placement device)").register(registry);
+                .description("Bytes reserved by admitted requests (prompt plus max_tokens; the device store's under "
+                        + "placement device)").register(registry);
         Gauge.builder("kvq.kv.cache.device", engine, e -> e.snapshot().deviceBytes()).baseUnit("bytes")
                 .description("Bytes the caches hold in the runtime's memory (placement device; 0 on the host)")
                 .register(registry);

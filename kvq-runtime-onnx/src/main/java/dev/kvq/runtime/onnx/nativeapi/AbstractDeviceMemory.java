@@ -40,11 +40,16 @@ abstract class AbstractDeviceMemory implements DeviceMemory {
     abstract void uploadRows(MemorySegment src, long srcOffset, long srcPitch, long dstAddress, long dstPitch,
                              long widthBytes, long height);
 
-    /** Moves checked pieces ({@link DeviceMemory#uploadBatch}); by default one {@link #uploadRows} each. */
+    /**
+     * Moves checked pieces ({@link DeviceMemory#uploadBatch}); by default one {@link #uploadRows} each, skipping empty
+     * ones as {@link #upload2d} does.
+     */
     void uploadPieces(MemorySegment src, long[] pieces, int count) {
         for (int i = 0; i < count; i++) {
             int p = i * WORDS_PER_PIECE;
-            uploadRows(src, pieces[p], pieces[p + 3], pieces[p + 1], pieces[p + 2], pieces[p + 3], pieces[p + 4]);
+            if (pieces[p + 3] > 0 && pieces[p + 4] > 0) {
+                uploadRows(src, pieces[p], pieces[p + 3], pieces[p + 1], pieces[p + 2], pieces[p + 3], pieces[p + 4]);
+            }
         }
     }
 

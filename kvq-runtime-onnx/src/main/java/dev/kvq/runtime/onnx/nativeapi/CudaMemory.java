@@ -146,12 +146,6 @@ public final class CudaMemory extends AbstractDeviceMemory {
         kernel.launch(rows, count);
     }
 
-    /** Whether batches of staging pieces take one kernel launch here (loads the kernel if not tried yet). */
-    public synchronized boolean batchesUploadsInOneLaunch() {
-        checkOpen();
-        return scatterKernel() != null;
-    }
-
     private ScatterKernel scatterKernel() {
         if (!scatterTried) {
             scatterTried = true;

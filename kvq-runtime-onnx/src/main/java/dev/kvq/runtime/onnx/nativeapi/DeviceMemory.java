@@ -13,8 +13,9 @@ import java.util.Optional;
  * <p>Every transfer is checked against the blocks this object holds, so a wrong address or length fails with a
  * {@link KvqException} instead of corrupting memory. Writes to the device (zero-fill, upload, copy) may still be
  * under way when the call returns; {@link #synchronize()} waits for them, so call it before a run reads what was
- * written, and leave the source of an upload from native (staging) memory unchanged until then: it may still be read. {@link #download} returns once the bytes are in {@code dst}. Closing frees every block and staging
- * buffer; closing twice does nothing. Thread-safe.
+ * written, and leave the source of an upload from native (staging) memory unchanged until then: it may still be read.
+ * {@link #download} returns once the bytes are in {@code dst}. Closing frees every block and staging buffer; closing
+ * twice does nothing. Thread-safe.
  */
 public interface DeviceMemory extends AutoCloseable {
 

@@ -119,7 +119,8 @@ public final class NativeTensor implements AutoCloseable {
         KvqException.require(shape != null, "shape must not be null");
         for (long dim : shape) {
             if (dim < 0) {
-                throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "tensor dimensions must be >= 0, was " + Arrays.toString(shape));
+                throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "tensor dimensions must be >= 0, was "
+                        + Arrays.toString(shape));
             }
         }
         return shape.clone();

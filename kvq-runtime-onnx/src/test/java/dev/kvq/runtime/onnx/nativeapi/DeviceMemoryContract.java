@@ -256,6 +256,22 @@ abstract class DeviceMemoryContract {
     }
 
     @Test
+    void emptyPiecesOfABatchMoveNothingAndTheOthersLand() {
+        long block = memory.allocate(64);
+        for (MemorySegment src : new MemorySegment[] {memory.allocateStaging(64), arena.allocate(64)}) {
+            src.fill((byte) 9);
+            // no bytes wide, no rows, then one real piece at the end of the block
+            long[] pieces = {0, block, 8, 0, 3, 0, block, 8, 8, 0, 0, block + 48, 16, 16, 1};
+            memory.uploadBatch(src, pieces, 3);
+            memory.synchronize();
+            byte[] expected = new byte[64];
+            Arrays.fill(expected, 48, 64, (byte) 9);
+            assertArrayEquals(expected, download(block, 64));
+            memory.upload(MemorySegment.ofArray(new byte[64]), 0, block, 64);
+        }
+    }
+
+    @Test
     void aBatchWithOnePieceOutsideItsBlockMovesNothing() {
         long block = memory.allocate(256);
         MemorySegment src = memory.allocateStaging(1024);
