@@ -7,7 +7,10 @@
 #   $KVQ_APP/lib        every jar of kvq-cli/target/lib except the CPU onnxruntime and pytorch-native-cpu jars
 #                       (default .gpu-app; /root/kvq-app when copied there in a call of its own)
 # Usage: tools/gpu_device_session.sh PHASE   (results go to $OUT); PHASE is one of
-#   a|final|runtimes|capacity|rerun|serve|ab|scatter|profile|long|big
+#   a|final|runtimes|capacity|rerun|serve|ab|scatter|profile|long|big|fused
+#   fused: attention over the codes (kvq's operator and CUDA kernel) against dequantizing before attention:
+#      AttentionKernelTest on the GPU, the demo model's perplexity on CUDA under both placements and both paths, then
+#      kvq bench at 8 x 4k on the 1B shape with -Dkvq.onnx.fusedAttention=true and =false, and PyTorch beside them
 #   ab: kvq serve-bench on the 1B shape with the jars in $KVQ_BEFORE (kvq-api, kvq-generate and kvq-runtime-onnx of an
 #      earlier commit, over a copy of $KVQ_APP) and with the current ones, side by side; first CudaMemoryTest and
 #      tools/serve_check.sh on CUDA
@@ -33,7 +36,7 @@
 #   final: a's device rows, capacity and big in one go
 set -uo pipefail
 export PYTHONUNBUFFERED=1
-phase=${1:?a phase: a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long or big}
+phase=${1:?a phase: a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long, big or fused}
 source .gpu/boot/unpack.sh >/dev/null
 case "$phase" in runtimes|big) source .gpu-djl/boot/unpack-djl.sh >/dev/null ;; esac
 app=${KVQ_APP:-.gpu-app}
@@ -140,12 +143,16 @@ if [ "$phase" = serve ]; then
     --prompt-tokens 512 --max-tokens 128 --json 2>>"$OUT/log.txt" | tee "$OUT/serve-1b-device.json"
   exit 0
 fi
-cuda_memory_test() {  # the device-memory contract on the GPU, kvq's kernel included (ONNX Runtime needs the stack)
+gpu_test() {  # $1 = a test class of kvq-runtime-onnx's nativeapi package, run on the GPU (ONNX Runtime needs the stack)
+  local log="$OUT/$(echo "$1" | sed 's/\([a-z]\)\([A-Z]\)/\1-\2/g' | tr 'A-Z' 'a-z').txt"
   "$KVQ_JAVA" -Xss16m --enable-native-access=ALL-UNNAMED -Dkvq.cuda=true -Donnxruntime.native.path="$KVQ_ORT_NATIVE" \
     -cp ".gpu-test/junit-platform-console-standalone.jar:.gpu-test/test-classes:$(ls "$app"/lib/*.jar | paste -sd:):$KVQ_ORT_CLASSES" \
     org.junit.platform.console.ConsoleLauncher execute --details=verbose --disable-ansi-colors \
-    --select-class dev.kvq.runtime.onnx.nativeapi.CudaMemoryTest > "$OUT/cuda-memory-test.txt" 2>&1
-  echo "CudaMemoryTest: exit $?, $(grep -c 'status: ✔ SUCCESSFUL' "$OUT/cuda-memory-test.txt") successful, $(grep -c 'status: ✘' "$OUT/cuda-memory-test.txt") failed" | tee -a "$OUT/cuda-memory-test.txt"
+    --select-class "dev.kvq.runtime.onnx.nativeapi.$1" > "$log" 2>&1
+  echo "$1: exit $?, $(grep -c 'status: ✔ SUCCESSFUL' "$log") successful, $(grep -c 'status: ✘' "$log") failed" | tee -a "$log"
+}
+cuda_memory_test() {  # the device-memory contract on the GPU, kvq's kernel included
+  gpu_test CudaMemoryTest
 }
 if [ "$phase" = profile ]; then  # where a served step's time goes: JFR over kvq serve-bench on the 1B shape
   make_small
@@ -182,6 +189,28 @@ if [ "$phase" = scatter ]; then
   check_and_prepare
   KVQ_JVM_OPTS="-Dkvq.cuda.scatter=false" serve_bench_1b serve-1b-scatter-false
   KVQ_JVM_OPTS="-Dkvq.cuda.scatter=true" serve_bench_1b serve-1b-scatter-true
+  exit 0
+fi
+if [ "$phase" = fused ]; then  # attention over the codes (kvq's operator) against dequantizing before attention
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+  gpu_test AttentionKernelTest
+  grep -E "split\(s\)" "$OUT/attention-kernel-test.txt" | sed 's/^ *//' | head -20
+  make_small
+  { for p in host device; do
+      kvq eval ppl --model models/kvq-demo-char --device cuda --placement $p --data models/kvq-demo-char/sample.txt \
+        --length 4000 --sweep pertoken,kivi --pairs 4-4,4-2
+    done
+    KVQ_JVM_OPTS="-Dkvq.onnx.fusedAttention=false" kvq eval ppl --model models/kvq-demo-char --device cuda \
+      --placement device --data models/kvq-demo-char/sample.txt --length 4000 --sweep pertoken,kivi --pairs 4-4,4-2
+  } 2>&1 | grep -v "^kvq: [a-z]* [0-9]*/" | tee "$OUT/demo-ppl-fused.txt"
+  for fused in true false; do
+    KVQ_JVM_OPTS="-Dkvq.onnx.fusedAttention=$fused" kvq bench --model $small --runtime onnx --device cuda --json \
+      --batch 8 --contexts 4096 --decode-steps 32 --repeats 1 --prefill-chunk 1024 --kv-config $small/kv4.yaml \
+      --kv-config $small/mixed.yaml --kv-config $small/kivi-kv8.yaml --kv-config $small/kivi-k4v2.yaml \
+      --placement device 2>>"$OUT/log.txt" | tee "$OUT/bench-1b-8x4k-fused-$fused.jsonl"
+  done
+  python3 tools/torch_decode_bench.py --config $small/config.json --batch 8 --contexts 4096 --steps 32 \
+    2>&1 | grep '^{' | tee "$OUT/torch-1b-8x4k.jsonl"
   exit 0
 fi
 if [ "$phase" = rerun ]; then
@@ -224,5 +253,5 @@ if [ "$phase" = a ]; then
     --kv-config $small/kv4.yaml --placement host 2>>"$OUT/log.txt" | tee -a "$OUT/kvq-1b-host.jsonl"
   exit 0
 fi
-echo "unknown phase $phase: give a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long or big" >&2
+echo "unknown phase $phase: give a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long, big or fused" >&2
 exit 2

@@ -14,6 +14,7 @@ import dev.kvq.generate.spi.Step;
 import dev.kvq.generate.spi.StoredLayer;
 import dev.kvq.generate.spi.StoredRun;
 import dev.kvq.runtime.onnx.graph.QuantizedPastRewriter;
+import dev.kvq.runtime.onnx.nativeapi.CustomOps;
 import dev.kvq.runtime.onnx.nativeapi.IoBinding;
 import dev.kvq.runtime.onnx.nativeapi.MemoryInfo;
 import dev.kvq.runtime.onnx.nativeapi.NativeString;
@@ -38,8 +39,32 @@ import java.util.OptionalLong;
 final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
     private static final ValueLayout.OfLong I64 = ValueLayout.JAVA_LONG_UNALIGNED;
 
+    /**
+     * Whether layers attend through kvq's operator over the codes (system property {@code kvq.onnx.fusedAttention}):
+     * {@code auto} (the default) on CUDA only, {@code true} on the CPU too, {@code false} never (every layer then
+     * dequantizes its history before the model's own attention). On the CPU the dequantizing graph is the default
+     * because it computes bit for bit what placement host computes; kvq's operator sums in another order, which
+     * moves perplexity by up to 1e-2 relative where a backend re-solves its parameters per token (hqq), and
+     * attention speed matters on the GPU. Read when a decoder is made.
+     */
+    static boolean fusedAttention(boolean cuda) {
+        String value = System.getProperty(FUSED_ATTENTION, "auto");
+        return switch (value) {
+            case "auto" -> cuda;
+            case "true" -> true;
+            case "false" -> false;
+            default -> throw KvqException.config("-D" + FUSED_ATTENTION + " must be auto, true or false, was '"
+                    + value + "'");
+        };
+    }
+
+    static final String FUSED_ATTENTION = "kvq.onnx.fusedAttention";
+    private static final java.util.concurrent.atomic.AtomicLong DOMAINS = new java.util.concurrent.atomic.AtomicLong();
+
     private final QuantizedPastLayout layout;
     private final OrtSession session;
+    private final CustomOps operators;
+    private final int fusedLayers;
     private final IoBinding binding;
     private final dev.kvq.runtime.onnx.nativeapi.DeviceMemory device;
     private final Memory memory;
@@ -85,11 +110,37 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
         this.logitsHalf = base.logitsHalf();
         this.hasPositionIds = base.hasPositionIds();
         this.hasUseCacheBranch = base.hasUseCacheBranch();
-        byte[] model = QuantizedPastRewriter.rewrite(modelFile, layout);
+        byte[] model;
+        CustomOps operators = null;
+        CustomOps.Device where = operatorDevice(base.device());
+        if (fusedAttention(where.cuda())) {
+            String domain = "dev.kvq.attention." + DOMAINS.incrementAndGet();
+            QuantizedPastRewriter.Fused fused = QuantizedPastRewriter.rewriteFused(modelFile, layout,
+                    config.attentionHeads(), domain, where.cuda());
+            model = fused.model();
+            if (!fused.operators().isEmpty()) {
+                operators = CustomOps.register(options, domain, fused.operators(), where);
+            }
+            this.fusedLayers = fused.fusedLayers();
+            if (fusedLayers < config.layers()) {
+                System.getLogger(OnnxQuantizedDecoder.class.getName()).log(System.Logger.Level.WARNING, () ->
+                        (config.layers() - fusedLayers) + " of " + config.layers() + " layers of " + modelFile
+                                + " dequantize their history before attention (slower): kvq's attention operator"
+                                + " needs the Concat, head repetition, MatMul, Softmax, MatMul shape of an export"
+                                + " and, on CUDA, head sizes 32, 64 or 128");
+            }
+        } else {
+            model = QuantizedPastRewriter.rewrite(modelFile, layout);
+            this.fusedLayers = 0;
+        }
+        this.operators = operators;
         try {
             QuantizedPastRewriter.useModelFolder(options, modelFile);
             this.session = env.createSession(model, options);
-        } catch (OrtException e) {
+        } catch (OrtException | RuntimeException e) {
+            if (operators != null) {
+                operators.close();
+            }
             throw new KvqException(ErrorCode.MODEL_INVALID, "ONNX Runtime cannot load " + modelFile + " rewritten to "
                     + "read a quantized cache: " + e.getMessage(), e);
         }
@@ -288,8 +339,24 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
         } catch (OrtException e) {
             throw new KvqException(ErrorCode.RUNTIME_FAILURE, "closing the ONNX session failed: " + e.getMessage(), e);
         } finally {
+            if (operators != null) {
+                operators.close();
+            }
             arena.close();
         }
+    }
+
+    /** Layers that attend through kvq's operators over the codes (the others dequantize before attention). */
+    int fusedLayers() {
+        return fusedLayers;
+    }
+
+    private static CustomOps.Device operatorDevice(String device) {
+        if (device != null && device.startsWith("cuda")) {
+            return new CustomOps.Device(true, device.contains(":")
+                    ? Integer.parseInt(device.substring(device.indexOf(':') + 1)) : 0);
+        }
+        return CustomOps.Device.CPU;
     }
 
     private record PastInput(NativeString name, TensorElementType type, StoredRun run, int tensor) {

@@ -83,7 +83,8 @@ class DevicePlacementTest {
         ModelDir dir = ModelDir.open(fixture(variant));
         try (Decoder decoder = new OnnxRuntimeProvider().open(dir, "cpu"); Tokenizer tok = Tokenizers.load(dir)) {
             CacheFactory[] caches = placements(config, dir);
-            assertSameGeneration(decoder, tok, caches[0], caches[1], TINY_PROMPTS, 48, variant + " " + name);
+            assertSameGeneration(decoder, tok, caches[0], caches[1], TINY_PROMPTS, 48, variant + " " + name,
+                    config != null);
         }
     }
 
@@ -130,6 +131,26 @@ class DevicePlacementTest {
         kvqExport(ModelDir.open(requireShared("models/shakespeare-char-llama")), name, config);
     }
 
+    /**
+     * The same through kvq's attention operator on the CPU (what CUDA runs by default): greedy text equal, logits
+     * within 1e-3 for quantized caches (see {@link #assertSameGeneration}).
+     */
+    @ParameterizedTest(name = "demo model through kvq's attention operator, {0}")
+    @MethodSource("charConfigurations")
+    void theDemoModelGeneratesTheSameThroughKvqsAttentionOperator(String name, KvQuantConfig.Builder config) {
+        String before = System.getProperty(OnnxQuantizedDecoder.FUSED_ATTENTION);
+        System.setProperty(OnnxQuantizedDecoder.FUSED_ATTENTION, "true");
+        try {
+            kvqExport(ModelDir.open(Repo.demoModel()), name + ", kvq's attention", config);
+        } finally {
+            if (before == null) {
+                System.clearProperty(OnnxQuantizedDecoder.FUSED_ATTENTION);
+            } else {
+                System.setProperty(OnnxQuantizedDecoder.FUSED_ATTENTION, before);
+            }
+        }
+    }
+
     /** kvq's own exports: greedy text equal on both placements; full precision is held raw (float32) on the device. */
     private static void kvqExport(ModelDir dir, String name, KvQuantConfig.Builder config) {
         CacheFactory[] caches = config == null
@@ -137,7 +158,8 @@ class DevicePlacementTest {
                         CacheFactory.fullPrecision(dir.config().shape(), Placement.DEVICE)}
                 : placements(config, dir);
         try (Decoder decoder = new OnnxRuntimeProvider().open(dir, "cpu"); Tokenizer tok = Tokenizers.load(dir)) {
-            assertSameGeneration(decoder, tok, caches[0], caches[1], CHAR_PROMPTS, 40, dir.name() + " " + name);
+            assertSameGeneration(decoder, tok, caches[0], caches[1], CHAR_PROMPTS, 40, dir.name() + " " + name,
+                    config != null);
         }
     }
 
@@ -147,7 +169,7 @@ class DevicePlacementTest {
      * to float rounding (the host materializes float32, the device decodes in the graph).
      */
     private static void assertSameGeneration(Decoder decoder, Tokenizer tok, CacheFactory host, CacheFactory device,
-                                             List<String> prompts, int tokens, String what) {
+                                             List<String> prompts, int tokens, String what, boolean quantized) {
         assertEquals(Placement.DEVICE, device.placement(), what);
         var onHost = new Generator(decoder, tok, host).generate(prompts, Generator.Options.greedy(tokens), null);
         var onDevice = new Generator(decoder, tok, device).generate(prompts, Generator.Options.greedy(tokens), null);
@@ -166,11 +188,15 @@ class DevicePlacementTest {
         float[][][] hostLogits = logits(decoder, host, prompt, 12, null);
         float[][][] deviceLogits = logits(decoder, device, prompt, 12, deviceBytes);
         assertTrue(deviceBytes[0] > 0, what + ": the device session holds its cache in the runtime's memory");
+        // the device attends in kvq's operator, summing in another order than ONNX Runtime's MatMul on the host's
+        // float32 past; a new token's 4- or 2-bit code can then land one step apart, which later logits carry
+        // (FusedAttentionTest compares both on one fixed history, within 1e-5)
+        double tolerance = quantized && OnnxQuantizedDecoder.fusedAttention(false) ? 1e-3 : 1e-4;
         for (int step = 0; step < hostLogits.length; step++) {
             for (int b = 0; b < prompt.length; b++) {
                 double diff = Numeric.maxRelativeDiff(hostLogits[step][b], deviceLogits[step][b]);
                 int s = step;
-                assertTrue(diff <= 1e-4, () -> what + ", step " + s + ": logits differ by " + diff);
+                assertTrue(diff <= tolerance, () -> what + ", step " + s + ": logits differ by " + diff);
             }
         }
     }

@@ -10,6 +10,8 @@ import dev.kvq.generate.spi.QuantizedPastLayout;
 import dev.kvq.generate.spi.StoredLayer;
 import dev.kvq.generate.spi.StoredRun;
 import dev.kvq.runtime.onnx.graph.proto.GraphProto;
+import dev.kvq.runtime.onnx.graph.proto.NodeProto;
+import dev.kvq.runtime.onnx.nativeapi.AttentionSpec;
 import dev.kvq.runtime.onnx.graph.proto.ModelProto;
 import dev.kvq.runtime.onnx.graph.proto.OperatorSetIdProto;
 import dev.kvq.runtime.onnx.graph.proto.TensorProto;
@@ -25,6 +27,7 @@ import java.util.HashMap;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Set;
 
 /**
@@ -73,22 +76,62 @@ public final class QuantizedPastRewriter {
      *     the layout; {@code ILLEGAL_ARGUMENT} or {@code UNSUPPORTED} for a layout the graph cannot decode
      */
     public static byte[] rewrite(Path model, QuantizedPastLayout layout) {
-        ModelProto proto;
+        return rewrite(read(model), layout, String.valueOf(model.getFileName()), null).model().toByteArray();
+    }
+
+    private static ModelProto read(Path model) {
         try (InputStream in = Files.newInputStream(model)) {
             CodedInputStream coded = CodedInputStream.newInstance(in);
             coded.setSizeLimit(Integer.MAX_VALUE);
-            proto = ModelProto.parseFrom(coded);
+            return ModelProto.parseFrom(coded);
         } catch (InvalidProtocolBufferException e) {
             throw new KvqException(ErrorCode.MODEL_INVALID, model + " is not a readable ONNX model: " + e.getMessage(), e);
         } catch (IOException e) {
             throw new KvqException(ErrorCode.IO, "cannot read " + model + ": " + e.getMessage(), e);
         }
-        return rewrite(proto, layout, String.valueOf(model.getFileName())).toByteArray();
     }
 
     /** The rewritten model; see {@link #rewrite(Path, QuantizedPastLayout)}. */
     public static ModelProto rewrite(ModelProto model, QuantizedPastLayout layout) {
-        return rewrite(model, layout, "the model");
+        return rewrite(model, layout, "the model", null).model();
+    }
+
+    /**
+     * A rewritten model whose layers attend through kvq's operators ({@link AttentionSpec}) where their attention
+     * core has the expected shape ({@link AttentionFuser}), and whose other layers dequantize before attention.
+     *
+     * @param model the model's bytes, rewritten
+     * @param operators the operators the model uses, all in {@code domain}, for {@link
+     *     dev.kvq.runtime.onnx.nativeapi.CustomOps} to register; empty when no layer could take one
+     * @param fusedLayers how many layers attend through them
+     */
+    public record Fused(byte[] model, List<AttentionSpec> operators, int fusedLayers) {
+    }
+
+    /**
+     * Like {@link #rewrite(Path, QuantizedPastLayout)}, with attention over the codes in place: see {@link Fused}.
+     *
+     * @param queryHeads the model's attention heads (a multiple of the layout's KV heads)
+     * @param domain the operator domain to put kvq's operators in, unique per session options
+     * @param cuda whether the operators run on CUDA, whose kernel takes fewer shapes than the CPU's
+     */
+    public static Fused rewriteFused(Path model, QuantizedPastLayout layout, int queryHeads, String domain,
+                                     boolean cuda) {
+        Rewritten r = rewrite(read(model), layout, String.valueOf(model.getFileName()),
+                new Fusion(domain, queryHeads, cuda));
+        return new Fused(r.model().toByteArray(), r.operators(), r.fusedLayers());
+    }
+
+    /** The rewritten model; see {@link #rewriteFused(Path, QuantizedPastLayout, int, String, boolean)}. */
+    static Rewritten rewriteFused(ModelProto model, QuantizedPastLayout layout, int queryHeads, String domain,
+                                  boolean cuda) {
+        return rewrite(model, layout, "the model", new Fusion(domain, queryHeads, cuda));
+    }
+
+    record Rewritten(ModelProto model, List<AttentionSpec> operators, int fusedLayers) {
+    }
+
+    private record Fusion(String domain, int queryHeads, boolean cuda) {
     }
 
     /**
@@ -101,11 +144,15 @@ public final class QuantizedPastRewriter {
         options.addConfigEntry(EXTERNAL_INITIALIZERS_FOLDER, folder.toString());
     }
 
-    private static ModelProto rewrite(ModelProto model, QuantizedPastLayout layout, String modelName) {
+    private static Rewritten rewrite(ModelProto model, QuantizedPastLayout layout, String modelName, Fusion fusion) {
         layout.check();
         GraphProto graph = model.getGraph();
         KvSignature kv = KvSignature.of(graph, layout, modelName);
         int opset = defaultOpset(model, modelName);
+        AttentionFuser fuser = fusion == null ? null : new AttentionFuser(graph, kv.kvType(), opset);
+        List<AttentionSpec> operators = new ArrayList<>();
+        Map<String, NodeProto> replaced = new HashMap<>();
+        Map<String, String> pastShapes = new HashMap<>();
         int integerType = opset >= UINT8_ARITHMETIC_OPSET ? TensorProto.DataType.UINT8_VALUE
                 : TensorProto.DataType.INT32_VALUE;
 
@@ -136,13 +183,32 @@ public final class QuantizedPastRewriter {
                 String past = assemblePast(before, "l" + l + "." + kind, heads, stored.residualCapacity() > 0
                         ? QuantizedPastLayout.residualName(l, kind) : null);
                 before.rename(past, KvSignature.pastName(l, kind));
-                emitNewTokens(after, l, kind);
                 pastNames.add(KvSignature.pastName(l, kind));
                 newNames.put(KvSignature.presentName(l, kind), QuantizedPastLayout.newName(l, kind));
             }
             if (stored.residualCapacity() > 0) {
                 for (String kind : KINDS) {
                     pastInputs.add(types.residual(QuantizedPastLayout.residualName(l, kind), stored.residualCapacity()));
+                }
+            }
+            Optional<AttentionFuser.Core> core = fuser == null ? Optional.empty() : fuser.match(l);
+            if (core.isPresent() && fusion.queryHeads() % layout.kvHeads() == 0 && AttentionSpec.supported(
+                    fusion.queryHeads() / layout.kvHeads(), layout.headDim(), stored.keys(), stored.values(), fusion.cuda())) {
+                AttentionFuser.Core c = core.get();
+                AttentionSpec spec = new AttentionSpec("Attention" + operators.size(), layout.kvHeads(),
+                        fusion.queryHeads() / layout.kvHeads(), layout.headDim(), c.scale(),
+                        kv.kvType() == TensorProto.DataType.FLOAT16_VALUE, stored.keys(), stored.values(),
+                        stored.residualCapacity());
+                operators.add(spec);
+                replaced.put(c.output().getOutput(0), attentionNode(fusion.domain(), spec, l, c));
+                for (String kind : KINDS) {
+                    after.rename(after.op("l" + l + "." + kind + ".new", "Identity", List.of(
+                            kind.equals("key") ? c.newKey() : c.newValue())), QuantizedPastLayout.newName(l, kind));
+                    pastShapes.put(KvSignature.pastName(l, kind), pastShape(before, layout, l, kind));
+                }
+            } else {
+                for (String kind : KINDS) {
+                    emitNewTokens(after, l, kind);
                 }
             }
         }
@@ -161,12 +227,80 @@ public final class QuantizedPastRewriter {
                 placed = true;
             }
         }
-        g.addAllNode(before.nodes()).addAllNode(graph.getNodeList()).addAllNode(after.nodes());
+        List<NodeProto> nodes = new ArrayList<>(before.nodes());
+        for (NodeProto node : graph.getNodeList()) {
+            nodes.add(fused(node, replaced, pastShapes));
+        }
+        nodes.addAll(after.nodes());
         for (ValueInfoProto output : graph.getOutputList()) {
             String replacement = newNames.get(output.getName());
             g.addOutput(replacement == null ? output : types.newTokens(replacement));
         }
-        return model.toBuilder().setGraph(g).build();
+        ModelProto.Builder out = model.toBuilder();
+        if (!operators.isEmpty()) {
+            Set<String> outputs = new HashSet<>();
+            g.getOutputList().forEach(o -> outputs.add(o.getName()));
+            nodes = AttentionFuser.withoutDeadNodes(nodes, outputs);
+            Set<String> produced = new HashSet<>();
+            nodes.forEach(n -> produced.addAll(n.getOutputList()));
+            List<ValueInfoProto> kept = g.getValueInfoList().stream().filter(v -> produced.contains(v.getName()))
+                    .toList();
+            g.clearValueInfo().addAllValueInfo(kept);
+            out.addOpsetImport(OperatorSetIdProto.newBuilder().setDomain(fusion.domain()).setVersion(1));
+        }
+        g.addAllNode(nodes);
+        return new Rewritten(out.setGraph(g).build(), List.copyOf(operators), operators.size());
+    }
+
+    /** {@code node}, or kvq's operator in its place, or, for {@code Shape(past)}, the past's shape computed. */
+    private static NodeProto fused(NodeProto node, Map<String, NodeProto> replaced, Map<String, String> pastShapes) {
+        if (node.getOutputCount() > 0 && replaced.containsKey(node.getOutput(0))) {
+            return replaced.get(node.getOutput(0));
+        }
+        if (node.getOpType().equals("Shape") && node.getAttributeCount() == 0 && node.getInputCount() == 1
+                && pastShapes.containsKey(node.getInput(0))) {
+            return node.toBuilder().setOpType("Identity").setInput(0, pastShapes.get(node.getInput(0))).build();
+        }
+        return node;
+    }
+
+    /** The node of kvq's operator for layer {@code layer}, yielding the attention where the core's MatMul did. */
+    private static NodeProto attentionNode(String domain, AttentionSpec spec, int layer, AttentionFuser.Core core) {
+        NodeProto.Builder node = NodeProto.newBuilder().setName("kvq/l" + layer + "/attention").setDomain(domain)
+                .setOpType(spec.name()).addInput(core.query()).addInput(core.newKey()).addInput(core.newValue())
+                .addInput(core.bias());
+        for (String kind : KINDS) {
+            List<StoredRun> runs = kind.equals("key") ? spec.keys() : spec.values();
+            for (int r = 0; r < runs.size(); r++) {
+                node.addInput(QuantizedPastLayout.codesName(layer, kind, r));
+                if (!runs.get(r).raw()) {
+                    node.addInput(QuantizedPastLayout.scalesName(layer, kind, r));
+                    node.addInput(QuantizedPastLayout.zerosName(layer, kind, r));
+                }
+            }
+        }
+        if (spec.residualCapacity() > 0) {
+            node.addInput(QuantizedPastLayout.residualName(layer, "key"));
+            node.addInput(QuantizedPastLayout.residualName(layer, "value"));
+        }
+        return node.addOutput(core.output().getOutput(0)).addOutput("kvq/l" + layer + "/attention:scratch").build();
+    }
+
+    /**
+     * {@code [B, kvHeads, T + R, D]}, the shape of the past the dequantizing nodes would build, from the first run's
+     * codes: what {@code Shape(past)} gives without computing the past.
+     */
+    private static String pastShape(NodeEmitter emit, QuantizedPastLayout layout, int layer, String kind) {
+        String scope = "l" + layer + "." + kind + ".shape";
+        String codes = emit.shape(scope, QuantizedPastLayout.codesName(layer, kind, 0));
+        String batch = emit.op(scope, "Gather", List.of(codes, emit.int64s(scope, 1)));
+        String tokens = emit.op(scope, "Gather", List.of(codes, emit.int64s(scope, 0)));
+        int residual = layout.layers().get(layer).residualCapacity();
+        if (residual > 0) {
+            tokens = emit.op(scope, "Add", List.of(tokens, emit.int64s(scope, residual)));
+        }
+        return emit.concat(scope, List.of(batch, emit.int64s(scope, layout.kvHeads()), tokens,
+                emit.int64s(scope, layout.headDim())), 0);
     }
 
     static final String MASK = "attention_mask";

@@ -42,13 +42,24 @@ final class OrtApi {
     private static final int CREATE_STATUS = 0;
     private static final int GET_ERROR_CODE = 1;
     private static final int GET_ERROR_MESSAGE = 2;
+    private static final int CREATE_CUSTOM_OP_DOMAIN = 26;
+    private static final int CUSTOM_OP_DOMAIN_ADD = 27;
+    private static final int ADD_CUSTOM_OP_DOMAIN = 28;
     private static final int CREATE_RUN_OPTIONS = 39;
     private static final int CREATE_TENSOR_WITH_DATA_AS_ORT_VALUE = 49;
+    private static final int GET_TENSOR_MUTABLE_DATA = 51;
+    private static final int GET_DIMENSIONS_COUNT = 61;
+    private static final int GET_DIMENSIONS = 62;
+    private static final int GET_TENSOR_TYPE_AND_SHAPE = 65;
     private static final int CREATE_MEMORY_INFO = 68;
+    private static final int KERNEL_CONTEXT_GET_INPUT = 90;
+    private static final int KERNEL_CONTEXT_GET_OUTPUT = 91;
     private static final int RELEASE_STATUS = 93;
     private static final int RELEASE_MEMORY_INFO = 94;
     private static final int RELEASE_VALUE = 96;
     private static final int RELEASE_RUN_OPTIONS = 97;
+    private static final int RELEASE_TENSOR_TYPE_AND_SHAPE_INFO = 99;
+    private static final int RELEASE_CUSTOM_OP_DOMAIN = 101;
     private static final int RUN_WITH_BINDING = 133;
     private static final int CREATE_IO_BINDING = 134;
     private static final int RELEASE_IO_BINDING = 135;
@@ -56,6 +67,7 @@ final class OrtApi {
     private static final int BIND_OUTPUT = 137;
     private static final int CLEAR_BOUND_INPUTS = 141;
     private static final int CLEAR_BOUND_OUTPUTS = 142;
+    private static final int KERNEL_CONTEXT_GET_GPU_COMPUTE_STREAM = 193;
     private static final int SYNCHRONIZE_BOUND_INPUTS = 202;
     private static final int SYNCHRONIZE_BOUND_OUTPUTS = 203;
     private static final int SLOTS_USED = SYNCHRONIZE_BOUND_OUTPUTS + 1;
@@ -82,6 +94,18 @@ final class OrtApi {
     private final MethodHandle synchronizeBoundInputs;
     private final MethodHandle synchronizeBoundOutputs;
     private final MethodHandle runWithBinding;
+    private final MethodHandle createCustomOpDomain;
+    private final MethodHandle customOpDomainAdd;
+    private final MethodHandle addCustomOpDomain;
+    private final MethodHandle releaseCustomOpDomain;
+    private final MethodHandle kernelContextGetInput;
+    private final MethodHandle kernelContextGetOutput;
+    private final MethodHandle kernelContextGetGpuComputeStream;
+    private final MethodHandle getTensorTypeAndShape;
+    private final MethodHandle getDimensionsCount;
+    private final MethodHandle getDimensions;
+    private final MethodHandle releaseTensorTypeAndShapeInfo;
+    private final MethodHandle getTensorMutableData;
 
     private OrtApi(MemorySegment table, String version) {
         this.version = version;
@@ -107,6 +131,21 @@ final class OrtApi {
         synchronizeBoundInputs = status(table, SYNCHRONIZE_BOUND_INPUTS, ADDRESS);
         synchronizeBoundOutputs = status(table, SYNCHRONIZE_BOUND_OUTPUTS, ADDRESS);
         runWithBinding = status(table, RUN_WITH_BINDING, ADDRESS, ADDRESS, ADDRESS);
+        createCustomOpDomain = status(table, CREATE_CUSTOM_OP_DOMAIN, ADDRESS, ADDRESS);
+        customOpDomainAdd = status(table, CUSTOM_OP_DOMAIN_ADD, ADDRESS, ADDRESS);
+        addCustomOpDomain = status(table, ADD_CUSTOM_OP_DOMAIN, ADDRESS, ADDRESS);
+        releaseCustomOpDomain = release(table, RELEASE_CUSTOM_OP_DOMAIN);
+        // (context, index, out)
+        kernelContextGetInput = status(table, KERNEL_CONTEXT_GET_INPUT, ADDRESS, JAVA_LONG, ADDRESS);
+        // (context, index, dims, dim count, out)
+        kernelContextGetOutput = status(table, KERNEL_CONTEXT_GET_OUTPUT, ADDRESS, JAVA_LONG, ADDRESS, JAVA_LONG,
+                ADDRESS);
+        kernelContextGetGpuComputeStream = status(table, KERNEL_CONTEXT_GET_GPU_COMPUTE_STREAM, ADDRESS, ADDRESS);
+        getTensorTypeAndShape = status(table, GET_TENSOR_TYPE_AND_SHAPE, ADDRESS, ADDRESS);
+        getDimensionsCount = status(table, GET_DIMENSIONS_COUNT, ADDRESS, ADDRESS);
+        getDimensions = status(table, GET_DIMENSIONS, ADDRESS, ADDRESS, JAVA_LONG);
+        releaseTensorTypeAndShapeInfo = release(table, RELEASE_TENSOR_TYPE_AND_SHAPE_INFO);
+        getTensorMutableData = status(table, GET_TENSOR_MUTABLE_DATA, ADDRESS, ADDRESS);
     }
 
     /** The table of the ONNX Runtime that ONNX Runtime's Java API loaded; loads that library first if needed. */
@@ -290,6 +329,110 @@ final class OrtApi {
         } catch (Throwable t) {
             throw unexpected("RunWithBinding", t);
         }
+    }
+
+    // ---- custom operators ----
+
+    MemorySegment createCustomOpDomain(MemorySegment domain) {
+        MemorySegment out = NativeScratch.get().outPointer();
+        try {
+            check("CreateCustomOpDomain", (MemorySegment) createCustomOpDomain.invokeExact(domain, out));
+        } catch (Throwable t) {
+            throw unexpected("CreateCustomOpDomain", t);
+        }
+        return out.get(ADDRESS, 0);
+    }
+
+    void customOpDomainAdd(MemorySegment domain, MemorySegment op) {
+        try {
+            check("CustomOpDomain_Add", (MemorySegment) customOpDomainAdd.invokeExact(domain, op));
+        } catch (Throwable t) {
+            throw unexpected("CustomOpDomain_Add", t);
+        }
+    }
+
+    void addCustomOpDomain(MemorySegment sessionOptions, MemorySegment domain) {
+        try {
+            check("AddCustomOpDomain", (MemorySegment) addCustomOpDomain.invokeExact(sessionOptions, domain));
+        } catch (Throwable t) {
+            throw unexpected("AddCustomOpDomain", t);
+        }
+    }
+
+    void releaseCustomOpDomain(MemorySegment domain) {
+        release(releaseCustomOpDomain, domain);
+    }
+
+    /** Input {@code index} of a running kernel (an {@code OrtValue*} ONNX Runtime owns). */
+    MemorySegment kernelInput(MemorySegment context, long index) {
+        MemorySegment out = NativeScratch.get().outPointer();
+        try {
+            check("KernelContext_GetInput", (MemorySegment) kernelContextGetInput.invokeExact(context, index, out));
+        } catch (Throwable t) {
+            throw unexpected("KernelContext_GetInput", t);
+        }
+        return out.get(ADDRESS, 0);
+    }
+
+    /** Output {@code index} of a running kernel, allocated by ONNX Runtime with {@code shape}. */
+    MemorySegment kernelOutput(MemorySegment context, long index, long[] shape) {
+        NativeScratch scratch = NativeScratch.get();
+        MemorySegment out = scratch.outPointer();
+        try {
+            check("KernelContext_GetOutput", (MemorySegment) kernelContextGetOutput.invokeExact(context, index,
+                    scratch.dims(shape), (long) shape.length, out));
+        } catch (Throwable t) {
+            throw unexpected("KernelContext_GetOutput", t);
+        }
+        return out.get(ADDRESS, 0);
+    }
+
+    /** The CUDA stream a kernel of the CUDA provider must work on. */
+    MemorySegment kernelGpuStream(MemorySegment context) {
+        MemorySegment out = NativeScratch.get().outPointer();
+        try {
+            check("KernelContext_GetGPUComputeStream", (MemorySegment) kernelContextGetGpuComputeStream.invokeExact(
+                    context, out));
+        } catch (Throwable t) {
+            throw unexpected("KernelContext_GetGPUComputeStream", t);
+        }
+        return out.get(ADDRESS, 0);
+    }
+
+    /** The shape of tensor {@code value}. */
+    long[] tensorShape(MemorySegment value) {
+        NativeScratch scratch = NativeScratch.get();
+        MemorySegment out = scratch.outPointer();
+        try {
+            check("GetTensorTypeAndShape", (MemorySegment) getTensorTypeAndShape.invokeExact(value, out));
+            MemorySegment info = out.get(ADDRESS, 0);
+            try {
+                MemorySegment count = scratch.outPointer();
+                check("GetDimensionsCount", (MemorySegment) getDimensionsCount.invokeExact(info, count));
+                long rank = count.get(JAVA_LONG, 0);
+                if (rank > NativeScratch.MAX_RANK) {
+                    throw new KvqException(ErrorCode.RUNTIME_FAILURE, "a tensor of rank " + rank);
+                }
+                MemorySegment dims = scratch.dims(new long[0]);
+                check("GetDimensions", (MemorySegment) getDimensions.invokeExact(info, dims, rank));
+                return dims.asSlice(0, rank * JAVA_LONG.byteSize()).toArray(JAVA_LONG);
+            } finally {
+                release(releaseTensorTypeAndShapeInfo, info);
+            }
+        } catch (Throwable t) {
+            throw unexpected("GetTensorTypeAndShape", t);
+        }
+    }
+
+    /** The address of tensor {@code value}'s data (device memory for a tensor on the GPU). */
+    MemorySegment tensorData(MemorySegment value) {
+        MemorySegment out = NativeScratch.get().outPointer();
+        try {
+            check("GetTensorMutableData", (MemorySegment) getTensorMutableData.invokeExact(value, out));
+        } catch (Throwable t) {
+            throw unexpected("GetTensorMutableData", t);
+        }
+        return out.get(ADDRESS, 0);
     }
 
     // ---- loading ----

@@ -135,7 +135,7 @@ class QuantizedPastRewriterTest {
      * A session of {@code model} rewritten for {@code layout}, with the mask the graph builds as an extra output (in
      * the element type of {@code original}'s mask).
      */
-    private static OrtSession rewritten(Path model, QuantizedPastLayout layout, OrtSession original,
+    static OrtSession rewritten(Path model, QuantizedPastLayout layout, OrtSession original,
                                         OrtSession.SessionOptions options) throws OrtException {
         OnnxJavaType type = ((TensorInfo) original.getInputInfo().get(QuantizedPastRewriter.MASK).getInfo()).type;
         int maskType = type == OnnxJavaType.INT32 ? TensorProto.DataType.INT32_VALUE : TensorProto.DataType.INT64_VALUE;
@@ -153,7 +153,7 @@ class QuantizedPastRewriterTest {
      * ({@link OrtRun.StepMask#padded}); the original model reads zeros where they are, so the logits agree only if
      * both models leave padding out.
      */
-    private static void compare(OrtSession original, OrtSession rewritten, QuantizedPastLayout layout, int batch,
+    static void compare(OrtSession original, OrtSession rewritten, QuantizedPastLayout layout, int batch,
                                 int tokens, int shift, String what) throws OrtException {
         boolean half = ((TensorInfo) original.getInputInfo().get(KvSignature.pastName(0, "key")).getInfo()).type
                 == OnnxJavaType.FLOAT16;

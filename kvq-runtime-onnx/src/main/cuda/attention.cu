@@ -1,0 +1,323 @@
+// Attention that reads kvq's quantized history where it lies: one layer's decode (or prefill chunk) for every query
+// head, dequantizing each key and value once per block into registers and shared memory, never into a float copy of
+// the history. The math is the model's: softmax(q k^T * scale + bias) v over the quantized tokens, the float residual
+// window and the new tokens, in that order (the order of the model's attention mask). Split-K over the tokens
+// ("flash decoding") keeps every SM busy at small batches; kvq_attention_combine joins the splits.
+// Compiled to PTX by tools/build_kernels.sh; the PTX is a resource of kvq-runtime-onnx (AttentionKernel.java).
+#include <cuda_fp16.h>
+
+#define KVQ_THREADS 128
+#define KVQ_MOST_OUTPUTS 1024   // group * headDim
+#define KVQ_TILE_FLOATS 8192    // tile * headDim
+
+// One run of consecutive KV heads (StoredRun): codes [T, B, heads, rowBytes], parameters [T, B, heads, D / group]
+// (token groups) or [T / group, B, heads, D] (channel groups), float16 or float32. Raw runs (bits 16, 32) hold
+// values [T, B, heads, D].
+struct KvqRun {
+    const unsigned char* codes;
+    const void* scales;
+    const void* zeros;
+    int firstHead;
+    int heads;
+    int bits;
+    int channelAxis;
+    int groupSize;
+    int scaleMin;      // 1: u * scale + zero; 0: ((u + codeOffset) + zero) * scale
+    int codeOffset;
+    int halfParams;
+};
+
+// One launch covers the KV heads [firstKvHead, firstKvHead + launchKvHeads), which lie in one run of the keys and
+// one of the values (a layer whose heads differ in bits takes one launch per stretch of equal runs).
+struct KvqAttention {
+    KvqRun key;
+    KvqRun value;
+    const void* query;     // [B, heads, t, D]
+    const void* newKey;    // [B, kvHeads, t, D]
+    const void* newValue;
+    const void* residualKey;    // [B, kvHeads, R, D]; unused when R is 0
+    const void* residualValue;
+    const void* bias;      // additive, broadcast over [B, heads, t, T + R + t] with the strides below
+    void* out;             // [B, heads, t, D]
+    float* partial;        // [rows, splits, group, D + 2]: m, l, then the unnormalized output
+    long long biasBatchStride;
+    long long biasHeadStride;
+    int batch;
+    int kvHeads;
+    int firstKvHead;
+    int launchKvHeads;
+    int group;             // query heads per KV head
+    int newTokens;         // t
+    int quantized;         // T, the quantized tokens' capacity
+    int residual;          // R
+    int headDim;
+    int splits;
+    int tokensPerSplit;    // a multiple of the tile
+    float scale;
+};
+
+template <typename T> __device__ __forceinline__ float load(const void* p, long long i);
+template <> __device__ __forceinline__ float load<float>(const void* p, long long i) {
+    return ((const float*) p)[i];
+}
+template <> __device__ __forceinline__ float load<__half>(const void* p, long long i) {
+    return __half2float(((const __half*) p)[i]);
+}
+template <typename T> __device__ __forceinline__ void store(void* p, long long i, float v);
+template <> __device__ __forceinline__ void store<float>(void* p, long long i, float v) {
+    ((float*) p)[i] = v;
+}
+template <> __device__ __forceinline__ void store<__half>(void* p, long long i, float v) {
+    ((__half*) p)[i] = __float2half_rn(v);
+}
+
+__device__ __forceinline__ float param(const KvqRun& r, long long i, bool scale) {
+    const void* p = scale ? r.scales : r.zeros;
+    return r.halfParams ? __half2float(((const __half*) p)[i]) : ((const float*) p)[i];
+}
+
+// Values [d0, d0 + count) of token j of head `head` of a run, in float32, through `sink(d, value)`.
+template <typename Sink>
+__device__ __forceinline__ void decodeRow(const KvqRun& r, int batch, int b, int head, int j, int headDim, int d0,
+                                          int count, Sink sink) {
+    int hr = head - r.firstHead;
+    long long rowIndex = ((long long) j * batch + b) * r.heads + hr;
+    if (r.bits == 16) {
+        const __half* row = (const __half*) r.codes + rowIndex * headDim;
+        for (int d = d0; d < d0 + count; d++) sink(d, __half2float(row[d]));
+        return;
+    }
+    if (r.bits == 32) {
+        const float* row = (const float*) r.codes + rowIndex * headDim;
+        for (int d = d0; d < d0 + count; d++) sink(d, row[d]);
+        return;
+    }
+    int bits = r.bits;
+    int planes = 8 / bits;
+    int mask = (1 << bits) - 1;
+    int perChunk = 16 * planes;
+    const unsigned char* row = r.codes + rowIndex * (headDim * bits / 8);
+    long long paramRow = r.channelAxis
+            ? (((long long) (j / r.groupSize) * batch + b) * r.heads + hr) * headDim
+            : rowIndex * (headDim / r.groupSize);
+    bool aligned = ((unsigned long long) row & 15ull) == 0;
+    for (int c = d0 / perChunk; c < (d0 + count) / perChunk; c++) {
+        unsigned int words[4];
+        if (aligned) {
+            uint4 v = *(const uint4*) (row + 16 * c);
+            words[0] = v.x;
+            words[1] = v.y;
+            words[2] = v.z;
+            words[3] = v.w;
+        } else {
+#pragma unroll
+            for (int w = 0; w < 4; w++) {
+                const unsigned char* q = row + 16 * c + 4 * w;
+                words[w] = q[0] | (q[1] << 8) | (q[2] << 16) | ((unsigned int) q[3] << 24);
+            }
+        }
+        for (int p = 0; p < planes; p++) {
+#pragma unroll
+            for (int k = 0; k < 16; k++) {
+                int d = c * perChunk + p * 16 + k;
+                int u = (int) ((words[k / 4] >> (8 * (k % 4) + p * bits)) & mask);
+                long long pi = r.channelAxis ? paramRow + d : paramRow + d / r.groupSize;
+                float s = param(r, pi, true);
+                float z = param(r, pi, false);
+                float x = r.scaleMin ? (float) u * s + z : ((float) (u + r.codeOffset) + z) * s;
+                sink(d, x);
+            }
+        }
+    }
+}
+
+// Token j of the layer's keys or values for (b, head): quantized history, residual window, or the new tokens.
+template <typename T, typename Sink>
+__device__ __forceinline__ void decodeToken(const KvqAttention& a, const KvqRun& run, const void* residual,
+                                            const void* fresh, int b, int head, int j, int d0, int count, Sink sink) {
+    int D = a.headDim;
+    if (j < a.quantized) {
+        decodeRow(run, a.batch, b, head, j, D, d0, count, sink);
+        return;
+    }
+    long long base;
+    const void* src;
+    if (j < a.quantized + a.residual) {
+        base = (((long long) b * a.kvHeads + head) * a.residual + (j - a.quantized)) * D;
+        src = residual;
+    } else {
+        base = (((long long) b * a.kvHeads + head) * a.newTokens + (j - a.quantized - a.residual)) * D;
+        src = fresh;
+    }
+    for (int d = d0; d < d0 + count; d++) sink(d, load<T>(src, base + d));
+}
+
+template <typename T>
+__device__ void attend(const KvqAttention& a) {
+    __shared__ float queries[KVQ_MOST_OUTPUTS];
+    __shared__ float values[KVQ_TILE_FLOATS];
+    __shared__ float weights[KVQ_MOST_OUTPUTS];     // group * tile <= 8 * 128
+    __shared__ float alphas[8];
+    __shared__ float maxima[8];
+    __shared__ float sums[8];
+
+    const int D = a.headDim;
+    const int g = a.group;
+    const int t = a.newTokens;
+    const int row = blockIdx.x;
+    const int qi = row % t;
+    const int kvh = a.firstKvHead + (row / t) % a.launchKvHeads;
+    const int b = row / t / a.launchKvHeads;
+    const int heads = a.kvHeads * g;
+    const int total = a.quantized + a.residual + t;
+    const int tile = min(KVQ_THREADS, KVQ_TILE_FLOATS / D);
+    const int perToken = KVQ_THREADS / tile;     // threads sharing one token's row
+    const int span = D / perToken;
+    const int tid = threadIdx.x;
+
+    for (int i = tid; i < g * D; i += KVQ_THREADS) {
+        int h = kvh * g + i / D;
+        queries[i] = load<T>(a.query, (((long long) b * heads + h) * t + qi) * D + i % D) * a.scale;
+    }
+    if (tid < g) {
+        maxima[tid] = -INFINITY;
+        sums[tid] = 0.f;
+    }
+    float acc[KVQ_MOST_OUTPUTS / KVQ_THREADS];
+#pragma unroll
+    for (int k = 0; k < KVQ_MOST_OUTPUTS / KVQ_THREADS; k++) acc[k] = 0.f;
+    __syncthreads();
+
+    const int start = blockIdx.y * a.tokensPerSplit;
+    const int end = min(start + a.tokensPerSplit, total);
+    const int slot = tid / perToken;
+    const int d0 = (tid % perToken) * span;
+    for (int first = start; first < end; first += tile) {
+        int j = first + slot;
+        float dots[8];
+#pragma unroll
+        for (int k = 0; k < 8; k++) dots[k] = 0.f;
+        if (j < end) {
+            decodeToken<T>(a, a.key, a.residualKey, a.newKey, b, kvh, j, d0, span, [&](int d, float x) {
+#pragma unroll
+                for (int k = 0; k < 8; k++) {
+                    if (k < g) dots[k] += queries[k * D + d] * x;
+                }
+            });
+            decodeToken<T>(a, a.value, a.residualValue, a.newValue, b, kvh, j, d0, span, [&](int d, float x) {
+                values[slot * D + d] = x;
+            });
+        } else {
+            for (int d = d0; d < d0 + span; d++) values[slot * D + d] = 0.f;
+        }
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            for (int o = perToken / 2; o > 0; o /= 2) dots[k] += __shfl_xor_sync(0xffffffffu, dots[k], o);
+        }
+        if (tid % perToken == 0) {
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                if (k >= g) break;
+                float s = -INFINITY;
+                if (j < end) {
+                    long long bi = b * a.biasBatchStride + (long long) (kvh * g + k) * a.biasHeadStride
+                            + (long long) qi * total + j;
+                    s = dots[k] + load<T>(a.bias, bi);
+                }
+                weights[k * tile + slot] = s;
+            }
+        }
+        __syncthreads();
+        // one warp per query head: the tile's maximum, its weights and their sum
+        int warp = tid / 32, lane = tid % 32;
+        for (int k = warp; k < g; k += KVQ_THREADS / 32) {
+            float m = -INFINITY;
+            for (int i = lane; i < tile; i += 32) m = fmaxf(m, weights[k * tile + i]);
+            for (int o = 16; o > 0; o /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+            float before = maxima[k];
+            float now = fmaxf(before, m);
+            float sum = 0.f;
+            for (int i = lane; i < tile; i += 32) {
+                float w = now == -INFINITY ? 0.f : __expf(weights[k * tile + i] - now);
+                weights[k * tile + i] = w;
+                sum += w;
+            }
+            for (int o = 16; o > 0; o /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+            __syncwarp();
+            if (lane == 0) {
+                float alpha = before == -INFINITY ? 0.f : __expf(before - now);
+                alphas[k] = alpha;
+                maxima[k] = now;
+                sums[k] = sums[k] * alpha + sum;
+            }
+        }
+        __syncthreads();
+#pragma unroll
+        for (int k = 0; k < KVQ_MOST_OUTPUTS / KVQ_THREADS; k++) {
+            int o = tid + k * KVQ_THREADS;
+            if (o < g * D) {
+                int h = o / D, d = o % D;
+                float x = acc[k] * alphas[h];
+                const float* w = weights + h * tile;
+                for (int i = 0; i < tile; i++) x += w[i] * values[i * D + d];
+                acc[k] = x;
+            }
+        }
+        __syncthreads();
+    }
+
+#pragma unroll
+    for (int k = 0; k < KVQ_MOST_OUTPUTS / KVQ_THREADS; k++) {
+        int o = tid + k * KVQ_THREADS;
+        if (o >= g * D) continue;
+        int h = o / D, d = o % D;
+        if (a.splits == 1) {
+            float l = sums[h];
+            long long out = (((long long) b * heads + kvh * g + h) * t + qi) * D + d;
+            store<T>(a.out, out, l > 0.f ? acc[k] / l : 0.f);
+        } else {
+            float* p = a.partial + (((long long) row * a.splits + blockIdx.y) * g + h) * (D + 2);
+            if (d == 0) {
+                p[0] = maxima[h];
+                p[1] = sums[h];
+            }
+            p[2 + d] = acc[k];
+        }
+    }
+}
+
+template <typename T>
+__device__ void combine(const KvqAttention& a) {
+    const int D = a.headDim;
+    const int g = a.group;
+    const int t = a.newTokens;
+    const int row = blockIdx.x;
+    const int qi = row % t;
+    const int kvh = a.firstKvHead + (row / t) % a.launchKvHeads;
+    const int b = row / t / a.launchKvHeads;
+    const int heads = a.kvHeads * g;
+    for (int o = threadIdx.x; o < g * D; o += blockDim.x) {
+        int h = o / D, d = o % D;
+        const float* p = a.partial + ((long long) row * a.splits * g + h) * (D + 2);
+        long long stride = (long long) g * (D + 2);
+        float m = -INFINITY;
+        for (int s = 0; s < a.splits; s++) m = fmaxf(m, p[s * stride]);
+        float l = 0.f, x = 0.f;
+        if (m != -INFINITY) {
+            for (int s = 0; s < a.splits; s++) {
+                float ms = p[s * stride];
+                float w = ms == -INFINITY ? 0.f : __expf(ms - m);
+                l += p[s * stride + 1] * w;
+                x += p[s * stride + 2 + d] * w;
+            }
+        }
+        store<T>(a.out, (((long long) b * heads + kvh * g + h) * t + qi) * D + d, l > 0.f ? x / l : 0.f);
+    }
+}
+
+// grid (B * launchKvHeads * t, splits), KVQ_THREADS threads
+extern "C" __global__ void __launch_bounds__(KVQ_THREADS) kvq_attention_f16(const KvqAttention a) { attend<__half>(a); }
+extern "C" __global__ void __launch_bounds__(KVQ_THREADS) kvq_attention_f32(const KvqAttention a) { attend<float>(a); }
+// grid (B * launchKvHeads * t), any block size
+extern "C" __global__ void kvq_attention_combine_f16(const KvqAttention a) { combine<__half>(a); }
+extern "C" __global__ void kvq_attention_combine_f32(const KvqAttention a) { combine<float>(a); }

@@ -1,0 +1,200 @@
+package dev.kvq.runtime.onnx.nativeapi;
+
+import dev.kvq.ErrorCode;
+import dev.kvq.KvqException;
+import dev.kvq.generate.spi.StoredRun;
+import dev.kvq.spi.AffineForm;
+import java.io.IOException;
+import java.io.InputStream;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.charset.StandardCharsets;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+/**
+ * kvq's attention kernels ({@code src/main/cuda/attention.cu}, shipped as PTX) on one device: {@code
+ * kvq_attention_*} attends over a split of the tokens for every (sequence, KV head, query token) and {@code
+ * kvq_attention_combine_*} joins the splits. Arguments travel by value in one struct ({@link #PARAMS_BYTES} bytes,
+ * laid out here as the kernel declares it). Launches go on the stream ONNX Runtime runs the operator on.
+ */
+@SuppressWarnings("restricted") // native calls are what this class is for
+final class AttentionKernel {
+    static final String PTX_RESOURCE = "attention.ptx";
+    /** Size of {@code struct KvqAttention}, the kernels' one parameter. */
+    static final int PARAMS_BYTES = 240;
+    private static final int RUN_BYTES = 56;
+    private static final int THREADS = 128;
+    private static final int TILE_FLOATS = 8192;
+    /** Blocks to aim for: a few per SM of a large GPU, so that small batches still fill it. */
+    private static final int TARGET_BLOCKS = 528;
+    private static final Map<Integer, AttentionKernel> BY_DEVICE = new ConcurrentHashMap<>();
+
+    private final CudaDriver driver;
+    private final MemorySegment context;
+    private final MemorySegment attendHalf;
+    private final MemorySegment attendFloat;
+    private final MemorySegment combineHalf;
+    private final MemorySegment combineFloat;
+    /** Per thread: the parameter struct and the {@code void*} pointing at it. */
+    private final ThreadLocal<MemorySegment[]> arguments = ThreadLocal.withInitial(() -> {
+        Arena arena = Arena.ofAuto();
+        MemorySegment params = arena.allocate(PARAMS_BYTES, 8);
+        MemorySegment pointer = arena.allocate(ADDRESS);
+        pointer.set(ADDRESS, 0, params);
+        return new MemorySegment[] {params, pointer};
+    });
+
+    private AttentionKernel(int ordinal) {
+        this.driver = CudaDriver.get();
+        try (Arena call = Arena.ofConfined()) {
+            MemorySegment device = call.allocate(JAVA_INT);
+            driver.check("cuDeviceGet", (int) driver.deviceGet.invokeExact(device, ordinal));
+            MemorySegment out = call.allocate(ADDRESS);
+            driver.check("cuDevicePrimaryCtxRetain", (int) driver.primaryCtxRetain.invokeExact(out,
+                    device.get(JAVA_INT, 0)));
+            context = out.get(ADDRESS, 0);
+            driver.check("cuCtxSetCurrent", (int) driver.ctxSetCurrent.invokeExact(context));
+            driver.check("cuModuleLoadData", (int) driver.moduleLoadData.invokeExact(out, call.allocateFrom(ptx())));
+            MemorySegment module = out.get(ADDRESS, 0);
+            attendHalf = function(call, module, "kvq_attention_f16");
+            attendFloat = function(call, module, "kvq_attention_f32");
+            combineHalf = function(call, module, "kvq_attention_combine_f16");
+            combineFloat = function(call, module, "kvq_attention_combine_f32");
+        } catch (KvqException e) {
+            throw new KvqException(ErrorCode.UNSUPPORTED, "cannot load kvq's attention kernels: " + e.getMessage(), e);
+        } catch (Throwable t) {
+            throw OrtApi.unexpected("loading kvq's attention kernels", t);
+        }
+    }
+
+    /** The kernels on CUDA device {@code ordinal}, loaded once. */
+    static AttentionKernel forDevice(int ordinal) {
+        return BY_DEVICE.computeIfAbsent(ordinal, AttentionKernel::new);
+    }
+
+    /**
+     * How one call splits its work: {@code splits} blocks per row, each over {@code tokensPerSplit} tokens, and the
+     * float32 scratch their partial results take (at least one element, so the output always exists).
+     */
+    record Plan(AttentionCpu.Shape shape, int splits, int tokensPerSplit, long scratchFloats) {
+    }
+
+    /** The split of the work for inputs of shapes {@code dims} (the operator's input order). */
+    Plan plan(AttentionSpec spec, long[][] dims) {
+        AttentionCpu.Shape shape = AttentionCpu.Shape.of(spec, dims);
+        Plan most = null;
+        for (int[] stretch : spec.stretches()) {
+            Plan own = plan(spec, shape, (long) shape.batch() * stretch[1] * shape.newTokens());
+            if (most == null || own.scratchFloats() > most.scratchFloats()) {
+                most = own;
+            }
+        }
+        return most;
+    }
+
+    static Plan plan(AttentionSpec spec, AttentionCpu.Shape shape, long rows) {
+        int tile = Math.min(THREADS, TILE_FLOATS / spec.headDim());
+        int total = shape.total();
+        int tiles = Math.max(1, (total + tile - 1) / tile);
+        int splits = (int) Math.clamp((TARGET_BLOCKS + rows - 1) / rows, 1, tiles);
+        int tokensPerSplit = ((total + splits - 1) / splits + tile - 1) / tile * tile;
+        tokensPerSplit = Math.max(tokensPerSplit, tile);
+        splits = Math.max(1, (total + tokensPerSplit - 1) / tokensPerSplit);
+        long scratch = splits == 1 ? 1 : rows * splits * spec.group() * (spec.headDim() + 2L);
+        return new Plan(shape, splits, tokensPerSplit, scratch);
+    }
+
+    /** Queues the layer's attention on {@code stream}: one launch (and a combine) per stretch of equal runs. */
+    void launch(AttentionSpec spec, Plan plan, MemorySegment[] inputs, MemorySegment out, MemorySegment scratch,
+                MemorySegment stream) {
+        MemorySegment[] args = arguments.get();
+        MemorySegment p = args[0];
+        AttentionCpu.Shape s = plan.shape();
+        try {
+            driver.check("cuCtxSetCurrent", (int) driver.ctxSetCurrent.invokeExact(context));
+            for (int[] stretch : spec.stretches()) {
+                long rows = (long) s.batch() * stretch[1] * s.newTokens();
+                Plan own = plan(spec, s, rows);
+                p.fill((byte) 0);
+                writeRun(p, 0, spec.keys().get(stretch[2]), inputs, spec.keyInput(stretch[2]));
+                writeRun(p, RUN_BYTES, spec.values().get(stretch[3]), inputs, spec.valueInput(stretch[3]));
+                int residual = spec.residualInput();
+                p.set(ADDRESS, 112, inputs[0]);
+                p.set(ADDRESS, 120, inputs[1]);
+                p.set(ADDRESS, 128, inputs[2]);
+                p.set(ADDRESS, 136, residual < 0 ? MemorySegment.NULL : inputs[residual]);
+                p.set(ADDRESS, 144, residual < 0 ? MemorySegment.NULL : inputs[residual + 1]);
+                p.set(ADDRESS, 152, inputs[3]);
+                p.set(ADDRESS, 160, out);
+                p.set(ADDRESS, 168, scratch);
+                p.set(JAVA_LONG, 176, s.biasBatchStride());
+                p.set(JAVA_LONG, 184, s.biasHeadStride());
+                p.set(JAVA_INT, 192, s.batch());
+                p.set(JAVA_INT, 196, spec.kvHeads());
+                p.set(JAVA_INT, 200, stretch[0]);
+                p.set(JAVA_INT, 204, stretch[1]);
+                p.set(JAVA_INT, 208, spec.group());
+                p.set(JAVA_INT, 212, s.newTokens());
+                p.set(JAVA_INT, 216, s.quantized());
+                p.set(JAVA_INT, 220, s.residual());
+                p.set(JAVA_INT, 224, spec.headDim());
+                p.set(JAVA_INT, 228, own.splits());
+                p.set(JAVA_INT, 232, own.tokensPerSplit());
+                p.set(JAVA_FLOAT, 236, spec.scale());
+                if (rows > Integer.MAX_VALUE) {
+                    throw new KvqException(ErrorCode.RUNTIME_FAILURE, "too many rows for one launch: " + rows);
+                }
+                driver.check("cuLaunchKernel(kvq_attention)", (int) driver.launchKernel.invokeExact(
+                        spec.half() ? attendHalf : attendFloat, (int) rows, own.splits(), 1, THREADS, 1, 1, 0, stream,
+                        args[1], MemorySegment.NULL));
+                if (own.splits() > 1) {
+                    driver.check("cuLaunchKernel(kvq_attention_combine)", (int) driver.launchKernel.invokeExact(
+                            spec.half() ? combineHalf : combineFloat, (int) rows, 1, 1,
+                            Math.min(1024, spec.group() * spec.headDim()), 1, 1, 0, stream, args[1],
+                            MemorySegment.NULL));
+                }
+            }
+        } catch (Throwable t) {
+            throw OrtApi.unexpected("kvq attention launch", t);
+        }
+    }
+
+    /** {@code struct KvqRun} at {@code offset}. */
+    private static void writeRun(MemorySegment p, long offset, StoredRun run, MemorySegment[] inputs, int first) {
+        p.set(ADDRESS, offset, inputs[first]);
+        p.set(ADDRESS, offset + 8, run.raw() ? MemorySegment.NULL : inputs[first + 1]);
+        p.set(ADDRESS, offset + 16, run.raw() ? MemorySegment.NULL : inputs[first + 2]);
+        p.set(JAVA_INT, offset + 24, run.firstHead());
+        p.set(JAVA_INT, offset + 28, run.heads());
+        p.set(JAVA_INT, offset + 32, run.bits());
+        p.set(JAVA_INT, offset + 36, run.axis() == StoredRun.GroupAxis.CHANNEL ? 1 : 0);
+        p.set(JAVA_INT, offset + 40, run.groupSize());
+        p.set(JAVA_INT, offset + 44, run.form() == AffineForm.SCALE_MIN ? 1 : 0);
+        p.set(JAVA_INT, offset + 48, run.codeOffset());
+        p.set(JAVA_INT, offset + 52, run.halfParams() ? 1 : 0);
+    }
+
+    private MemorySegment function(Arena call, MemorySegment module, String name) throws Throwable {
+        MemorySegment out = call.allocate(ADDRESS);
+        driver.check("cuModuleGetFunction(" + name + ")", (int) driver.moduleGetFunction.invokeExact(out, module,
+                call.allocateFrom(name)));
+        return out.get(ADDRESS, 0);
+    }
+
+    private static String ptx() {
+        try (InputStream in = AttentionKernel.class.getResourceAsStream(PTX_RESOURCE)) {
+            if (in == null) {
+                throw new KvqException(ErrorCode.UNSUPPORTED, "the resource " + PTX_RESOURCE + " is missing");
+            }
+            return new String(in.readAllBytes(), StandardCharsets.US_ASCII);
+        } catch (IOException e) {
+            throw new KvqException(ErrorCode.IO, "cannot read " + PTX_RESOURCE + ": " + e.getMessage(), e);
+        }
+    }
+}

@@ -1,0 +1,144 @@
+package dev.kvq.runtime.onnx.nativeapi;
+
+import dev.kvq.ErrorCode;
+import dev.kvq.KvqException;
+import dev.kvq.generate.spi.StoredRun;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * One layer's attention over kvq's quantized history, as a custom operator of ONNX Runtime ({@link CustomOps}): the
+ * model's {@code softmax(q k^T * scale + bias) v}, where the keys and values are the layer's quantized tokens (read
+ * from their codes, scales and zeros), then its residual window, then the step's new tokens, in the order of the
+ * model's attention mask. Query heads are grouped over the KV heads as the model repeats them ({@code h / group}).
+ *
+ * <p>Inputs, in order: {@code query [B, kvHeads * group, t, D]}, {@code new_key} and {@code new_value [B, kvHeads,
+ * t, D]}, {@code bias} (additive, broadcastable to {@code [B, heads, t, T + R + t]}), then per run of the keys its
+ * codes (and, unless raw, scales and zeros), then the values' runs likewise, then, with a residual window, {@code
+ * residual_key} and {@code residual_value [B, kvHeads, R, D]}. Outputs: {@code out [B, heads, t, D]} and a float32
+ * scratch tensor that holds the partial results of split work on the GPU (empty on the CPU).
+ *
+ * @param name the operator's name in kvq's domain
+ * @param half whether the model's K/V (and query, bias and output) are float16, else float32
+ */
+public record AttentionSpec(String name, int kvHeads, int group, int headDim, float scale, boolean half,
+                            List<StoredRun> keys, List<StoredRun> values, int residualCapacity) {
+    /** The head sizes the CUDA kernel handles, and its most query heads per KV head. */
+    static final int MOST_GROUP = 8;
+    static final int MOST_OUTPUTS = 1024;
+
+    public AttentionSpec {
+        keys = List.copyOf(keys);
+        values = List.copyOf(values);
+        KvqException.require(kvHeads > 0 && group > 0 && headDim > 0, "invalid attention shape");
+    }
+
+    /**
+     * Whether kvq's operator computes this layer: on the CPU always; with CUDA's kernel for head sizes 32, 64 and 128
+     * and at most 8 query heads per KV head.
+     */
+    public static boolean supported(int group, int headDim, List<StoredRun> keys, List<StoredRun> values,
+                                    boolean cuda) {
+        if (!cuda) {
+            return true;
+        }
+        if (headDim != 32 && headDim != 64 && headDim != 128 || group > MOST_GROUP || group * headDim > MOST_OUTPUTS) {
+            return false;
+        }
+        for (List<StoredRun> runs : List.of(keys, values)) {
+            for (StoredRun run : runs) {
+                if (!run.raw() && (run.rowBytes(headDim) % 16 != 0 || run.axis() == StoredRun.GroupAxis.TOKEN
+                        && headDim % run.groupSize() != 0)) {
+                    return false;
+                }
+            }
+        }
+        return true;
+    }
+
+    /** Number of inputs. */
+    public int inputCount() {
+        return 4 + tensors(keys) + tensors(values) + (residualCapacity > 0 ? 2 : 0);
+    }
+
+    /** The element type of input {@code index}. */
+    public TensorElementType inputType(int index) {
+        TensorElementType kv = half ? TensorElementType.FLOAT16 : TensorElementType.FLOAT;
+        if (index < 4) {
+            return kv;
+        }
+        int i = index - 4;
+        for (List<StoredRun> runs : List.of(keys, values)) {
+            for (StoredRun run : runs) {
+                if (i == 0) {
+                    return run.raw() ? (run.bits() == 16 ? TensorElementType.FLOAT16 : TensorElementType.FLOAT)
+                            : TensorElementType.UINT8;
+                }
+                if (!run.raw() && i <= 2) {
+                    return run.halfParams() ? TensorElementType.FLOAT16 : TensorElementType.FLOAT;
+                }
+                i -= run.raw() ? 1 : 3;
+            }
+        }
+        if (i < 2 && residualCapacity > 0) {
+            return kv;
+        }
+        throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, name + " has " + inputCount() + " inputs, not " + (index + 1));
+    }
+
+    /** The element type of output {@code index} (0: the attention, 1: float32 scratch). */
+    public TensorElementType outputType(int index) {
+        return index == 0 ? (half ? TensorElementType.FLOAT16 : TensorElementType.FLOAT) : TensorElementType.FLOAT;
+    }
+
+    /** Index of the first input of key run {@code run} (its codes). */
+    int keyInput(int run) {
+        return 4 + tensors(keys.subList(0, run));
+    }
+
+    /** Index of the first input of value run {@code run} (its codes). */
+    int valueInput(int run) {
+        return 4 + tensors(keys) + tensors(values.subList(0, run));
+    }
+
+    /** Index of the residual keys (the values follow), or -1 without a residual window. */
+    int residualInput() {
+        return residualCapacity > 0 ? 4 + tensors(keys) + tensors(values) : -1;
+    }
+
+    /**
+     * Stretches of KV heads over which neither the key run nor the value run changes: {@code {firstHead, heads,
+     * keyRun, valueRun}} each. One for a layer whose heads share their bits.
+     */
+    List<int[]> stretches() {
+        List<int[]> out = new ArrayList<>();
+        int h = 0;
+        while (h < kvHeads) {
+            int k = runOf(keys, h);
+            int v = runOf(values, h);
+            int end = Math.min(keys.get(k).firstHead() + keys.get(k).heads(),
+                    values.get(v).firstHead() + values.get(v).heads());
+            out.add(new int[] {h, end - h, k, v});
+            h = end;
+        }
+        return out;
+    }
+
+    static int runOf(List<StoredRun> runs, int head) {
+        for (int r = 0; r < runs.size(); r++) {
+            StoredRun run = runs.get(r);
+            if (head >= run.firstHead() && head < run.firstHead() + run.heads()) {
+                return r;
+            }
+        }
+        throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "no run holds KV head " + head);
+    }
+
+    private static int tensors(List<StoredRun> runs) {
+        int n = 0;
+        for (StoredRun run : runs) {
+            n += run.raw() ? 1 : 3;
+        }
+        return n;
+    }
+}

@@ -1,0 +1,130 @@
+package dev.kvq.runtime.onnx.graph;
+
+import static dev.kvq.runtime.onnx.graph.QuantizedPastRewriterTest.compare;
+import static dev.kvq.runtime.onnx.graph.QuantizedPastRewriterTest.fixture;
+import static dev.kvq.runtime.onnx.graph.QuantizedPastRewriterTest.requireShared;
+import static dev.kvq.runtime.onnx.graph.QuantizedPastRewriterTest.tinyLayout;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ai.onnxruntime.OnnxJavaType;
+import ai.onnxruntime.OrtException;
+import ai.onnxruntime.OrtSession;
+import ai.onnxruntime.TensorInfo;
+import dev.kvq.generate.spi.QuantizedPastLayout;
+import dev.kvq.generate.spi.StoredLayer;
+import dev.kvq.generate.spi.StoredRun;
+import dev.kvq.generate.spi.StoredRun.GroupAxis;
+import dev.kvq.runtime.onnx.graph.proto.ModelProto;
+import dev.kvq.runtime.onnx.graph.proto.NodeProto;
+import dev.kvq.runtime.onnx.graph.proto.TensorProto;
+import dev.kvq.runtime.onnx.nativeapi.CustomOps;
+import dev.kvq.spi.AffineForm;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+/**
+ * With kvq's attention operator in place of each layer's attention core (ONNX Runtime's CPU provider, the operator
+ * computing in Java), a rewritten decoder still gives what the original gives on the dense past decoded from the
+ * same quantized history, within the rewriter's 1e-5, on every fixture and the shared Shakespeare model (per-head
+ * runs, both group axes, a raw run, residual windows, padding in every region); no node of the dequantizing path is
+ * left in the graph. Exports whose attention has another shape keep the dequantizing path.
+ */
+class FusedAttentionTest {
+    private static final int QUERY_HEADS = 4;
+
+    @ParameterizedTest
+    @ValueSource(strings = {"base", "fp16-kv", "no-position-ids", "merged"})
+    void fusedLayersMatchTheOriginalOnTheDecodedPast(String variant) throws OrtException, IOException {
+        Path model = fixture(variant);
+        try (OrtSession original = OrtRun.ENV.createSession(model.toString(), OrtRun.options())) {
+            for (int residual : new int[] {0, 4}) {
+                QuantizedPastLayout layout = tinyLayout(residual);
+                try (Fused fused = Fused.of(model, layout, original)) {
+                    // a merged decoder attends inside If branches, and a float16-KV export of a float32 model casts
+                    // its past before attention: both keep the dequantizing path, which must still be right
+                    boolean fusable = !variant.equals("merged") && !variant.equals("fp16-kv");
+                    assertEquals(fusable ? 2 : 0, fused.layers, variant + ": layers fused");
+                    for (int[] shape : new int[][] {{1, 0, -1}, {2, 8, -1}, {2, 8, 0}, {2, 0, 0}, {1, 16, 1}}) {
+                        compare(original, fused.session, layout, shape[0], shape[1], shape[2],
+                                variant + " fused, residual " + residual + ", batch " + shape[0] + ", " + shape[1]
+                                        + " quantized tokens" + (shape[2] < 0 ? "" : ", padded"));
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
+    void fusedLayersMatchTheSharedShakespeareModel() throws OrtException, IOException {
+        Path model = requireShared("models/shakespeare-char-llama/model.onnx");
+        // KIVI-like layers (4-bit per-channel keys, 2-bit per-token values) alternate with per-head precision (4- and
+        // 2-bit keys, 8-bit values); the last layer holds float32 values unquantized (a raw run)
+        List<StoredLayer> layers = new ArrayList<>();
+        for (int l = 0; l < 8; l++) {
+            List<StoredRun> keys = l % 2 == 0
+                    ? List.of(new StoredRun(0, 2, 4, GroupAxis.CHANNEL, 32, AffineForm.SCALE_MIN, 0, true))
+                    : List.of(new StoredRun(0, 1, 4, GroupAxis.TOKEN, 32, AffineForm.ZERO_POINT, -8, false),
+                            new StoredRun(1, 1, 2, GroupAxis.TOKEN, 16, AffineForm.ZERO_POINT, -2, false));
+            List<StoredRun> values = l == 7 ? List.of(StoredRun.raw(2, false, 64)) : l % 2 == 0
+                    ? List.of(new StoredRun(0, 2, 2, GroupAxis.TOKEN, 32, AffineForm.SCALE_MIN, 0, true))
+                    : List.of(new StoredRun(0, 2, 8, GroupAxis.TOKEN, 64, AffineForm.ZERO_POINT, -128, false));
+            layers.add(new StoredLayer(keys, values, 8));
+        }
+        QuantizedPastLayout layout = new QuantizedPastLayout(2, 64, layers);
+        try (OrtSession original = OrtRun.ENV.createSession(model.toString(), OrtRun.options());
+             Fused fused = Fused.of(model, layout, original)) {
+            assertEquals(8, fused.layers, "every layer attends through kvq's operator");
+            compare(original, fused.session, layout, 1, 0, -1, "shakespeare fused, residual only");
+            compare(original, fused.session, layout, 2, 64, -1, "shakespeare fused, batch 2, 64 quantized tokens");
+            compare(original, fused.session, layout, 2, 64, 0, "shakespeare fused, padded");
+        }
+    }
+
+    @Test
+    void theFusedGraphKeepsNoDequantizingNodeAndNoPresent() throws IOException {
+        Path model = fixture("base");
+        ModelProto proto = ModelProto.parseFrom(Files.readAllBytes(model));
+        var rewritten = QuantizedPastRewriter.rewriteFused(proto, tinyLayout(4), QUERY_HEADS, "dev.kvq.test", false);
+        List<NodeProto> nodes = rewritten.model().getGraph().getNodeList();
+        assertEquals(2, nodes.stream().filter(n -> n.getDomain().equals("dev.kvq.test")).count(), "one per layer");
+        assertFalse(nodes.stream().anyMatch(n -> n.getName().contains(".run")), "no run is dequantized");
+        assertFalse(nodes.stream().anyMatch(n -> n.getOpType().equals("Softmax")), "the model's softmax is gone");
+        assertFalse(nodes.stream().anyMatch(n -> n.getOutputList().stream().anyMatch(o -> o.startsWith("present."))),
+                "no present is computed");
+        assertTrue(rewritten.model().getOpsetImportList().stream().anyMatch(o -> o.getDomain().equals("dev.kvq.test")),
+                "the domain is imported");
+    }
+
+    /** A fused rewrite's session on ONNX Runtime's CPU provider, with the mask as an extra output. */
+    private record Fused(OrtSession session, CustomOps operators, int layers) implements AutoCloseable {
+        static Fused of(Path model, QuantizedPastLayout layout, OrtSession original) throws OrtException, IOException {
+            var rewritten = QuantizedPastRewriter.rewriteFused(ModelProto.parseFrom(Files.readAllBytes(model)), layout,
+                    QUERY_HEADS, "dev.kvq.test", false);
+            OnnxJavaType type = ((TensorInfo) original.getInputInfo().get(QuantizedPastRewriter.MASK).getInfo()).type;
+            int maskType = type == OnnxJavaType.INT32 ? TensorProto.DataType.INT32_VALUE
+                    : TensorProto.DataType.INT64_VALUE;
+            OrtSession.SessionOptions options = OrtRun.options();
+            CustomOps operators = rewritten.operators().isEmpty() ? null
+                    : CustomOps.register(options, "dev.kvq.test", rewritten.operators(), CustomOps.Device.CPU);
+            OrtSession session = OrtRun.ENV.createSession(OrtRun.withMaskOutput(rewritten.model(), maskType)
+                    .toByteArray(), options);
+            return new Fused(session, operators, rewritten.fusedLayers());
+        }
+
+        @Override
+        public void close() throws OrtException {
+            session.close();
+            if (operators != null) {
+                operators.close();
+            }
+        }
+    }
+}
