@@ -8,6 +8,9 @@
 #                       (default .gpu-app; /root/kvq-app when copied there in a call of its own)
 # Usage: tools/gpu_device_session.sh PHASE   (results go to $OUT); PHASE is one of
 #   a|final|runtimes|capacity|rerun|serve|ab|scatter|profile|long|big|fused
+#   kernel: AttentionKernelTest on the GPU, the capacity mode (--kv-memory $KV_MEMORY, default 2GiB) through kvq's
+#      attention operator, one layer's attention through the kernel timed alone (AttentionKernelBench), then 8 x 4k
+#      beside PyTorch
 #   fused: attention over the codes (kvq's operator and CUDA kernel) against dequantizing before attention:
 #      AttentionKernelTest on the GPU, the demo model's perplexity on CUDA under both placements and both paths, then
 #      kvq bench at 8 x 4k on the 1B shape with -Dkvq.onnx.fusedAttention=true and =false, and PyTorch beside them
@@ -36,7 +39,7 @@
 #   final: a's device rows, capacity and big in one go
 set -uo pipefail
 export PYTHONUNBUFFERED=1
-phase=${1:?a phase: a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long, big or fused}
+phase=${1:?a phase: a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long, big, fused or kernel}
 source .gpu/boot/unpack.sh >/dev/null
 case "$phase" in runtimes|big) source .gpu-djl/boot/unpack-djl.sh >/dev/null ;; esac
 app=${KVQ_APP:-.gpu-app}
@@ -213,6 +216,22 @@ if [ "$phase" = fused ]; then  # attention over the codes (kvq's operator) again
     2>&1 | grep '^{' | tee "$OUT/torch-1b-8x4k.jsonl"
   exit 0
 fi
+if [ "$phase" = kernel ]; then  # kvq's attention kernel checked and timed alone, then the capacity mode and 8 x 4k with it
+  gpu_test AttentionKernelTest
+  make_small
+  kvq bench --model $small --device cuda --json --kv-memory ${KV_MEMORY:-2GiB} --contexts 4096 --decode-steps 16 \
+    --repeats 0 --kv-config $small/kv4.yaml --kv-config $small/mixed.yaml --kv-config $small/kivi-kv8.yaml \
+    --placement device 2>>"$OUT/log.txt" | tee "$OUT/kvq-1b-capacity-fused.json"
+  "$KVQ_JAVA" -Xss16m --enable-native-access=ALL-UNNAMED -Donnxruntime.native.path="$KVQ_ORT_NATIVE" \
+    ${KVQ_JVM_OPTS:-} -cp ".gpu-test/test-classes:$(ls "$app"/lib/*.jar | paste -sd:):$KVQ_ORT_CLASSES" \
+    dev.kvq.runtime.onnx.nativeapi.AttentionKernelBench 2>&1 | tee "$OUT/attention-kernel-bench.txt"
+  kvq bench --model $small --runtime onnx --device cuda --json --batch 8 --contexts 4096 --decode-steps 32 \
+    --repeats 1 --prefill-chunk 1024 --kv-config $small/kv4.yaml --kv-config $small/mixed.yaml --placement device \
+    2>>"$OUT/log.txt" | tee "$OUT/bench-1b-8x4k-fused.jsonl"
+  python3 tools/torch_decode_bench.py --config $small/config.json --batch 8 --contexts 4096 --steps 32 \
+    2>&1 | grep '^{' | tee "$OUT/torch-1b-8x4k.jsonl"
+  exit 0
+fi
 if [ "$phase" = rerun ]; then
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
   make_small
@@ -253,5 +272,5 @@ if [ "$phase" = a ]; then
     --kv-config $small/kv4.yaml --placement host 2>>"$OUT/log.txt" | tee -a "$OUT/kvq-1b-host.jsonl"
   exit 0
 fi
-echo "unknown phase $phase: give a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long, big or fused" >&2
+echo "unknown phase $phase: give a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long, big, fused or kernel" >&2
 exit 2

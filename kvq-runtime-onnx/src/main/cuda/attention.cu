@@ -9,6 +9,7 @@
 #define KVQ_THREADS 128
 #define KVQ_MOST_OUTPUTS 1024   // group * headDim
 #define KVQ_TILE_FLOATS 8192    // tile * headDim
+// the tile's values are stored a row of headDim + 1 apart, so that threads writing one row each do not share a bank
 
 // One run of consecutive KV heads (StoredRun): codes [T, B, heads, rowBytes], parameters [T, B, heads, D / group]
 // (token groups) or [T / group, B, heads, D] (channel groups), float16 or float32. Raw runs (bits 16, 32) hold
@@ -76,34 +77,44 @@ __device__ __forceinline__ float param(const KvqRun& r, long long i, bool scale)
     return r.halfParams ? __half2float(((const __half*) p)[i]) : ((const float*) p)[i];
 }
 
-// Values [d0, d0 + count) of token j of head `head` of a run, in float32, through `sink(d, value)`.
+// Eight float16 or four float32 values at a time from a row of floats (16-byte aligned), through sink(d, value).
 template <typename Sink>
-__device__ __forceinline__ void decodeRow(const KvqRun& r, int batch, int b, int head, int j, int headDim, int d0,
-                                          int count, Sink sink) {
-    int hr = head - r.firstHead;
-    long long rowIndex = ((long long) j * batch + b) * r.heads + hr;
-    if (r.bits == 16) {
-        const __half* row = (const __half*) r.codes + rowIndex * headDim;
-        for (int d = d0; d < d0 + count; d++) sink(d, __half2float(row[d]));
-        return;
+__device__ __forceinline__ void floatRowHalf(const __half* row, int d0, int count, Sink sink) {
+    for (int d = d0; d < d0 + count; d += 8) {
+        uint4 v = *(const uint4*) (row + d);
+        const __half2* h = (const __half2*) &v;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            float2 f = __half22float2(h[i]);
+            sink(d + 2 * i, f.x);
+            sink(d + 2 * i + 1, f.y);
+        }
     }
-    if (r.bits == 32) {
-        const float* row = (const float*) r.codes + rowIndex * headDim;
-        for (int d = d0; d < d0 + count; d++) sink(d, row[d]);
-        return;
+}
+template <typename Sink>
+__device__ __forceinline__ void floatRowFloat(const float* row, int d0, int count, Sink sink) {
+    for (int d = d0; d < d0 + count; d += 4) {
+        float4 v = *(const float4*) (row + d);
+        sink(d, v.x);
+        sink(d + 1, v.y);
+        sink(d + 2, v.z);
+        sink(d + 3, v.w);
     }
-    int bits = r.bits;
-    int planes = 8 / bits;
-    int mask = (1 << bits) - 1;
-    int perChunk = 16 * planes;
-    const unsigned char* row = r.codes + rowIndex * (headDim * bits / 8);
-    long long paramRow = r.channelAxis
-            ? (((long long) (j / r.groupSize) * batch + b) * r.heads + hr) * headDim
-            : rowIndex * (headDim / r.groupSize);
-    bool aligned = ((unsigned long long) row & 15ull) == 0;
-    for (int c = d0 / perChunk; c < (d0 + count) / perChunk; c++) {
+}
+
+// Codes [d0, d0 + count) of one row, BITS wide in kvq's planar layout: each 16-byte chunk holds 16 * (8 / BITS) codes,
+// byte k holding codes k + 16 p at bit offset p * BITS. Sixteen consecutive codes share one token-axis group (the
+// host admits group sizes that are multiples of 16), so their parameters are loaded once.
+template <int BITS, typename Sink>
+__device__ __forceinline__ void codeRow(const KvqRun& r, const unsigned char* row, long long paramRow, int d0,
+                                        int count, Sink sink) {
+    constexpr int PLANES = 8 / BITS;
+    constexpr int PER_CHUNK = 16 * PLANES;
+    constexpr unsigned int MASK = (1u << BITS) - 1u;
+    const float offset = (float) r.codeOffset;
+    for (int c = d0 / PER_CHUNK; c < (d0 + count) / PER_CHUNK; c++) {
         unsigned int words[4];
-        if (aligned) {
+        if ((((unsigned long long) row) & 15ull) == 0) {
             uint4 v = *(const uint4*) (row + 16 * c);
             words[0] = v.x;
             words[1] = v.y;
@@ -116,18 +127,52 @@ __device__ __forceinline__ void decodeRow(const KvqRun& r, int batch, int b, int
                 words[w] = q[0] | (q[1] << 8) | (q[2] << 16) | ((unsigned int) q[3] << 24);
             }
         }
-        for (int p = 0; p < planes; p++) {
+#pragma unroll
+        for (int p = 0; p < PLANES; p++) {
+            const int base = c * PER_CHUNK + p * 16;
+            float s = 0.f, z = 0.f;
+            if (!r.channelAxis) {
+                long long pi = paramRow + base / r.groupSize;
+                s = param(r, pi, true);
+                z = param(r, pi, false);
+            }
 #pragma unroll
             for (int k = 0; k < 16; k++) {
-                int d = c * perChunk + p * 16 + k;
-                int u = (int) ((words[k / 4] >> (8 * (k % 4) + p * bits)) & mask);
-                long long pi = r.channelAxis ? paramRow + d : paramRow + d / r.groupSize;
-                float s = param(r, pi, true);
-                float z = param(r, pi, false);
-                float x = r.scaleMin ? (float) u * s + z : ((float) (u + r.codeOffset) + z) * s;
-                sink(d, x);
+                float u = (float) ((words[k >> 2] >> (8 * (k & 3) + p * BITS)) & MASK);
+                if (r.channelAxis) {
+                    s = param(r, paramRow + base + k, true);
+                    z = param(r, paramRow + base + k, false);
+                }
+                sink(base + k, r.scaleMin ? u * s + z : ((u + offset) + z) * s);
             }
         }
+    }
+}
+
+// Values [d0, d0 + count) of token j of head `head` of a run, in float32, through `sink(d, value)`.
+template <typename Sink>
+__device__ __forceinline__ void decodeRow(const KvqRun& r, int batch, int b, int head, int j, int headDim, int d0,
+                                          int count, Sink sink) {
+    int hr = head - r.firstHead;
+    long long rowIndex = ((long long) j * batch + b) * r.heads + hr;
+    if (r.bits == 16) {
+        floatRowHalf((const __half*) r.codes + rowIndex * headDim, d0, count, sink);
+        return;
+    }
+    if (r.bits == 32) {
+        floatRowFloat((const float*) r.codes + rowIndex * headDim, d0, count, sink);
+        return;
+    }
+    const unsigned char* row = r.codes + rowIndex * (headDim * r.bits / 8);
+    long long paramRow = r.channelAxis
+            ? (((long long) (j / r.groupSize) * batch + b) * r.heads + hr) * headDim
+            : rowIndex * (headDim / r.groupSize);
+    if (r.bits == 4) {
+        codeRow<4>(r, row, paramRow, d0, count, sink);
+    } else if (r.bits == 2) {
+        codeRow<2>(r, row, paramRow, d0, count, sink);
+    } else {
+        codeRow<8>(r, row, paramRow, d0, count, sink);
     }
 }
 
@@ -149,13 +194,17 @@ __device__ __forceinline__ void decodeToken(const KvqAttention& a, const KvqRun&
         base = (((long long) b * a.kvHeads + head) * a.newTokens + (j - a.quantized - a.residual)) * D;
         src = fresh;
     }
-    for (int d = d0; d < d0 + count; d++) sink(d, load<T>(src, base + d));
+    if (sizeof(T) == 2) {
+        floatRowHalf((const __half*) src + base, d0, count, sink);
+    } else {
+        floatRowFloat((const float*) src + base, d0, count, sink);
+    }
 }
 
 template <typename T>
 __device__ void attend(const KvqAttention& a) {
-    __shared__ float queries[KVQ_MOST_OUTPUTS];
-    __shared__ float values[KVQ_TILE_FLOATS];
+    __shared__ __align__(16) float queries[8 * 128];
+    __shared__ float values[KVQ_TILE_FLOATS + KVQ_THREADS];
     __shared__ float weights[KVQ_MOST_OUTPUTS];     // group * tile <= 8 * 128
     __shared__ float alphas[8];
     __shared__ float maxima[8];
@@ -175,9 +224,11 @@ __device__ void attend(const KvqAttention& a) {
     const int span = D / perToken;
     const int tid = threadIdx.x;
 
-    for (int i = tid; i < g * D; i += KVQ_THREADS) {
-        int h = kvh * g + i / D;
-        queries[i] = load<T>(a.query, (((long long) b * heads + h) * t + qi) * D + i % D) * a.scale;
+    // queries[d * 8 + k]: the group's eight (at most) values of channel d side by side, read as two float4
+    for (int i = tid; i < 8 * D; i += KVQ_THREADS) {
+        int k = i % 8, d = i / 8;
+        queries[i] = k < g ? load<T>(a.query, (((long long) b * heads + kvh * g + k) * t + qi) * D + d) * a.scale
+                           : 0.f;
     }
     if (tid < g) {
         maxima[tid] = -INFINITY;
@@ -199,16 +250,25 @@ __device__ void attend(const KvqAttention& a) {
         for (int k = 0; k < 8; k++) dots[k] = 0.f;
         if (j < end) {
             decodeToken<T>(a, a.key, a.residualKey, a.newKey, b, kvh, j, d0, span, [&](int d, float x) {
-#pragma unroll
-                for (int k = 0; k < 8; k++) {
-                    if (k < g) dots[k] += queries[k * D + d] * x;
+                const float4* q = (const float4*) (queries + 8 * d);
+                float4 lo = q[0];
+                dots[0] += lo.x * x;
+                dots[1] += lo.y * x;
+                dots[2] += lo.z * x;
+                dots[3] += lo.w * x;
+                if (g > 4) {
+                    float4 hi = q[1];
+                    dots[4] += hi.x * x;
+                    dots[5] += hi.y * x;
+                    dots[6] += hi.z * x;
+                    dots[7] += hi.w * x;
                 }
             });
             decodeToken<T>(a, a.value, a.residualValue, a.newValue, b, kvh, j, d0, span, [&](int d, float x) {
-                values[slot * D + d] = x;
+                values[slot * (D + 1) + d] = x;
             });
         } else {
-            for (int d = d0; d < d0 + span; d++) values[slot * D + d] = 0.f;
+            for (int d = d0; d < d0 + span; d++) values[slot * (D + 1) + d] = 0.f;
         }
 #pragma unroll
         for (int k = 0; k < 8; k++) {
@@ -259,7 +319,7 @@ __device__ void attend(const KvqAttention& a) {
                 int h = o / D, d = o % D;
                 float x = acc[k] * alphas[h];
                 const float* w = weights + h * tile;
-                for (int i = 0; i < tile; i++) x += w[i] * values[i * D + d];
+                for (int i = 0; i < tile; i++) x += w[i] * values[i * (D + 1) + d];
                 acc[k] = x;
             }
         }

@@ -59,12 +59,24 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
     }
 
     static final String FUSED_ATTENTION = "kvq.onnx.fusedAttention";
+    /** The most new tokens per sequence that a step runs through kvq's attention operator. */
+    static final int FUSED_MOST_TOKENS = 16;
     private static final java.util.concurrent.atomic.AtomicLong DOMAINS = new java.util.concurrent.atomic.AtomicLong();
 
     private final QuantizedPastLayout layout;
     private final OrtSession session;
     private final CustomOps operators;
     private final int fusedLayers;
+    /**
+     * Where layers attend through kvq's operator: the same model dequantizing before attention, for steps of more
+     * than {@link #FUSED_MOST_TOKENS} tokens per sequence (prefill chunks), whose many queries the model's own
+     * MatMuls serve better than the operator's one block per query; else null. Its inputs and outputs are the fused
+     * model's, so either session runs on the same bound memory.
+     */
+    private final OrtSession prefillSession;
+    private final IoBinding prefillBinding;
+    /** The binding of the step in progress. */
+    private IoBinding active;
     private final IoBinding binding;
     private final dev.kvq.runtime.onnx.nativeapi.DeviceMemory device;
     private final Memory memory;
@@ -134,9 +146,13 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
             this.fusedLayers = 0;
         }
         this.operators = operators;
+        OrtSession prefill = null;
         try {
             QuantizedPastRewriter.useModelFolder(options, modelFile);
             this.session = env.createSession(model, options);
+            if (fusedLayers > 0) {
+                prefill = env.createSession(QuantizedPastRewriter.rewrite(modelFile, layout), options);
+            }
         } catch (OrtException | RuntimeException e) {
             if (operators != null) {
                 operators.close();
@@ -144,7 +160,10 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
             throw new KvqException(ErrorCode.MODEL_INVALID, "ONNX Runtime cannot load " + modelFile + " rewritten to "
                     + "read a quantized cache: " + e.getMessage(), e);
         }
+        this.prefillSession = prefill;
         this.binding = IoBinding.create(session);
+        this.prefillBinding = prefill == null ? null : IoBinding.create(prefill);
+        this.active = binding;
         this.device = dev.kvq.runtime.onnx.nativeapi.DeviceMemory.forDevice(base.device());
         this.memory = new Memory(device);
         for (int l = 0; l < layers; l++) {
@@ -208,8 +227,12 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
         int b = in.batch();
         int t = in.tokens();
         try {
-            binding.clearInputs();
-            binding.clearOutputs();
+            for (IoBinding each : prefillBinding == null ? new IoBinding[] {binding}
+                    : new IoBinding[] {binding, prefillBinding}) {
+                each.clearInputs();
+                each.clearOutputs();
+            }
+            active = prefillBinding != null && t > FUSED_MOST_TOKENS ? prefillBinding : binding;
             // token inputs: host memory, which ONNX Runtime copies to the device as part of the run
             long tokenBytes = (3L * b * t + 2L * b + 1) * Long.BYTES;
             tokenInputs = grow(tokenInputs, tokenBytes);
@@ -246,8 +269,8 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
             bindOutput(logitsName, NativeTensor.of(host, logits.asSlice(0, logitBytes),
                     logitsHalf ? TensorElementType.FLOAT16 : TensorElementType.FLOAT, b, t, vocab));
             device.synchronize();
-            binding.run();
-            binding.synchronizeOutputs();
+            active.run();
+            active.synchronizeOutputs();
             return new QuantizedStepResult(b, t);
         } catch (KvqException e) {
             throw new KvqException(ErrorCode.RUNTIME_FAILURE, "ONNX Runtime failed on a step of " + b + "x" + t
@@ -296,12 +319,12 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
 
     private void bind(NativeString name, NativeTensor tensor) {
         stepTensors.add(tensor);
-        binding.bindInput(name, tensor);
+        active.bindInput(name, tensor);
     }
 
     private void bindOutput(NativeString name, NativeTensor tensor) {
         stepTensors.add(tensor);
-        binding.bindOutput(name, tensor);
+        active.bindOutput(name, tensor);
     }
 
     private MemorySegment grow(MemorySegment segment, long bytes) {
@@ -332,10 +355,16 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
         closed = true;
         releaseStep();
         binding.close();
+        if (prefillBinding != null) {
+            prefillBinding.close();
+        }
         device.close();
         host.close();
         try {
             session.close();
+            if (prefillSession != null) {
+                prefillSession.close();
+            }
         } catch (OrtException e) {
             throw new KvqException(ErrorCode.RUNTIME_FAILURE, "closing the ONNX session failed: " + e.getMessage(), e);
         } finally {

@@ -32,7 +32,7 @@ final class AttentionKernel {
     private static final int THREADS = 128;
     private static final int TILE_FLOATS = 8192;
     /** Blocks to aim for: a few per SM of a large GPU, so that small batches still fill it. */
-    private static final int TARGET_BLOCKS = 528;
+    private static final int TARGET_BLOCKS = Integer.getInteger("kvq.cuda.attentionBlocks", 528);
     private static final Map<Integer, AttentionKernel> BY_DEVICE = new ConcurrentHashMap<>();
 
     private final CudaDriver driver;
@@ -118,6 +118,10 @@ final class AttentionKernel {
         AttentionCpu.Shape s = plan.shape();
         try {
             driver.check("cuCtxSetCurrent", (int) driver.ctxSetCurrent.invokeExact(context));
+            // locals, not conditionals in the call: invokeExact takes an argument's static type, and a conditional
+            // there is typed by its target, Object
+            MemorySegment attend = spec.half() ? attendHalf : attendFloat;
+            MemorySegment combine = spec.half() ? combineHalf : combineFloat;
             for (int[] stretch : spec.stretches()) {
                 long rows = (long) s.batch() * stretch[1] * s.newTokens();
                 Plan own = plan(spec, s, rows);
@@ -151,11 +155,11 @@ final class AttentionKernel {
                     throw new KvqException(ErrorCode.RUNTIME_FAILURE, "too many rows for one launch: " + rows);
                 }
                 driver.check("cuLaunchKernel(kvq_attention)", (int) driver.launchKernel.invokeExact(
-                        spec.half() ? attendHalf : attendFloat, (int) rows, own.splits(), 1, THREADS, 1, 1, 0, stream,
+                        attend, (int) rows, own.splits(), 1, THREADS, 1, 1, 0, stream,
                         args[1], MemorySegment.NULL));
                 if (own.splits() > 1) {
                     driver.check("cuLaunchKernel(kvq_attention_combine)", (int) driver.launchKernel.invokeExact(
-                            spec.half() ? combineHalf : combineFloat, (int) rows, 1, 1,
+                            combine, (int) rows, 1, 1,
                             Math.min(1024, spec.group() * spec.headDim()), 1, 1, 0, stream, args[1],
                             MemorySegment.NULL));
                 }

@@ -34,8 +34,8 @@ public record AttentionSpec(String name, int kvHeads, int group, int headDim, fl
     }
 
     /**
-     * Whether kvq's operator computes this layer: on the CPU always; with CUDA's kernel for head sizes 32, 64 and 128
-     * and at most 8 query heads per KV head.
+     * Whether kvq's operator computes this layer: on the CPU always; with CUDA's kernel for head sizes 32, 64 and 128,
+     * at most 8 query heads per KV head, rows of whole 16-byte chunks and token groups of a multiple of 16 channels.
      */
     public static boolean supported(int group, int headDim, List<StoredRun> keys, List<StoredRun> values,
                                     boolean cuda) {
@@ -47,8 +47,9 @@ public record AttentionSpec(String name, int kvHeads, int group, int headDim, fl
         }
         for (List<StoredRun> runs : List.of(keys, values)) {
             for (StoredRun run : runs) {
+                // the kernel reads codes 16 bytes at a time and loads a token group's parameters once per 16 codes
                 if (!run.raw() && (run.rowBytes(headDim) % 16 != 0 || run.axis() == StoredRun.GroupAxis.TOKEN
-                        && headDim % run.groupSize() != 0)) {
+                        && (headDim % run.groupSize() != 0 || run.groupSize() % 16 != 0))) {
                     return false;
                 }
             }

@@ -23,11 +23,11 @@ import org.junit.jupiter.params.provider.ValueSource;
  */
 @EnabledIfSystemProperty(named = "kvq.cuda", matches = "true")
 class AttentionKernelTest {
-    private record Case(String name, boolean half, int headDim, int kvHeads, int group, int batch, int tokens,
+    record Case(String name, boolean half, int headDim, int kvHeads, int group, int batch, int tokens,
                         int quantized, int residual, List<StoredRun> keys, List<StoredRun> values) {
     }
 
-    private static List<Case> cases() {
+    static List<Case> cases() {
         List<Case> cases = new ArrayList<>();
         StoredRun k4 = new StoredRun(0, 8, 4, GroupAxis.TOKEN, 32, AffineForm.ZERO_POINT, -8, true);
         StoredRun v4 = new StoredRun(0, 8, 4, GroupAxis.TOKEN, 32, AffineForm.SCALE_MIN, 0, true);
@@ -53,17 +53,17 @@ class AttentionKernelTest {
         return cases;
     }
 
-    @ParameterizedTest
-    @ValueSource(ints = {0, 1, 2, 3, 4, 5, 6})
-    void theKernelComputesWhatTheCpuComputes(int index) {
-        Case c = cases().get(index);
+    /** A case's inputs on the host and on the device. */
+    record Prepared(AttentionSpec spec, long[][] dims, MemorySegment[] host, MemorySegment[] onDevice, long outBytes) {
+    }
+
+    static Prepared prepare(Case c, int seed, Arena arena, CudaMemory device) {
         AttentionSpec spec = new AttentionSpec("test", c.kvHeads(), c.group(), c.headDim(), 0.125f, c.half(),
                 c.keys(), c.values(), c.residual());
-        SplittableRandom random = new SplittableRandom(index + 17);
+        SplittableRandom random = new SplittableRandom(seed);
         int heads = c.kvHeads() * c.group();
         int d = c.headDim();
         int total = c.quantized() + c.residual() + c.tokens();
-        int kvBytes = c.half() ? 2 : 4;
         int n = spec.inputCount();
         long[][] dims = new long[n][];
         dims[0] = new long[] {c.batch(), heads, c.tokens(), d};
@@ -76,29 +76,40 @@ class AttentionKernelTest {
             dims[spec.residualInput()] = new long[] {c.batch(), c.kvHeads(), c.residual(), d};
             dims[spec.residualInput() + 1] = dims[spec.residualInput()];
         }
-        try (Arena arena = Arena.ofConfined(); CudaMemory device = new CudaMemory(0)) {
-            MemorySegment[] host = new MemorySegment[n];
-            MemorySegment[] onDevice = new MemorySegment[n];
-            for (int i = 0; i < n; i++) {
-                TensorElementType type = spec.inputType(i);
-                long elements = 1;
-                for (long x : dims[i]) {
-                    elements *= x;
-                }
-                host[i] = arena.allocate(Math.max(1, elements * type.byteSize()), 16);
-                fill(host[i], type, elements, i == 3, random, c, total);
-                onDevice[i] = MemorySegment.ofAddress(device.allocate(Math.max(16, host[i].byteSize())));
-                device.upload(host[i], 0, onDevice[i].address(), host[i].byteSize());
+        MemorySegment[] host = new MemorySegment[n];
+        MemorySegment[] onDevice = new MemorySegment[n];
+        for (int i = 0; i < n; i++) {
+            TensorElementType type = spec.inputType(i);
+            long elements = 1;
+            for (long x : dims[i]) {
+                elements *= x;
             }
-            long outBytes = (long) c.batch() * heads * c.tokens() * d * kvBytes;
+            host[i] = arena.allocate(Math.max(1, elements * type.byteSize()), 16);
+            fill(host[i], type, elements, i == 3, random, c, total);
+            onDevice[i] = MemorySegment.ofAddress(device.allocate(Math.max(16, host[i].byteSize())));
+            device.upload(host[i], 0, onDevice[i].address(), host[i].byteSize());
+        }
+        long outBytes = (long) c.batch() * heads * c.tokens() * d * (c.half() ? 2 : 4);
+        return new Prepared(spec, dims, host, onDevice, outBytes);
+    }
+
+    @ParameterizedTest
+    @ValueSource(ints = {0, 1, 2, 3, 4, 5, 6})
+    void theKernelComputesWhatTheCpuComputes(int index) {
+        Case c = cases().get(index);
+        int kvBytes = c.half() ? 2 : 4;
+        try (Arena arena = Arena.ofConfined(); CudaMemory device = new CudaMemory(0)) {
+            Prepared p = prepare(c, index + 17, arena, device);
+            AttentionSpec spec = p.spec();
+            long outBytes = p.outBytes();
             MemorySegment expected = arena.allocate(outBytes, 16);
-            AttentionCpu.compute(spec, host, dims, expected);
+            AttentionCpu.compute(spec, p.host(), p.dims(), expected);
             AttentionKernel kernel = AttentionKernel.forDevice(0);
-            AttentionKernel.Plan plan = kernel.plan(spec, dims);
+            AttentionKernel.Plan plan = kernel.plan(spec, p.dims());
             MemorySegment out = MemorySegment.ofAddress(device.allocate(outBytes));
             MemorySegment scratch = MemorySegment.ofAddress(device.allocate(plan.scratchFloats() * 4));
             device.synchronize();
-            kernel.launch(spec, plan, onDevice, out, scratch, MemorySegment.NULL);
+            kernel.launch(spec, plan, p.onDevice(), out, scratch, MemorySegment.NULL);
             MemorySegment actual = arena.allocate(outBytes, 16);
             device.download(out.address(), actual, 0, outBytes);
             device.synchronize();

@@ -1,0 +1,63 @@
+package dev.kvq.runtime.onnx.nativeapi;
+
+import dev.kvq.generate.spi.StoredRun;
+import dev.kvq.generate.spi.StoredRun.GroupAxis;
+import dev.kvq.spi.AffineForm;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.List;
+
+/**
+ * Time of one layer's attention through kvq's CUDA kernel on the 1B bench shape (8 KV heads of 64, 32 query heads),
+ * per cache and batch x context: {@code java ... AttentionKernelBench} on the GPU machine (tools/gpu_device_session.sh
+ * phase kernel). Launches back to back on the default stream, timed over the whole loop after a warm-up.
+ */
+public final class AttentionKernelBench {
+    private AttentionKernelBench() {
+    }
+
+    public static void main(String[] args) {
+        StoredRun k4 = new StoredRun(0, 8, 4, GroupAxis.TOKEN, 64, AffineForm.ZERO_POINT, -8, true);
+        StoredRun v4 = new StoredRun(0, 8, 4, GroupAxis.TOKEN, 64, AffineForm.ZERO_POINT, -8, true);
+        StoredRun kc = new StoredRun(0, 8, 4, GroupAxis.CHANNEL, 32, AffineForm.SCALE_MIN, 0, true);
+        StoredRun v2 = new StoredRun(0, 8, 2, GroupAxis.TOKEN, 32, AffineForm.SCALE_MIN, 0, true);
+        StoredRun raw = StoredRun.raw(8, true, 64);
+        int[][] shapes = {{8, 4096}, {1, 16384}, {32, 4096}};
+        for (int[] shape : shapes) {
+            for (String cache : List.of("float16", "KV4", "KIVI K4V2")) {
+                List<StoredRun> keys = cache.equals("float16") ? List.of(raw) : cache.equals("KV4") ? List.of(k4)
+                        : List.of(kc);
+                List<StoredRun> values = cache.equals("float16") ? List.of(raw) : cache.equals("KV4") ? List.of(v4)
+                        : List.of(v2);
+                int residual = cache.equals("KIVI K4V2") ? 32 : 0;
+                var c = new AttentionKernelTest.Case(cache, true, 64, 8, 4, shape[0], 1, shape[1] - residual, residual,
+                        keys, values);
+                try (Arena arena = Arena.ofConfined(); CudaMemory device = new CudaMemory(0)) {
+                    var p = AttentionKernelTest.prepare(c, 1, arena, device);
+                    AttentionKernel kernel = AttentionKernel.forDevice(0);
+                    AttentionKernel.Plan plan = kernel.plan(p.spec(), p.dims());
+                    MemorySegment out = MemorySegment.ofAddress(device.allocate(p.outBytes()));
+                    MemorySegment scratch = MemorySegment.ofAddress(device.allocate(plan.scratchFloats() * 4));
+                    device.synchronize();
+                    for (int i = 0; i < 20; i++) {
+                        kernel.launch(p.spec(), plan, p.onDevice(), out, scratch, MemorySegment.NULL);
+                    }
+                    device.synchronize();
+                    int n = 200;
+                    long start = System.nanoTime();
+                    for (int i = 0; i < n; i++) {
+                        kernel.launch(p.spec(), plan, p.onDevice(), out, scratch, MemorySegment.NULL);
+                    }
+                    device.synchronize();
+                    double us = (System.nanoTime() - start) / 1e3 / n;
+                    long bytes = 0;
+                    for (int i = 4; i < p.host().length; i++) {
+                        bytes += p.host()[i].byteSize();
+                    }
+                    System.out.printf("%-10s batch %3d x %5d: %d split(s), %8.1f us per layer, %6.1f GB/s of cache%n",
+                            cache, shape[0], shape[1], plan.splits(), us, bytes / us / 1e3);
+                }
+            }
+        }
+    }
+}

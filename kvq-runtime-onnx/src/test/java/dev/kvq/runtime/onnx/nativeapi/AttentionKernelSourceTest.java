@@ -1,0 +1,74 @@
+package dev.kvq.runtime.onnx.nativeapi;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.kvq.generate.spi.StoredRun;
+import dev.kvq.generate.spi.StoredRun.GroupAxis;
+import dev.kvq.spi.AffineForm;
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.charset.StandardCharsets;
+import java.util.List;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The shipped attention PTX declares its four kernels at ISA 7.0 with the one parameter struct the launcher writes
+ * ({@link AttentionKernel#PARAMS_BYTES} bytes); the launcher splits work so every split holds whole tiles; and layers
+ * the kernel cannot read stay with the CPU's operator or the dequantizing graph. (That the PTX is what its source
+ * compiles to is checked with {@link ScatterKernelSourceTest}'s run of tools/build_kernels.sh --check.)
+ */
+class AttentionKernelSourceTest {
+    @Test
+    void everyKernelTakesTheStructTheLauncherWrites() throws IOException {
+        String ptx;
+        try (InputStream in = AttentionKernel.class.getResourceAsStream(AttentionKernel.PTX_RESOURCE)) {
+            assertNotNull(in, "resource " + AttentionKernel.PTX_RESOURCE);
+            ptx = new String(in.readAllBytes(), StandardCharsets.US_ASCII);
+        }
+        assertTrue(ptx.startsWith(".version 7.0\n"), "ISA version: " + ptx.lines().findFirst().orElse(""));
+        for (String kernel : List.of("kvq_attention_f16", "kvq_attention_f32", "kvq_attention_combine_f16",
+                "kvq_attention_combine_f32")) {
+            Matcher m = Pattern.compile("\\.entry " + kernel + "\\(\\s*\\.param \\.align 8 \\.b8 " + kernel
+                    + "_param_0\\[(\\d+)]\\s*\\)").matcher(ptx);
+            assertTrue(m.find(), kernel + " with one struct parameter");
+            assertEquals(AttentionKernel.PARAMS_BYTES, Integer.parseInt(m.group(1)), kernel + "'s parameter size");
+        }
+    }
+
+    @Test
+    void splitsHoldWholeTilesAndCoverEveryToken() {
+        StoredRun k4 = new StoredRun(0, 8, 4, GroupAxis.TOKEN, 32, AffineForm.ZERO_POINT, -8, true);
+        for (int headDim : new int[] {64, 128}) {
+            AttentionSpec spec = new AttentionSpec("a", 8, 4, headDim, 0.125f, true, List.of(k4), List.of(k4), 0);
+            int tile = Math.min(128, 8192 / headDim);
+            for (long rows : new long[] {1, 8, 64, 527, 528, 100_000}) {
+                for (int quantized : new int[] {0, 1, 127, 4096, 16_383}) {
+                    var shape = new AttentionCpu.Shape(1, 1, quantized, 0, 0, 0);
+                    AttentionKernel.Plan plan = AttentionKernel.plan(spec, shape, rows);
+                    int total = shape.total();
+                    assertEquals(0, plan.tokensPerSplit() % tile, "whole tiles");
+                    assertTrue((long) plan.splits() * plan.tokensPerSplit() >= total, "every token in a split");
+                    assertTrue((long) (plan.splits() - 1) * plan.tokensPerSplit() < total, "no empty split");
+                    assertEquals(plan.splits() == 1 ? 1 : rows * plan.splits() * 4 * (headDim + 2),
+                            plan.scratchFloats(), "scratch for the partial results");
+                }
+            }
+        }
+    }
+
+    @Test
+    void theKernelTakesWholeChunksAndGroupsOfSixteen() {
+        StoredRun k4 = new StoredRun(0, 2, 4, GroupAxis.TOKEN, 32, AffineForm.ZERO_POINT, -8, true);
+        StoredRun small = new StoredRun(0, 2, 4, GroupAxis.TOKEN, 8, AffineForm.ZERO_POINT, -8, true);
+        assertTrue(AttentionSpec.supported(4, 64, List.of(k4), List.of(k4), true));
+        assertFalse(AttentionSpec.supported(4, 64, List.of(small), List.of(k4), true), "groups of 8 channels");
+        assertFalse(AttentionSpec.supported(4, 16, List.of(k4), List.of(k4), true), "head size 16");
+        assertFalse(AttentionSpec.supported(16, 64, List.of(k4), List.of(k4), true), "16 query heads per KV head");
+        assertTrue(AttentionSpec.supported(4, 16, List.of(small), List.of(small), false), "the CPU takes any");
+    }
+}
