@@ -14,6 +14,9 @@ import java.lang.foreign.ValueLayout;
 final class AttentionCpu {
     private static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED;
     private static final ValueLayout.OfShort F16 = ValueLayout.JAVA_SHORT_UNALIGNED;
+    /** Per thread, one head's keys and values, the scores and one output row, grown as histories grow. */
+    private static final ThreadLocal<float[][]> SCRATCH = ThreadLocal.withInitial(
+            () -> new float[][] {new float[0], new float[0], new float[0], new float[0]});
 
     private AttentionCpu() {
     }
@@ -27,10 +30,17 @@ final class AttentionCpu {
         Shape s = Shape.of(spec, dims);
         int d = spec.headDim();
         int total = s.total();
-        float[] keys = new float[total * d];
-        float[] values = new float[total * d];
-        float[] scores = new float[total];
-        float[] acc = new float[d];
+        float[][] scratch = SCRATCH.get();
+        int[] sizes = {total * d, total * d, total, d};
+        for (int i = 0; i < sizes.length; i++) {
+            if (scratch[i].length < sizes[i]) {
+                scratch[i] = new float[Math.max(sizes[i], scratch[i].length * 3 / 2)];
+            }
+        }
+        float[] keys = scratch[0];
+        float[] values = scratch[1];
+        float[] scores = scratch[2];
+        float[] acc = scratch[3];
         int heads = spec.kvHeads() * spec.group();
         for (int b = 0; b < s.batch; b++) {
             for (int kvh = 0; kvh < spec.kvHeads(); kvh++) {

@@ -4,11 +4,8 @@ import dev.kvq.ErrorCode;
 import dev.kvq.KvqException;
 import dev.kvq.generate.spi.StoredRun;
 import dev.kvq.spi.AffineForm;
-import java.io.IOException;
-import java.io.InputStream;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.nio.charset.StandardCharsets;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 
@@ -35,8 +32,8 @@ final class AttentionKernel {
     private static final int TARGET_BLOCKS = Integer.getInteger("kvq.cuda.attentionBlocks", 528);
     private static final Map<Integer, AttentionKernel> BY_DEVICE = new ConcurrentHashMap<>();
 
+    private final CudaModule module;
     private final CudaDriver driver;
-    private final MemorySegment context;
     private final MemorySegment attendHalf;
     private final MemorySegment attendFloat;
     private final MemorySegment combineHalf;
@@ -51,26 +48,12 @@ final class AttentionKernel {
     });
 
     private AttentionKernel(int ordinal) {
-        this.driver = CudaDriver.get();
-        try (Arena call = Arena.ofConfined()) {
-            MemorySegment device = call.allocate(JAVA_INT);
-            driver.check("cuDeviceGet", (int) driver.deviceGet.invokeExact(device, ordinal));
-            MemorySegment out = call.allocate(ADDRESS);
-            driver.check("cuDevicePrimaryCtxRetain", (int) driver.primaryCtxRetain.invokeExact(out,
-                    device.get(JAVA_INT, 0)));
-            context = out.get(ADDRESS, 0);
-            driver.check("cuCtxSetCurrent", (int) driver.ctxSetCurrent.invokeExact(context));
-            driver.check("cuModuleLoadData", (int) driver.moduleLoadData.invokeExact(out, call.allocateFrom(ptx())));
-            MemorySegment module = out.get(ADDRESS, 0);
-            attendHalf = function(call, module, "kvq_attention_f16");
-            attendFloat = function(call, module, "kvq_attention_f32");
-            combineHalf = function(call, module, "kvq_attention_combine_f16");
-            combineFloat = function(call, module, "kvq_attention_combine_f32");
-        } catch (KvqException e) {
-            throw new KvqException(ErrorCode.UNSUPPORTED, "cannot load kvq's attention kernels: " + e.getMessage(), e);
-        } catch (Throwable t) {
-            throw OrtApi.unexpected("loading kvq's attention kernels", t);
-        }
+        this.module = new CudaModule(ordinal, PTX_RESOURCE);
+        this.driver = module.driver();
+        attendHalf = module.function("kvq_attention_f16");
+        attendFloat = module.function("kvq_attention_f32");
+        combineHalf = module.function("kvq_attention_combine_f16");
+        combineFloat = module.function("kvq_attention_combine_f32");
     }
 
     /** The kernels on CUDA device {@code ordinal}, loaded once. */
@@ -117,7 +100,7 @@ final class AttentionKernel {
         MemorySegment p = args[0];
         AttentionCpu.Shape s = plan.shape();
         try {
-            driver.check("cuCtxSetCurrent", (int) driver.ctxSetCurrent.invokeExact(context));
+            module.makeCurrent();
             // locals, not conditionals in the call: invokeExact takes an argument's static type, and a conditional
             // there is typed by its target, Object
             MemorySegment attend = spec.half() ? attendHalf : attendFloat;
@@ -182,23 +165,5 @@ final class AttentionKernel {
         p.set(JAVA_INT, offset + 44, run.form() == AffineForm.SCALE_MIN ? 1 : 0);
         p.set(JAVA_INT, offset + 48, run.codeOffset());
         p.set(JAVA_INT, offset + 52, run.halfParams() ? 1 : 0);
-    }
-
-    private MemorySegment function(Arena call, MemorySegment module, String name) throws Throwable {
-        MemorySegment out = call.allocate(ADDRESS);
-        driver.check("cuModuleGetFunction(" + name + ")", (int) driver.moduleGetFunction.invokeExact(out, module,
-                call.allocateFrom(name)));
-        return out.get(ADDRESS, 0);
-    }
-
-    private static String ptx() {
-        try (InputStream in = AttentionKernel.class.getResourceAsStream(PTX_RESOURCE)) {
-            if (in == null) {
-                throw new KvqException(ErrorCode.UNSUPPORTED, "the resource " + PTX_RESOURCE + " is missing");
-            }
-            return new String(in.readAllBytes(), StandardCharsets.US_ASCII);
-        } catch (IOException e) {
-            throw new KvqException(ErrorCode.IO, "cannot read " + PTX_RESOURCE + ": " + e.getMessage(), e);
-        }
     }
 }

@@ -1,12 +1,8 @@
 package dev.kvq.runtime.onnx.nativeapi;
 
 import dev.kvq.ErrorCode;
-import dev.kvq.KvqException;
-import java.io.IOException;
-import java.io.InputStream;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.nio.charset.StandardCharsets;
 
 import static java.lang.foreign.ValueLayout.ADDRESS;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
@@ -28,8 +24,8 @@ final class ScatterKernel implements AutoCloseable {
     private static final int THREADS = 128;
     private static final int MOST_BLOCKS = 4096;
 
+    private final CudaModule module;
     private final CudaDriver driver;
-    private final MemorySegment context;
     private final MemorySegment function;
     private final Arena arena = Arena.ofShared();
     /** {@code void* params[2]} pointing at the two arguments below. */
@@ -39,25 +35,9 @@ final class ScatterKernel implements AutoCloseable {
 
     /** Loads the kernel on device {@code ordinal}; {@link ErrorCode#UNSUPPORTED} if the driver cannot. */
     ScatterKernel(int ordinal) {
-        this.driver = CudaDriver.get();
-        try (Arena call = Arena.ofConfined()) {
-            MemorySegment device = call.allocate(JAVA_INT);
-            driver.check("cuDeviceGet", (int) driver.deviceGet.invokeExact(device, ordinal));
-            MemorySegment out = call.allocate(ADDRESS);
-            driver.check("cuDevicePrimaryCtxRetain", (int) driver.primaryCtxRetain.invokeExact(out,
-                    device.get(JAVA_INT, 0)));
-            context = out.get(ADDRESS, 0);
-            makeCurrent();
-            driver.check("cuModuleLoadData", (int) driver.moduleLoadData.invokeExact(out, call.allocateFrom(ptx())));
-            MemorySegment module = out.get(ADDRESS, 0);
-            driver.check("cuModuleGetFunction", (int) driver.moduleGetFunction.invokeExact(out, module,
-                    call.allocateFrom(FUNCTION)));
-            function = out.get(ADDRESS, 0);
-        } catch (KvqException e) {
-            throw new KvqException(ErrorCode.UNSUPPORTED, "cannot load kvq's CUDA kernel: " + e.getMessage(), e);
-        } catch (Throwable t) {
-            throw OrtApi.unexpected("loading " + FUNCTION, t);
-        }
+        this.module = new CudaModule(ordinal, PTX_RESOURCE);
+        this.driver = module.driver();
+        this.function = module.function(FUNCTION);
         tableArgument = arena.allocate(JAVA_LONG);
         piecesArgument = arena.allocate(JAVA_INT);
         params = arena.allocate(ADDRESS, 2);
@@ -77,7 +57,7 @@ final class ScatterKernel implements AutoCloseable {
         piecesArgument.set(JAVA_INT, 0, pieces);
         int blocks = Math.min(pieces, MOST_BLOCKS);
         try {
-            makeCurrent();
+            module.makeCurrent();
             driver.check("cuLaunchKernel(" + FUNCTION + ")", (int) driver.launchKernel.invokeExact(function, blocks, 1,
                     1, THREADS, 1, 1, 0, MemorySegment.NULL, params, MemorySegment.NULL));
         } catch (Throwable t) {
@@ -88,21 +68,5 @@ final class ScatterKernel implements AutoCloseable {
     @Override
     public void close() {
         arena.close(); // the module lives as long as the device's primary context
-    }
-
-    /** The primary context is what CUDA's runtime (and so ONNX Runtime) uses; the driver API needs it current. */
-    private void makeCurrent() throws Throwable {
-        driver.check("cuCtxSetCurrent", (int) driver.ctxSetCurrent.invokeExact(context));
-    }
-
-    private static String ptx() {
-        try (InputStream in = ScatterKernel.class.getResourceAsStream(PTX_RESOURCE)) {
-            if (in == null) {
-                throw new KvqException(ErrorCode.UNSUPPORTED, "the resource " + PTX_RESOURCE + " is missing");
-            }
-            return new String(in.readAllBytes(), StandardCharsets.US_ASCII);
-        } catch (IOException e) {
-            throw new KvqException(ErrorCode.IO, "cannot read " + PTX_RESOURCE + ": " + e.getMessage(), e);
-        }
     }
 }

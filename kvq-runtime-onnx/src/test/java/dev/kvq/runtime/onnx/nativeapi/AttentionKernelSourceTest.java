@@ -2,15 +2,11 @@ package dev.kvq.runtime.onnx.nativeapi;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
-import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.kvq.generate.spi.StoredRun;
 import dev.kvq.generate.spi.StoredRun.GroupAxis;
 import dev.kvq.spi.AffineForm;
-import java.io.IOException;
-import java.io.InputStream;
-import java.nio.charset.StandardCharsets;
 import java.util.List;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -24,12 +20,8 @@ import org.junit.jupiter.api.Test;
  */
 class AttentionKernelSourceTest {
     @Test
-    void everyKernelTakesTheStructTheLauncherWrites() throws IOException {
-        String ptx;
-        try (InputStream in = AttentionKernel.class.getResourceAsStream(AttentionKernel.PTX_RESOURCE)) {
-            assertNotNull(in, "resource " + AttentionKernel.PTX_RESOURCE);
-            ptx = new String(in.readAllBytes(), StandardCharsets.US_ASCII);
-        }
+    void everyKernelTakesTheStructTheLauncherWrites() {
+        String ptx = CudaModule.source(AttentionKernel.PTX_RESOURCE);
         assertTrue(ptx.startsWith(".version 7.0\n"), "ISA version: " + ptx.lines().findFirst().orElse(""));
         for (String kernel : List.of("kvq_attention_f16", "kvq_attention_f32", "kvq_attention_combine_f16",
                 "kvq_attention_combine_f32")) {

@@ -1,12 +1,10 @@
 package dev.kvq.runtime.onnx.nativeapi;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import java.io.IOException;
-import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -18,12 +16,8 @@ class ScatterKernelSourceTest {
     private static final Path ROOT = Path.of("..").toAbsolutePath().normalize();
 
     @Test
-    void theResourceDeclaresTheKernelForDriversOfCuda11AndLater() throws IOException {
-        String ptx;
-        try (InputStream in = ScatterKernel.class.getResourceAsStream(ScatterKernel.PTX_RESOURCE)) {
-            assertNotNull(in, "resource " + ScatterKernel.PTX_RESOURCE);
-            ptx = new String(in.readAllBytes(), StandardCharsets.US_ASCII);
-        }
+    void theResourceDeclaresTheKernelForDriversOfCuda11AndLater() {
+        String ptx = CudaModule.source(ScatterKernel.PTX_RESOURCE);
         assertTrue(ptx.startsWith(".version 7.0\n"), "ISA version: " + ptx.lines().findFirst().orElse(""));
         assertTrue(ptx.contains(".visible .entry kvq_scatter("), "the entry point");
         // source address, destination, destination pitch, width, rows, source pitch: 48 bytes a piece
