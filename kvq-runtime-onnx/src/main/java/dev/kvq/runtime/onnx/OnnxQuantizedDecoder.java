@@ -59,6 +59,7 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
     }
 
     static final String FUSED_ATTENTION = "kvq.onnx.fusedAttention";
+    private static final System.Logger LOG = System.getLogger(OnnxQuantizedDecoder.class.getName());
     /** The most new tokens per sequence that a step runs through kvq's attention operator. */
     static final int FUSED_MOST_TOKENS = 16;
     private static final java.util.concurrent.atomic.AtomicLong DOMAINS = new java.util.concurrent.atomic.AtomicLong();
@@ -122,28 +123,39 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
         this.logitsHalf = base.logitsHalf();
         this.hasPositionIds = base.hasPositionIds();
         this.hasUseCacheBranch = base.hasUseCacheBranch();
-        byte[] model;
+        byte[] model = null;
         CustomOps operators = null;
+        int fused = 0;
         CustomOps.Device where = operatorDevice(base.device());
-        if (fusedAttention(where.cuda())) {
+        boolean requested = fusedAttention(where.cuda());
+        if (requested) {
             String domain = "dev.kvq.attention." + DOMAINS.incrementAndGet();
-            QuantizedPastRewriter.Fused fused = QuantizedPastRewriter.rewriteFused(modelFile, layout,
+            QuantizedPastRewriter.Fused rewritten = QuantizedPastRewriter.rewriteFused(modelFile, layout,
                     config.attentionHeads(), domain, where.cuda());
-            model = fused.model();
-            if (!fused.operators().isEmpty()) {
-                operators = CustomOps.register(options, domain, fused.operators(), where);
+            if (!rewritten.operators().isEmpty()) {
+                try {
+                    operators = CustomOps.register(options, domain, rewritten.operators(), where);
+                    model = rewritten.model();
+                    fused = rewritten.fusedLayers();
+                } catch (KvqException e) {
+                    if (e.code() != ErrorCode.UNSUPPORTED) {
+                        throw e;
+                    }
+                    // no kernel on this machine (an old driver, no libcuda): the dequantizing graph still runs
+                    LOG.log(System.Logger.Level.WARNING, () -> "kvq's attention operator is not available ("
+                            + e.getMessage() + "); every layer dequantizes its history before attention");
+                }
             }
-            this.fusedLayers = fused.fusedLayers();
-            if (fusedLayers < config.layers()) {
-                System.getLogger(OnnxQuantizedDecoder.class.getName()).log(System.Logger.Level.WARNING, () ->
-                        (config.layers() - fusedLayers) + " of " + config.layers() + " layers of " + modelFile
-                                + " dequantize their history before attention (slower): kvq's attention operator"
-                                + " needs the Concat, head repetition, MatMul, Softmax, MatMul shape of an export"
-                                + " and, on CUDA, head sizes 32, 64 or 128");
-            }
-        } else {
+        }
+        if (model == null) {
             model = QuantizedPastRewriter.rewrite(modelFile, layout);
-            this.fusedLayers = 0;
+        }
+        this.fusedLayers = fused;
+        if (requested && operators != null && fused < config.layers()) {
+            LOG.log(System.Logger.Level.WARNING, () -> (config.layers() - fusedLayers) + " of " + config.layers()
+                    + " layers of " + modelFile + " dequantize their history before attention (slower): kvq's"
+                    + " attention operator needs the Concat, head repetition, MatMul, Softmax, MatMul shape of an"
+                    + " export and, on CUDA, head sizes 32, 64 or 128");
         }
         this.operators = operators;
         OrtSession prefill = null;

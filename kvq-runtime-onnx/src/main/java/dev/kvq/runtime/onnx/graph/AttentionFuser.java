@@ -75,6 +75,10 @@ final class AttentionFuser {
             return Optional.empty();
         }
         String keys = followRepeat(key.get()[0]);
+        String values = followRepeat(value.get()[0]);
+        if (keys == null || values == null) {
+            return Optional.empty();
+        }
         NodeProto transpose = single(keys);
         if (transpose == null || !transpose.getOpType().equals("Transpose") || !perm(transpose, 0, 1, 3, 2)) {
             return Optional.empty();
@@ -113,7 +117,7 @@ final class AttentionFuser {
             next = single(current);
         }
         if (!softmax || bias == null || next == null || !next.getOpType().equals("MatMul") || !next.getInput(0).equals(current)
-                || !next.getInput(1).equals(followRepeat(value.get()[0]))) {
+                || !next.getInput(1).equals(values)) {
             return Optional.empty();
         }
         return Optional.of(new Core(query, bias, scale, key.get()[1], value.get()[1], next));
@@ -131,17 +135,59 @@ final class AttentionFuser {
         return axis == 2 || axis == -2 ? Optional.of(new String[] {name, concat.getInput(1)}) : Optional.empty();
     }
 
-    /** The end of the chain that repeats KV heads for grouped queries (shape-only consumers aside). */
+    /**
+     * The end of the chain that repeats KV heads for grouped queries (shape-only consumers aside), or null when the
+     * chain repeats without first inserting the group axis right after the KV heads ({@code Unsqueeze} at axis 2):
+     * only that order makes query head {@code h} read KV head {@code h / group}, as kvq's operator does.
+     */
     private String followRepeat(String name) {
         String current = name;
+        boolean groupAxis = false;
         while (true) {
             NodeProto next = single(current);
             if (next == null || !REPEAT.contains(next.getOpType()) || !next.getInput(0).equals(current)
                     || next.getOpType().equals("Cast") && !sameTypeCast(next)) {
                 return current;
             }
+            switch (next.getOpType()) {
+                case "Unsqueeze" -> groupAxis = unsqueezeAxes(next).equals(List.of(2L))
+                        || unsqueezeAxes(next).equals(List.of(-3L)); // -3 of the 5-d result is axis 2
+                case "Expand", "Tile" -> {
+                    if (!groupAxis) {
+                        return null;
+                    }
+                }
+                default -> {
+                    // Reshape, Identity and same-type Cast keep the order
+                }
+            }
             current = next.getOutput(0);
         }
+    }
+
+    /** An {@code Unsqueeze}'s axes: the attribute before opset 13, the constant second input from it. */
+    private List<Long> unsqueezeAxes(NodeProto unsqueeze) {
+        for (AttributeProto a : unsqueeze.getAttributeList()) {
+            if (a.getName().equals("axes")) {
+                return a.getIntsList();
+            }
+        }
+        if (unsqueeze.getInputCount() < 2 || !constants.containsKey(unsqueeze.getInput(1))) {
+            return List.of();
+        }
+        TensorProto t = constants.get(unsqueeze.getInput(1));
+        if (t.getDataType() != TensorProto.DataType.INT64_VALUE) {
+            return List.of();
+        }
+        if (t.getInt64DataCount() > 0) {
+            return t.getInt64DataList();
+        }
+        ByteBuffer raw = t.getRawData().asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN);
+        List<Long> axes = new ArrayList<>();
+        while (raw.remaining() >= Long.BYTES) {
+            axes.add(raw.getLong());
+        }
+        return axes;
     }
 
     /** The one node reading {@code value} besides {@code Shape} nodes, or null. */

@@ -103,6 +103,33 @@ class FusedAttentionTest {
                 "the domain is imported");
     }
 
+    @Test
+    void aRepetitionOfHeadsInAnotherOrderIsNotFused() throws IOException {
+        // Unsqueeze at axis 1 before the repetition makes query head h read KV head h % kvHeads, not h / group:
+        // kvq's operator must leave that layer to the model's own attention
+        ModelProto proto = ModelProto.parseFrom(Files.readAllBytes(fixture("base")));
+        var graph = proto.getGraph().toBuilder();
+        int unsqueeze = -1;
+        for (int i = 0; i < graph.getNodeCount(); i++) {
+            NodeProto n = graph.getNode(i);
+            if (n.getOpType().equals("Unsqueeze") && n.getInput(0).equals("present.0.key")) {
+                unsqueeze = i;
+            }
+        }
+        assertTrue(unsqueeze >= 0, "the fixture repeats layer 0's keys after an Unsqueeze");
+        TensorProto axis1 = TensorProto.newBuilder().setDataType(TensorProto.DataType.INT64_VALUE).addDims(1)
+                .setRawData(com.google.protobuf.ByteString.copyFrom(new byte[] {1, 0, 0, 0, 0, 0, 0, 0})).build();
+        graph.addNode(0, NodeProto.newBuilder().setOpType("Constant").setName("test/axis1").addOutput("test/axis1")
+                .addAttribute(dev.kvq.runtime.onnx.graph.proto.AttributeProto.newBuilder().setName("value")
+                        .setType(dev.kvq.runtime.onnx.graph.proto.AttributeProto.AttributeType.TENSOR).setT(axis1)));
+        graph.setNode(unsqueeze + 1, graph.getNode(unsqueeze + 1).toBuilder().setInput(1, "test/axis1"));
+        var rewritten = QuantizedPastRewriter.rewriteFused(proto.toBuilder().setGraph(graph).build(), tinyLayout(4),
+                QUERY_HEADS, "dev.kvq.test", false);
+        assertEquals(1, rewritten.fusedLayers(), "layer 1 only");
+        assertEquals(1, rewritten.model().getGraph().getNodeList().stream()
+                .filter(n -> n.getDomain().equals("dev.kvq.test")).count());
+    }
+
     /** A fused rewrite's session on ONNX Runtime's CPU provider, with the mask as an extra output. */
     private record Fused(OrtSession session, CustomOps operators, int layers) implements AutoCloseable {
         static Fused of(Path model, QuantizedPastLayout layout, OrtSession original) throws OrtException, IOException {
