@@ -111,6 +111,11 @@ final class AppendHeadGroup extends HeadGroup {
     }
 
     @Override
+    int blockedTokens() {
+        return quantizedTokens - tailTokens; // the tail being filled is not in the lists yet
+    }
+
+    @Override
     void blocks(boolean keys, int fromToken, dev.kvq.cache.StoredHistory.BlockVisitor visitor) {
         super.blocks(keys, fromToken, visitor);
         if (tailTokens > 0 && quantizedTokens > fromToken) {

@@ -82,13 +82,25 @@ abstract sealed class HeadGroup implements AutoCloseable permits KvtunerHeadGrou
     /** Visits the blocks holding tokens at or after {@code fromToken} (see {@link dev.kvq.cache.StoredHistory}). */
     void blocks(boolean keys, int fromToken, dev.kvq.cache.StoredHistory.BlockVisitor visitor) {
         List<PackedBlock> blocks = keys ? keyBlocks : valueBlocks;
-        int start = 0;
-        for (PackedBlock b : blocks) {
+        // a device sync asks for the newest tokens every step: find them from the end, not by walking the history
+        int i = blocks.size();
+        int start = blockedTokens();
+        while (i > 0 && start > fromToken) {
+            i--;
+            start -= blocks.get(i).tokens();
+        }
+        for (; i < blocks.size(); i++) {
+            PackedBlock b = blocks.get(i);
             if (start + b.tokens() > fromToken) {
                 visitor.block(b, start, b.tokens());
             }
             start += b.tokens();
         }
+    }
+
+    /** Tokens held in {@link #keyBlocks} (each list holds the same). */
+    int blockedTokens() {
+        return quantizedTokens;
     }
 
     long bytesHeld() {
