@@ -158,20 +158,24 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
                     + " export and, on CUDA, head sizes 32, 64 or 128");
         }
         this.operators = operators;
+        OrtSession main = null;
         OrtSession prefill = null;
         try {
             QuantizedPastRewriter.useModelFolder(options, modelFile);
-            this.session = env.createSession(model, options);
+            main = env.createSession(model, options);
             if (fusedLayers > 0) {
                 prefill = env.createSession(QuantizedPastRewriter.rewrite(modelFile, layout), options);
             }
         } catch (OrtException | RuntimeException e) {
+            // the operators' domain must outlive every session that uses it
+            closeQuietly(main, e);
             if (operators != null) {
                 operators.close();
             }
             throw new KvqException(ErrorCode.MODEL_INVALID, "ONNX Runtime cannot load " + modelFile + " rewritten to "
                     + "read a quantized cache: " + e.getMessage(), e);
         }
+        this.session = main;
         this.prefillSession = prefill;
         this.binding = IoBinding.create(session);
         this.prefillBinding = prefill == null ? null : IoBinding.create(prefill);
@@ -384,6 +388,17 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
                 operators.close();
             }
             arena.close();
+        }
+    }
+
+    private static void closeQuietly(OrtSession session, Exception cause) {
+        if (session == null) {
+            return;
+        }
+        try {
+            session.close();
+        } catch (OrtException | RuntimeException e) {
+            cause.addSuppressed(e);
         }
     }
 
