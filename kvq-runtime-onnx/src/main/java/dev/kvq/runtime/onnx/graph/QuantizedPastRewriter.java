@@ -53,6 +53,10 @@ import java.util.Set;
  * {@code input_ids}, {@code position_ids}, {@code use_cache_branch} and {@code logits} stay as they are; a merged
  * decoder's {@code use_cache_branch} must be true whenever the past is not empty.
  *
+ * <p>{@link #rewriteFused} goes one step further where a layer's attention core has the expected shape ({@link
+ * AttentionFuser}): kvq's attention operator ({@link AttentionSpec}) takes the core's place and reads the codes itself,
+ * and the nodes nothing then needs (the dequantizing nodes, the presents, the repetition of heads) are dropped.
+ *
  * <p>Initializers are not touched, so a model whose weights are external data (over 2 GB) is rewritten without reading
  * them; its session must be created from the returned bytes with {@link #useModelFolder} so ONNX Runtime finds them.
  */
