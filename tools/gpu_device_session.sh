@@ -154,9 +154,6 @@ gpu_test() {  # $1 = a test class of kvq-runtime-onnx's nativeapi package, run o
     --select-class "dev.kvq.runtime.onnx.nativeapi.$1" > "$log" 2>&1
   echo "$1: exit $?, $(grep -c 'status: ✔ SUCCESSFUL' "$log") successful, $(grep -c 'status: ✘' "$log") failed" | tee -a "$log"
 }
-cuda_memory_test() {  # the device-memory contract on the GPU, kvq's kernel included
-  gpu_test CudaMemoryTest
-}
 if [ "$phase" = profile ]; then  # where a served step's time goes: JFR over kvq serve-bench on the 1B shape
   make_small
   sample_text
@@ -172,7 +169,7 @@ serve_bench_1b() {  # $1 = output name; the full-precision cache beside per-toke
     --max-tokens 128 --json 2>>"$OUT/log.txt" | tee "$OUT/$1.json"
 }
 check_and_prepare() {  # the contract on the GPU, served answers against kvq generate, the model and its prompts
-  cuda_memory_test
+  gpu_test CudaMemoryTest  # the device-memory contract on the GPU, kvq's scatter kernel included
   export app KVQ_JAVA KVQ_ORT_NATIVE KVQ_ORT_CLASSES
   export -f kvq
   bash tools/serve_check.sh cuda onnx 2>&1 | tee "$OUT/serve-check.txt"

@@ -10,6 +10,7 @@ import dev.kvq.generate.spi.UploadBatch;
 import dev.kvq.generate.spi.QuantizedDecoder;
 import dev.kvq.generate.spi.QuantizedPastLayout;
 import dev.kvq.generate.spi.QuantizedStep;
+import dev.kvq.generate.spi.RuntimeOptions;
 import dev.kvq.generate.spi.Step;
 import dev.kvq.generate.spi.StoredLayer;
 import dev.kvq.generate.spi.StoredRun;
@@ -67,7 +68,6 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
     private final QuantizedPastLayout layout;
     private final OrtSession session;
     private final CustomOps operators;
-    private final int fusedLayers;
     /**
      * Where layers attend through kvq's operator: the same model dequantizing before attention, for steps of more
      * than {@link #FUSED_MOST_TOKENS} tokens per sequence (prefill chunks), whose many queries the model's own
@@ -123,15 +123,17 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
         this.logitsHalf = base.logitsHalf();
         this.hasPositionIds = base.hasPositionIds();
         this.hasUseCacheBranch = base.hasUseCacheBranch();
+        CustomOps.Device where = operatorDevice(base.device());
+        // the model dequantizing before attention: every step's graph without the operator, prefill's with it
+        byte[] dequantizing;
         byte[] model = null;
         CustomOps operators = null;
         int fused = 0;
-        CustomOps.Device where = operatorDevice(base.device());
-        boolean requested = fusedAttention(where.cuda());
-        if (requested) {
+        if (fusedAttention(where.cuda())) {
             String domain = "dev.kvq.attention." + DOMAINS.incrementAndGet();
             QuantizedPastRewriter.Fused rewritten = QuantizedPastRewriter.rewriteFused(modelFile, layout,
                     config.attentionHeads(), domain, where.cuda());
+            dequantizing = rewritten.dequantizing();
             if (!rewritten.operators().isEmpty()) {
                 try {
                     operators = CustomOps.register(options, domain, rewritten.operators(), where);
@@ -146,13 +148,12 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
                             + e.getMessage() + "); every layer dequantizes its history before attention");
                 }
             }
+        } else {
+            dequantizing = QuantizedPastRewriter.rewrite(modelFile, layout);
         }
-        if (model == null) {
-            model = QuantizedPastRewriter.rewrite(modelFile, layout);
-        }
-        this.fusedLayers = fused;
-        if (requested && operators != null && fused < config.layers()) {
-            LOG.log(System.Logger.Level.WARNING, () -> (config.layers() - fusedLayers) + " of " + config.layers()
+        int dequantizingLayers = config.layers() - fused;
+        if (operators != null && dequantizingLayers > 0) {
+            LOG.log(System.Logger.Level.WARNING, () -> dequantizingLayers + " of " + config.layers()
                     + " layers of " + modelFile + " dequantize their history before attention (slower): kvq's"
                     + " attention operator needs the Concat, head repetition, MatMul, Softmax, MatMul shape of an"
                     + " export and, on CUDA, head sizes 32, 64 or 128");
@@ -162,9 +163,9 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
         OrtSession prefill = null;
         try {
             QuantizedPastRewriter.useModelFolder(options, modelFile);
-            main = env.createSession(model, options);
-            if (fusedLayers > 0) {
-                prefill = env.createSession(QuantizedPastRewriter.rewrite(modelFile, layout), options);
+            main = env.createSession(model == null ? dequantizing : model, options);
+            if (model != null) {
+                prefill = env.createSession(dequantizing, options);
             }
         } catch (OrtException | RuntimeException e) {
             // the operators' domain must outlive every session that uses it
@@ -243,11 +244,9 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
         int b = in.batch();
         int t = in.tokens();
         try {
-            for (IoBinding each : prefillBinding == null ? new IoBinding[] {binding}
-                    : new IoBinding[] {binding, prefillBinding}) {
-                each.clearInputs();
-                each.clearOutputs();
-            }
+            // the last step's bindings go with its tensors; the other binding was cleared when it was last left
+            active.clearInputs();
+            active.clearOutputs();
             active = prefillBinding != null && t > FUSED_MOST_TOKENS ? prefillBinding : binding;
             // token inputs: host memory, which ONNX Runtime copies to the device as part of the run
             long tokenBytes = (3L * b * t + 2L * b + 1) * Long.BYTES;
@@ -402,17 +401,9 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
         }
     }
 
-    /** Layers that attend through kvq's operators over the codes (the others dequantize before attention). */
-    int fusedLayers() {
-        return fusedLayers;
-    }
-
     private static CustomOps.Device operatorDevice(String device) {
-        if (device != null && device.startsWith("cuda")) {
-            return new CustomOps.Device(true, device.contains(":")
-                    ? Integer.parseInt(device.substring(device.indexOf(':') + 1)) : 0);
-        }
-        return CustomOps.Device.CPU;
+        RuntimeOptions options = RuntimeOptions.on(device);
+        return options.cuda() ? new CustomOps.Device(true, options.cudaDevice()) : CustomOps.Device.CPU;
     }
 
     private record PastInput(NativeString name, TensorElementType type, StoredRun run, int tensor) {

@@ -105,11 +105,14 @@ public final class QuantizedPastRewriter {
      * core has the expected shape ({@link AttentionFuser}), and whose other layers dequantize before attention.
      *
      * @param model the model's bytes, rewritten
+     * @param dequantizing the model rewritten with every layer dequantizing before attention ({@link
+     *     #rewrite(Path, QuantizedPastLayout)}'s result, from the same reading of the file; the same array as {@code
+     *     model} when no layer took an operator)
      * @param operators the operators the model uses, all in {@code domain}, for {@link
      *     dev.kvq.runtime.onnx.nativeapi.CustomOps} to register; empty when no layer could take one
      * @param fusedLayers how many layers attend through them
      */
-    public record Fused(byte[] model, List<AttentionSpec> operators, int fusedLayers) {
+    public record Fused(byte[] model, byte[] dequantizing, List<AttentionSpec> operators, int fusedLayers) {
     }
 
     /**
@@ -121,9 +124,13 @@ public final class QuantizedPastRewriter {
      */
     public static Fused rewriteFused(Path model, QuantizedPastLayout layout, int queryHeads, String domain,
                                      boolean cuda) {
-        Rewritten r = rewrite(read(model), layout, String.valueOf(model.getFileName()),
-                new Fusion(domain, queryHeads, cuda));
-        return new Fused(r.model().toByteArray(), r.operators(), r.fusedLayers());
+        ModelProto proto = read(model);
+        String name = String.valueOf(model.getFileName());
+        Rewritten r = rewrite(proto, layout, name, new Fusion(domain, queryHeads, cuda));
+        byte[] fused = r.model().toByteArray();
+        byte[] dequantizing = r.operators().isEmpty() ? fused
+                : rewrite(proto, layout, name, null).model().toByteArray();
+        return new Fused(fused, dequantizing, r.operators(), r.fusedLayers());
     }
 
     /** The rewritten model; see {@link #rewriteFused(Path, QuantizedPastLayout, int, String, boolean)}. */

@@ -156,16 +156,16 @@ final class AttentionCpu {
         }
 
         static Shape of(AttentionSpec spec, long[][] dims) {
-            long[] q = dims[0];
+            long[] q = dims[AttentionSpec.QUERY];
             int heads = spec.kvHeads() * spec.group();
             check(spec, q.length == 4 && q[1] == heads && q[3] == spec.headDim(), "query", q);
             int batch = (int) q[0];
             int t = (int) q[2];
-            long[] codes = dims[4];
+            long[] codes = dims[AttentionSpec.FIRST_CODES];
             int quantized = (int) codes[0];
             int residual = spec.residualCapacity() > 0 ? (int) dims[spec.residualInput()][2] : 0;
             int total = quantized + residual + t;
-            long[] bias = dims[3];
+            long[] bias = dims[AttentionSpec.BIAS];
             check(spec, bias.length == 4 && (bias[0] == 1 || bias[0] == batch) && (bias[1] == 1 || bias[1] == heads)
                     && bias[2] == t && bias[3] == total, "bias", bias);
             long headStride = bias[1] == 1 ? 0 : (long) t * total;

@@ -6,6 +6,8 @@ import dev.kvq.generate.spi.StoredRun;
 import dev.kvq.spi.AffineForm;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 
@@ -29,7 +31,7 @@ final class AttentionKernel {
     private static final int THREADS = 128;
     private static final int TILE_FLOATS = 8192;
     /** Blocks to aim for: a few per SM of a large GPU, so that small batches still fill it. */
-    private static final int TARGET_BLOCKS = Integer.getInteger("kvq.cuda.attentionBlocks", 528);
+    private static final int TARGET_BLOCKS = 528;
     private static final Map<Integer, AttentionKernel> BY_DEVICE = new ConcurrentHashMap<>();
 
     private final CudaModule module;
@@ -62,26 +64,44 @@ final class AttentionKernel {
     }
 
     /**
-     * How one call splits its work: {@code splits} blocks per row, each over {@code tokensPerSplit} tokens, and the
-     * float32 scratch their partial results take (at least one element, so the output always exists).
+     * How one launch splits its work: {@code splits} blocks per row of {@code rows}, each over {@code tokensPerSplit}
+     * tokens, and the float32 scratch their partial results take (at least one element, so the output always
+     * exists).
      */
-    record Plan(AttentionCpu.Shape shape, int splits, int tokensPerSplit, long scratchFloats) {
+    record Split(long rows, int splits, int tokensPerSplit, long scratchFloats) {
     }
 
-    /** The split of the work for inputs of shapes {@code dims} (the operator's input order). */
-    Plan plan(AttentionSpec spec, long[][] dims) {
-        AttentionCpu.Shape shape = AttentionCpu.Shape.of(spec, dims);
-        Plan most = null;
-        for (int[] stretch : spec.stretches()) {
-            Plan own = plan(spec, shape, (long) shape.batch() * stretch[1] * shape.newTokens());
-            if (most == null || own.scratchFloats() > most.scratchFloats()) {
-                most = own;
+    /** One call's work: the inputs' sizes and a split per stretch of the spec's heads, in order. */
+    record Plan(AttentionCpu.Shape shape, List<Split> perStretch) {
+        /** Scratch enough for every launch (they run one after the other on one stream). */
+        long scratchFloats() {
+            long most = 1;
+            for (Split s : perStretch) {
+                most = Math.max(most, s.scratchFloats());
             }
+            return most;
         }
-        return most;
+
+        int mostSplits() {
+            int most = 1;
+            for (Split s : perStretch) {
+                most = Math.max(most, s.splits());
+            }
+            return most;
+        }
     }
 
-    static Plan plan(AttentionSpec spec, AttentionCpu.Shape shape, long rows) {
+    /** The work for inputs of shapes {@code dims} (the operator's input order). */
+    static Plan plan(AttentionSpec spec, long[][] dims) {
+        AttentionCpu.Shape shape = AttentionCpu.Shape.of(spec, dims);
+        List<Split> splits = new ArrayList<>(spec.stretches().size());
+        for (AttentionSpec.Stretch stretch : spec.stretches()) {
+            splits.add(split(spec, shape, (long) shape.batch() * stretch.heads() * shape.newTokens()));
+        }
+        return new Plan(shape, splits);
+    }
+
+    static Split split(AttentionSpec spec, AttentionCpu.Shape shape, long rows) {
         int tile = Math.min(THREADS, TILE_FLOATS / spec.headDim());
         int total = shape.total();
         int tiles = Math.max(1, (total + tile - 1) / tile);
@@ -90,7 +110,7 @@ final class AttentionKernel {
         tokensPerSplit = Math.max(tokensPerSplit, tile);
         splits = Math.max(1, (total + tokensPerSplit - 1) / tokensPerSplit);
         long scratch = splits == 1 ? 1 : rows * splits * spec.group() * (spec.headDim() + 2L);
-        return new Plan(shape, splits, tokensPerSplit, scratch);
+        return new Split(rows, splits, tokensPerSplit, scratch);
     }
 
     /** Queues the layer's attention on {@code stream}: one launch (and a combine) per stretch of equal runs. */
@@ -105,12 +125,14 @@ final class AttentionKernel {
             // there is typed by its target, Object
             MemorySegment attend = spec.half() ? attendHalf : attendFloat;
             MemorySegment combine = spec.half() ? combineHalf : combineFloat;
-            for (int[] stretch : spec.stretches()) {
-                long rows = (long) s.batch() * stretch[1] * s.newTokens();
-                Plan own = plan(spec, s, rows);
+            for (int i = 0; i < plan.perStretch().size(); i++) {
+                AttentionSpec.Stretch stretch = spec.stretches().get(i);
+                Split own = plan.perStretch().get(i);
+                long rows = own.rows();
                 p.fill((byte) 0);
-                writeRun(p, 0, spec.keys().get(stretch[2]), inputs, spec.keyInput(stretch[2]));
-                writeRun(p, RUN_BYTES, spec.values().get(stretch[3]), inputs, spec.valueInput(stretch[3]));
+                writeRun(p, 0, spec.keys().get(stretch.keyRun()), inputs, spec.keyInput(stretch.keyRun()));
+                writeRun(p, RUN_BYTES, spec.values().get(stretch.valueRun()), inputs,
+                        spec.valueInput(stretch.valueRun()));
                 int residual = spec.residualInput();
                 p.set(ADDRESS, 112, inputs[0]);
                 p.set(ADDRESS, 120, inputs[1]);
@@ -124,8 +146,8 @@ final class AttentionKernel {
                 p.set(JAVA_LONG, 184, s.biasHeadStride());
                 p.set(JAVA_INT, 192, s.batch());
                 p.set(JAVA_INT, 196, spec.kvHeads());
-                p.set(JAVA_INT, 200, stretch[0]);
-                p.set(JAVA_INT, 204, stretch[1]);
+                p.set(JAVA_INT, 200, stretch.firstHead());
+                p.set(JAVA_INT, 204, stretch.heads());
                 p.set(JAVA_INT, 208, spec.group());
                 p.set(JAVA_INT, 212, s.newTokens());
                 p.set(JAVA_INT, 216, s.quantized());

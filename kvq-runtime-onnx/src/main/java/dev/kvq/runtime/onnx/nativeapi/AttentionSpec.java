@@ -18,19 +18,94 @@ import java.util.List;
  * residual_key} and {@code residual_value [B, kvHeads, R, D]}. Outputs: {@code out [B, heads, t, D]} and a float32
  * scratch tensor that holds the partial results of split work on the GPU (empty on the CPU).
  *
- * @param name the operator's name in kvq's domain
- * @param half whether the model's K/V (and query, bias and output) are float16, else float32
+ * <p>Immutable; the stretches of heads that one kernel launch covers are worked out once, here.
  */
-public record AttentionSpec(String name, int kvHeads, int group, int headDim, float scale, boolean half,
-                            List<StoredRun> keys, List<StoredRun> values, int residualCapacity) {
-    /** The head sizes the CUDA kernel handles, and its most query heads per KV head. */
+public final class AttentionSpec {
+    /** Indices of the inputs before the runs', in the operator's order. */
+    static final int QUERY = 0;
+    static final int BIAS = 3;
+    /** The first input of the first key run: its codes, whose first dimension is the quantized tokens' capacity. */
+    static final int FIRST_CODES = 4;
+
+    /** The CUDA kernel's most query heads per KV head, and most outputs of one block (group times head size). */
     static final int MOST_GROUP = 8;
     static final int MOST_OUTPUTS = 1024;
 
-    public AttentionSpec {
-        keys = List.copyOf(keys);
-        values = List.copyOf(values);
+    private final String name;
+    private final int kvHeads;
+    private final int group;
+    private final int headDim;
+    private final float scale;
+    private final boolean half;
+    private final List<StoredRun> keys;
+    private final List<StoredRun> values;
+    private final int residualCapacity;
+    private final List<Stretch> stretches;
+
+    /**
+     * @param name the operator's name in kvq's domain
+     * @param half whether the model's K/V (and query, bias and output) are float16, else float32
+     */
+    public AttentionSpec(String name, int kvHeads, int group, int headDim, float scale, boolean half,
+                         List<StoredRun> keys, List<StoredRun> values, int residualCapacity) {
         KvqException.require(kvHeads > 0 && group > 0 && headDim > 0, "invalid attention shape");
+        this.name = name;
+        this.kvHeads = kvHeads;
+        this.group = group;
+        this.headDim = headDim;
+        this.scale = scale;
+        this.half = half;
+        this.keys = List.copyOf(keys);
+        this.values = List.copyOf(values);
+        this.residualCapacity = residualCapacity;
+        this.stretches = stretches(kvHeads, this.keys, this.values);
+    }
+
+    public String name() {
+        return name;
+    }
+
+    public int kvHeads() {
+        return kvHeads;
+    }
+
+    public int group() {
+        return group;
+    }
+
+    public int headDim() {
+        return headDim;
+    }
+
+    public float scale() {
+        return scale;
+    }
+
+    public boolean half() {
+        return half;
+    }
+
+    public List<StoredRun> keys() {
+        return keys;
+    }
+
+    public List<StoredRun> values() {
+        return values;
+    }
+
+    public int residualCapacity() {
+        return residualCapacity;
+    }
+
+    /**
+     * A stretch of KV heads over which neither the key run nor the value run changes; a layer whose heads share their
+     * bits is one stretch.
+     */
+    record Stretch(int firstHead, int heads, int keyRun, int valueRun) {
+    }
+
+    List<Stretch> stretches() {
+        return stretches;
     }
 
     /**
@@ -55,6 +130,11 @@ public record AttentionSpec(String name, int kvHeads, int group, int headDim, fl
             }
         }
         return true;
+    }
+
+    /** Whether the computation reads input {@code index}'s shape (the others' follow from these and the spec). */
+    boolean shapeRead(int index) {
+        return index == QUERY || index == BIAS || index == FIRST_CODES || index == residualInput();
     }
 
     /** Number of inputs. */
@@ -107,22 +187,18 @@ public record AttentionSpec(String name, int kvHeads, int group, int headDim, fl
         return residualCapacity > 0 ? 4 + tensors(keys) + tensors(values) : -1;
     }
 
-    /**
-     * Stretches of KV heads over which neither the key run nor the value run changes: {@code {firstHead, heads,
-     * keyRun, valueRun}} each. One for a layer whose heads share their bits.
-     */
-    List<int[]> stretches() {
-        List<int[]> out = new ArrayList<>();
+    private static List<Stretch> stretches(int kvHeads, List<StoredRun> keys, List<StoredRun> values) {
+        List<Stretch> out = new ArrayList<>();
         int h = 0;
         while (h < kvHeads) {
             int k = runOf(keys, h);
             int v = runOf(values, h);
             int end = Math.min(keys.get(k).firstHead() + keys.get(k).heads(),
                     values.get(v).firstHead() + values.get(v).heads());
-            out.add(new int[] {h, end - h, k, v});
+            out.add(new Stretch(h, end - h, k, v));
             h = end;
         }
-        return out;
+        return List.copyOf(out);
     }
 
     static int runOf(List<StoredRun> runs, int head) {

@@ -103,10 +103,13 @@ public final class CustomOps implements AutoCloseable {
             long[][] dims = new long[n][];
             for (int i = 0; i < n; i++) {
                 MemorySegment value = api.kernelInput(context, i);
-                dims[i] = api.tensorShape(value);
+                // the GPU needs only the shapes that size the work (three C calls each, per layer and step)
+                if (kernel == null || spec.shapeRead(i)) {
+                    dims[i] = api.tensorShape(value);
+                }
                 data[i] = api.tensorData(value);
             }
-            long[] outShape = dims[0].clone();
+            long[] outShape = dims[AttentionSpec.QUERY].clone();
             MemorySegment out = api.tensorData(api.kernelOutput(context, 0, outShape));
             if (kernel == null) {
                 for (int i = 0; i < n; i++) {
@@ -115,7 +118,7 @@ public final class CustomOps implements AutoCloseable {
                 api.kernelOutput(context, 1, new long[] {0});
                 AttentionCpu.compute(spec, data, dims, out.reinterpret(bytes(outShape, spec.outputType(0))));
             } else {
-                AttentionKernel.Plan plan = kernel.plan(spec, dims);
+                AttentionKernel.Plan plan = AttentionKernel.plan(spec, dims);
                 MemorySegment scratch = api.tensorData(api.kernelOutput(context, 1,
                         new long[] {plan.scratchFloats()}));
                 kernel.launch(spec, plan, data, out, scratch, api.kernelGpuStream(context));
@@ -139,10 +142,6 @@ public final class CustomOps implements AutoCloseable {
             throw new IllegalStateException("unknown kvq operator at 0x" + Long.toHexString(op.address()));
         }
         return o;
-    }
-
-    private static MemorySegment createKernel(MemorySegment op, MemorySegment api, MemorySegment info) {
-        return op; // the operator's struct is its kernel: nothing is kept per session
     }
 
     private static MemorySegment getName(MemorySegment op) {
@@ -169,13 +168,6 @@ public final class CustomOps implements AutoCloseable {
         return 2;
     }
 
-    private static void kernelCompute(MemorySegment kernel, MemorySegment context) {
-        MemorySegment status = kernelComputeV2(kernel, context);
-        if (status.address() != 0) {
-            OrtApi.get().releaseStatus(status); // unreachable at version 16, which calls the V2 entry
-        }
-    }
-
     private static void kernelDestroy(MemorySegment kernel) {
         // nothing was allocated per kernel
     }
@@ -194,6 +186,7 @@ public final class CustomOps implements AutoCloseable {
 
     private static MemorySegment createKernelV2(MemorySegment op, MemorySegment api, MemorySegment info,
                                                 MemorySegment kernel) {
+        // the operator's struct is its kernel: nothing is kept per session
         kernel.reinterpret(ADDRESS.byteSize()).set(ADDRESS, 0, op);
         return MemorySegment.NULL;
     }
@@ -213,18 +206,19 @@ public final class CustomOps implements AutoCloseable {
         }
     }
 
-    /** The 25 function pointers of {@code OrtCustomOp}, in its order; those version 16 does not read are NULL. */
+    /**
+     * The 25 function pointers of {@code OrtCustomOp}, in its order. NULL where version 16 does not read them, and for
+     * CreateKernel and KernelCompute, which CreateKernelV2 and KernelComputeV2 replace there.
+     */
     private static MemorySegment[] stubs() {
         MemorySegment[] s = new MemorySegment[25];
         java.util.Arrays.fill(s, MemorySegment.NULL);
-        s[0] = stub("createKernel", FunctionDescriptor.of(ADDRESS, ADDRESS, ADDRESS, ADDRESS));
         s[1] = stub("getName", FunctionDescriptor.of(ADDRESS, ADDRESS));
         s[2] = stub("getExecutionProviderType", FunctionDescriptor.of(ADDRESS, ADDRESS));
         s[3] = stub("getInputType", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG));
         s[4] = stub("getInputTypeCount", FunctionDescriptor.of(JAVA_LONG, ADDRESS));
         s[5] = stub("getOutputType", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG));
         s[6] = stub("getOutputTypeCount", FunctionDescriptor.of(JAVA_LONG, ADDRESS));
-        s[7] = stub("kernelCompute", FunctionDescriptor.ofVoid(ADDRESS, ADDRESS));
         s[8] = stub("kernelDestroy", FunctionDescriptor.ofVoid(ADDRESS));
         s[9] = stub("required", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG));
         s[10] = s[9];

@@ -216,13 +216,7 @@ final class OrtApi {
     // ---- OrtRunOptions ----
 
     MemorySegment createRunOptions() {
-        MemorySegment out = NativeScratch.get().outPointer();
-        try {
-            check("CreateRunOptions", (MemorySegment) createRunOptions.invokeExact(out));
-        } catch (Throwable t) {
-            throw unexpected("CreateRunOptions", t);
-        }
-        return out.get(ADDRESS, 0);
+        return out("CreateRunOptions", out -> (MemorySegment) createRunOptions.invokeExact(out));
     }
 
     void releaseRunOptions(MemorySegment runOptions) {
@@ -232,14 +226,8 @@ final class OrtApi {
     // ---- OrtMemoryInfo ----
 
     MemorySegment createMemoryInfo(MemorySegment name, int allocatorType, int deviceId, int memoryType) {
-        MemorySegment out = NativeScratch.get().outPointer();
-        try {
-            check("CreateMemoryInfo", (MemorySegment) createMemoryInfo.invokeExact(name, allocatorType, deviceId,
-                    memoryType, out));
-        } catch (Throwable t) {
-            throw unexpected("CreateMemoryInfo", t);
-        }
-        return out.get(ADDRESS, 0);
+        return out("CreateMemoryInfo", out ->
+                (MemorySegment) createMemoryInfo.invokeExact(name, allocatorType, deviceId, memoryType, out));
     }
 
     void releaseMemoryInfo(MemorySegment memoryInfo) {
@@ -270,13 +258,7 @@ final class OrtApi {
     // ---- OrtIoBinding ----
 
     MemorySegment createIoBinding(MemorySegment session) {
-        MemorySegment out = NativeScratch.get().outPointer();
-        try {
-            check("CreateIoBinding", (MemorySegment) createIoBinding.invokeExact(session, out));
-        } catch (Throwable t) {
-            throw unexpected("CreateIoBinding", t);
-        }
-        return out.get(ADDRESS, 0);
+        return out("CreateIoBinding", out -> (MemorySegment) createIoBinding.invokeExact(session, out));
     }
 
     void releaseIoBinding(MemorySegment binding) {
@@ -284,19 +266,11 @@ final class OrtApi {
     }
 
     void bindInput(MemorySegment binding, MemorySegment name, MemorySegment value) {
-        try {
-            check("BindInput", (MemorySegment) bindInput.invokeExact(binding, name, value));
-        } catch (Throwable t) {
-            throw unexpected("BindInput", t);
-        }
+        call("BindInput", () -> (MemorySegment) bindInput.invokeExact(binding, name, value));
     }
 
     void bindOutput(MemorySegment binding, MemorySegment name, MemorySegment value) {
-        try {
-            check("BindOutput", (MemorySegment) bindOutput.invokeExact(binding, name, value));
-        } catch (Throwable t) {
-            throw unexpected("BindOutput", t);
-        }
+        call("BindOutput", () -> (MemorySegment) bindOutput.invokeExact(binding, name, value));
     }
 
     void clearBoundInputs(MemorySegment binding) {
@@ -308,55 +282,29 @@ final class OrtApi {
     }
 
     void synchronizeBoundInputs(MemorySegment binding) {
-        try {
-            check("SynchronizeBoundInputs", (MemorySegment) synchronizeBoundInputs.invokeExact(binding));
-        } catch (Throwable t) {
-            throw unexpected("SynchronizeBoundInputs", t);
-        }
+        call("SynchronizeBoundInputs", () -> (MemorySegment) synchronizeBoundInputs.invokeExact(binding));
     }
 
     void synchronizeBoundOutputs(MemorySegment binding) {
-        try {
-            check("SynchronizeBoundOutputs", (MemorySegment) synchronizeBoundOutputs.invokeExact(binding));
-        } catch (Throwable t) {
-            throw unexpected("SynchronizeBoundOutputs", t);
-        }
+        call("SynchronizeBoundOutputs", () -> (MemorySegment) synchronizeBoundOutputs.invokeExact(binding));
     }
 
     void runWithBinding(MemorySegment session, MemorySegment runOptions, MemorySegment binding) {
-        try {
-            check("RunWithBinding", (MemorySegment) runWithBinding.invokeExact(session, runOptions, binding));
-        } catch (Throwable t) {
-            throw unexpected("RunWithBinding", t);
-        }
+        call("RunWithBinding", () -> (MemorySegment) runWithBinding.invokeExact(session, runOptions, binding));
     }
 
     // ---- custom operators ----
 
     MemorySegment createCustomOpDomain(MemorySegment domain) {
-        MemorySegment out = NativeScratch.get().outPointer();
-        try {
-            check("CreateCustomOpDomain", (MemorySegment) createCustomOpDomain.invokeExact(domain, out));
-        } catch (Throwable t) {
-            throw unexpected("CreateCustomOpDomain", t);
-        }
-        return out.get(ADDRESS, 0);
+        return out("CreateCustomOpDomain", out -> (MemorySegment) createCustomOpDomain.invokeExact(domain, out));
     }
 
     void customOpDomainAdd(MemorySegment domain, MemorySegment op) {
-        try {
-            check("CustomOpDomain_Add", (MemorySegment) customOpDomainAdd.invokeExact(domain, op));
-        } catch (Throwable t) {
-            throw unexpected("CustomOpDomain_Add", t);
-        }
+        call("CustomOpDomain_Add", () -> (MemorySegment) customOpDomainAdd.invokeExact(domain, op));
     }
 
     void addCustomOpDomain(MemorySegment sessionOptions, MemorySegment domain) {
-        try {
-            check("AddCustomOpDomain", (MemorySegment) addCustomOpDomain.invokeExact(sessionOptions, domain));
-        } catch (Throwable t) {
-            throw unexpected("AddCustomOpDomain", t);
-        }
+        call("AddCustomOpDomain", () -> (MemorySegment) addCustomOpDomain.invokeExact(sessionOptions, domain));
     }
 
     void releaseCustomOpDomain(MemorySegment domain) {
@@ -365,73 +313,75 @@ final class OrtApi {
 
     /** Input {@code index} of a running kernel (an {@code OrtValue*} ONNX Runtime owns). */
     MemorySegment kernelInput(MemorySegment context, long index) {
-        MemorySegment out = NativeScratch.get().outPointer();
-        try {
-            check("KernelContext_GetInput", (MemorySegment) kernelContextGetInput.invokeExact(context, index, out));
-        } catch (Throwable t) {
-            throw unexpected("KernelContext_GetInput", t);
-        }
-        return out.get(ADDRESS, 0);
+        return out("KernelContext_GetInput", out ->
+                (MemorySegment) kernelContextGetInput.invokeExact(context, index, out));
     }
 
     /** Output {@code index} of a running kernel, allocated by ONNX Runtime with {@code shape}. */
     MemorySegment kernelOutput(MemorySegment context, long index, long[] shape) {
-        NativeScratch scratch = NativeScratch.get();
-        MemorySegment out = scratch.outPointer();
-        try {
-            check("KernelContext_GetOutput", (MemorySegment) kernelContextGetOutput.invokeExact(context, index,
-                    scratch.dims(shape), (long) shape.length, out));
-        } catch (Throwable t) {
-            throw unexpected("KernelContext_GetOutput", t);
-        }
-        return out.get(ADDRESS, 0);
+        MemorySegment dims = NativeScratch.get().dims(shape);
+        return out("KernelContext_GetOutput", out ->
+                (MemorySegment) kernelContextGetOutput.invokeExact(context, index, dims, (long) shape.length, out));
     }
 
     /** The CUDA stream a kernel of the CUDA provider must work on. */
     MemorySegment kernelGpuStream(MemorySegment context) {
-        MemorySegment out = NativeScratch.get().outPointer();
-        try {
-            check("KernelContext_GetGPUComputeStream", (MemorySegment) kernelContextGetGpuComputeStream.invokeExact(
-                    context, out));
-        } catch (Throwable t) {
-            throw unexpected("KernelContext_GetGPUComputeStream", t);
-        }
-        return out.get(ADDRESS, 0);
+        return out("KernelContext_GetGPUComputeStream", out ->
+                (MemorySegment) kernelContextGetGpuComputeStream.invokeExact(context, out));
     }
 
     /** The shape of tensor {@code value}. */
     long[] tensorShape(MemorySegment value) {
-        NativeScratch scratch = NativeScratch.get();
-        MemorySegment out = scratch.outPointer();
+        MemorySegment info = out("GetTensorTypeAndShape", out ->
+                (MemorySegment) getTensorTypeAndShape.invokeExact(value, out));
         try {
-            check("GetTensorTypeAndShape", (MemorySegment) getTensorTypeAndShape.invokeExact(value, out));
-            MemorySegment info = out.get(ADDRESS, 0);
-            try {
-                MemorySegment count = scratch.outPointer();
-                check("GetDimensionsCount", (MemorySegment) getDimensionsCount.invokeExact(info, count));
-                long rank = count.get(JAVA_LONG, 0);
-                if (rank > NativeScratch.MAX_RANK) {
-                    throw new KvqException(ErrorCode.RUNTIME_FAILURE, "a tensor of rank " + rank);
-                }
-                MemorySegment dims = scratch.dims(new long[0]);
-                check("GetDimensions", (MemorySegment) getDimensions.invokeExact(info, dims, rank));
-                return dims.asSlice(0, rank * JAVA_LONG.byteSize()).toArray(JAVA_LONG);
-            } finally {
-                release(releaseTensorTypeAndShapeInfo, info);
+            NativeScratch scratch = NativeScratch.get();
+            MemorySegment count = scratch.outPointer();
+            call("GetDimensionsCount", () -> (MemorySegment) getDimensionsCount.invokeExact(info, count));
+            long rank = count.get(JAVA_LONG, 0);
+            if (rank > NativeScratch.MAX_RANK) {
+                throw new KvqException(ErrorCode.RUNTIME_FAILURE, "a tensor of rank " + rank);
             }
-        } catch (Throwable t) {
-            throw unexpected("GetTensorTypeAndShape", t);
+            MemorySegment dims = scratch.dims(new long[0]);
+            call("GetDimensions", () -> (MemorySegment) getDimensions.invokeExact(info, dims, rank));
+            return dims.asSlice(0, rank * JAVA_LONG.byteSize()).toArray(JAVA_LONG);
+        } finally {
+            release(releaseTensorTypeAndShapeInfo, info);
         }
     }
 
     /** The address of tensor {@code value}'s data (device memory for a tensor on the GPU). */
     MemorySegment tensorData(MemorySegment value) {
-        MemorySegment out = NativeScratch.get().outPointer();
+        return out("GetTensorMutableData", out -> (MemorySegment) getTensorMutableData.invokeExact(value, out));
+    }
+
+    // ---- calling ----
+
+    /** A C function returning {@code OrtStatus*}, bound to its arguments. */
+    @FunctionalInterface
+    private interface StatusCall {
+        MemorySegment invoke() throws Throwable;
+    }
+
+    /** A C function returning {@code OrtStatus*} and writing its result through the out-pointer it is given. */
+    @FunctionalInterface
+    private interface OutCall {
+        MemorySegment invoke(MemorySegment out) throws Throwable;
+    }
+
+    /** Calls {@code function}; a failed status becomes a KvqException naming it. */
+    private void call(String function, StatusCall call) {
         try {
-            check("GetTensorMutableData", (MemorySegment) getTensorMutableData.invokeExact(value, out));
+            check(function, call.invoke());
         } catch (Throwable t) {
-            throw unexpected("GetTensorMutableData", t);
+            throw unexpected(function, t);
         }
+    }
+
+    /** Calls {@code function} with a per-thread out-pointer and returns the pointer it wrote. */
+    private MemorySegment out(String function, OutCall call) {
+        MemorySegment out = NativeScratch.get().outPointer();
+        call(function, () -> call.invoke(out));
         return out.get(ADDRESS, 0);
     }
 

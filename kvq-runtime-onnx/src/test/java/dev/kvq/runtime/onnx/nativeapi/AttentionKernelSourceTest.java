@@ -41,7 +41,7 @@ class AttentionKernelSourceTest {
             for (long rows : new long[] {1, 8, 64, 527, 528, 100_000}) {
                 for (int quantized : new int[] {0, 1, 127, 4096, 16_383}) {
                     var shape = new AttentionCpu.Shape(1, 1, quantized, 0, 0, 0);
-                    AttentionKernel.Plan plan = AttentionKernel.plan(spec, shape, rows);
+                    AttentionKernel.Split plan = AttentionKernel.split(spec, shape, rows);
                     int total = shape.total();
                     assertEquals(0, plan.tokensPerSplit() % tile, "whole tiles");
                     assertTrue((long) plan.splits() * plan.tokensPerSplit() >= total, "every token in a split");
@@ -51,6 +51,33 @@ class AttentionKernelSourceTest {
                 }
             }
         }
+    }
+
+    @Test
+    void theGpuPlanReadsOnlyTheShapesTheOperatorFetches() {
+        // on CUDA the operator asks ONNX Runtime for the shapes of shapeRead inputs only; the plan needs no other
+        StoredRun kc = new StoredRun(0, 2, 4, GroupAxis.CHANNEL, 32, AffineForm.SCALE_MIN, 0, true);
+        StoredRun v2 = new StoredRun(0, 2, 2, GroupAxis.TOKEN, 32, AffineForm.SCALE_MIN, 0, true);
+        AttentionSpec spec = new AttentionSpec("a", 2, 4, 64, 0.125f, true, List.of(kc), List.of(v2), 32);
+        long[][] dims = new long[spec.inputCount()][];
+        dims[0] = new long[] {3, 8, 1, 64};
+        dims[1] = new long[] {3, 2, 1, 64};
+        dims[2] = dims[1];
+        dims[3] = new long[] {3, 1, 1, 256 + 32 + 1};
+        dims[4] = new long[] {256, 3, 2, 32};
+        dims[5] = new long[] {8, 3, 2, 64};
+        dims[6] = dims[5];
+        dims[7] = new long[] {256, 3, 2, 16};
+        dims[8] = new long[] {256, 3, 2, 2};
+        dims[9] = dims[8];
+        dims[10] = new long[] {3, 2, 32, 64};
+        dims[11] = dims[10];
+        long[][] fetched = new long[dims.length][];
+        for (int i = 0; i < dims.length; i++) {
+            fetched[i] = spec.shapeRead(i) ? dims[i] : null;
+        }
+        assertEquals(AttentionKernel.plan(spec, dims), AttentionKernel.plan(spec, fetched));
+        assertEquals(289, AttentionKernel.plan(spec, fetched).shape().total(), "quantized, residual and new tokens");
     }
 
     @Test
