@@ -138,7 +138,7 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
                 try {
                     operators = CustomOps.register(options, domain, rewritten.operators(), where);
                     model = rewritten.model();
-                    fused = rewritten.fusedLayers();
+                    fused = rewritten.operators().size();
                 } catch (KvqException e) {
                     if (e.code() != ErrorCode.UNSUPPORTED) {
                         throw e;

@@ -108,11 +108,10 @@ public final class QuantizedPastRewriter {
      * @param dequantizing the model rewritten with every layer dequantizing before attention ({@link
      *     #rewrite(Path, QuantizedPastLayout)}'s result, from the same reading of the file; the same array as {@code
      *     model} when no layer took an operator)
-     * @param operators the operators the model uses, all in {@code domain}, for {@link
-     *     dev.kvq.runtime.onnx.nativeapi.CustomOps} to register; empty when no layer could take one
-     * @param fusedLayers how many layers attend through them
+     * @param operators the operators the model uses, one per layer that attends through one, all in {@code domain},
+     *     for {@link dev.kvq.runtime.onnx.nativeapi.CustomOps} to register; empty when no layer could take one
      */
-    public record Fused(byte[] model, byte[] dequantizing, List<AttentionSpec> operators, int fusedLayers) {
+    public record Fused(byte[] model, byte[] dequantizing, List<AttentionSpec> operators) {
     }
 
     /**
@@ -130,7 +129,7 @@ public final class QuantizedPastRewriter {
         byte[] fused = r.model().toByteArray();
         byte[] dequantizing = r.operators().isEmpty() ? fused
                 : rewrite(proto, layout, name, null).model().toByteArray();
-        return new Fused(fused, dequantizing, r.operators(), r.fusedLayers());
+        return new Fused(fused, dequantizing, r.operators());
     }
 
     /** The rewritten model; see {@link #rewriteFused(Path, QuantizedPastLayout, int, String, boolean)}. */
@@ -139,7 +138,7 @@ public final class QuantizedPastRewriter {
         return rewrite(model, layout, "the model", new Fusion(domain, queryHeads, cuda));
     }
 
-    record Rewritten(ModelProto model, List<AttentionSpec> operators, int fusedLayers) {
+    record Rewritten(ModelProto model, List<AttentionSpec> operators) {
     }
 
     private record Fusion(String domain, int queryHeads, boolean cuda) {
@@ -260,7 +259,7 @@ public final class QuantizedPastRewriter {
             out.addOpsetImport(OperatorSetIdProto.newBuilder().setDomain(fusion.domain()).setVersion(1));
         }
         g.addAllNode(nodes);
-        return new Rewritten(out.setGraph(g).build(), List.copyOf(operators), operators.size());
+        return new Rewritten(out.setGraph(g).build(), List.copyOf(operators));
     }
 
     /** {@code node}, or kvq's operator in its place, or, for {@code Shape(past)}, the past's shape computed. */

@@ -125,7 +125,7 @@ class FusedAttentionTest {
         graph.setNode(unsqueeze + 1, graph.getNode(unsqueeze + 1).toBuilder().setInput(1, "test/axis1"));
         var rewritten = QuantizedPastRewriter.rewriteFused(proto.toBuilder().setGraph(graph).build(), tinyLayout(4),
                 QUERY_HEADS, "dev.kvq.test", false);
-        assertEquals(1, rewritten.fusedLayers(), "layer 1 only");
+        assertEquals(1, rewritten.operators().size(), "layer 1 only");
         assertEquals(1, rewritten.model().getGraph().getNodeList().stream()
                 .filter(n -> n.getDomain().equals("dev.kvq.test")).count());
     }
@@ -143,7 +143,7 @@ class FusedAttentionTest {
                     : CustomOps.register(options, "dev.kvq.test", rewritten.operators(), CustomOps.Device.CPU);
             OrtSession session = OrtRun.ENV.createSession(OrtRun.withMaskOutput(rewritten.model(), maskType)
                     .toByteArray(), options);
-            return new Fused(session, operators, rewritten.fusedLayers());
+            return new Fused(session, operators, rewritten.operators().size());
         }
 
         @Override
