@@ -7,10 +7,12 @@
 #   $KVQ_APP/lib        every jar of kvq-cli/target/lib except the CPU onnxruntime and pytorch-native-cpu jars
 #                       (default .gpu-app; /root/kvq-app when copied there in a call of its own)
 # Usage: tools/gpu_device_session.sh PHASE   (results go to $OUT); PHASE is one of
-#   a|final|runtimes|capacity|rerun|serve|ab|scatter|profile|long|big|fused
-#   kernel: AttentionKernelTest on the GPU, the capacity mode (--kv-memory $KV_MEMORY, default 2GiB) through kvq's
-#      attention operator, one layer's attention through the kernel timed alone (AttentionKernelBench), then 8 x 4k
-#      beside PyTorch
+#   a|final|runtimes|capacity|rerun|serve|ab|scatter|profile|long|big|fused|step|kernel
+#   step: kvq's host work per decode step (kvq-bench's DeviceStepHostTime; with $KVQ_BEFORE, a folder of earlier jars
+#      put first on the class path, before and after), AttentionKernelTest on the GPU, the demo model's perplexity on
+#      CUDA under both placements, then 8 x 4k through kvq's operator beside PyTorch
+#   kernel: the capacity mode (--kv-memory $KV_MEMORY, default 2GiB) through kvq's attention operator, then one layer's
+#      attention through the kernel timed alone (AttentionKernelBench)
 #   fused: attention over the codes (kvq's operator and CUDA kernel) against dequantizing before attention:
 #      AttentionKernelTest on the GPU, the demo model's perplexity on CUDA under both placements and both paths, then
 #      kvq bench at 8 x 4k on the 1B shape with -Dkvq.onnx.fusedAttention=true and =false, and PyTorch beside them
@@ -39,7 +41,7 @@
 #   final: a's device rows, capacity and big in one go
 set -uo pipefail
 export PYTHONUNBUFFERED=1
-phase=${1:?a phase: a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long, big, fused or kernel}
+phase=${1:?a phase: a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long, big, fused, step or kernel}
 source .gpu/boot/unpack.sh >/dev/null
 case "$phase" in runtimes|big) source .gpu-djl/boot/unpack-djl.sh >/dev/null ;; esac
 app=${KVQ_APP:-.gpu-app}
@@ -213,20 +215,43 @@ if [ "$phase" = fused ]; then  # attention over the codes (kvq's operator) again
     2>&1 | grep '^{' | tee "$OUT/torch-1b-8x4k.jsonl"
   exit 0
 fi
-if [ "$phase" = kernel ]; then  # kvq's attention kernel checked and timed alone, then the capacity mode and 8 x 4k with it
+host_step() {  # kvq's host work per decode step at the capacity mode's batches (kvq-bench's DeviceStepHostTime)
+  for c in "fp16 15" "kv4 56" "mixed 63" "kivi-kv8 27" "kv4 8"; do
+    set -- $c
+    "$KVQ_JAVA" --add-modules jdk.incubator.vector -Xmx48g -cp "${HOST_STEP_CP:-}$app/lib/*" \
+      dev.kvq.bench.DeviceStepHostTime batch=$2 context=1024 steps=64 configs=$1 2>&1 | grep -v -i warning
+  done
+}
+if [ "$phase" = step ]; then  # a decode step's host work and the 8 x 4k decode through kvq's operator, beside PyTorch
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+  { if [ -n "${KVQ_BEFORE:-}" ]; then echo "# before: the jars in KVQ_BEFORE"; HOST_STEP_CP="$KVQ_BEFORE/*:" host_step
+      echo "# after"; fi
+    host_step; } | tee "$OUT/device-step-host-time.txt"
   gpu_test AttentionKernelTest
+  { kvq eval ppl --model models/kvq-demo-char --device cuda --placement host --data models/kvq-demo-char/sample.txt \
+      --length 4000 --sweep pertoken,kivi --pairs 4-4,4-2
+    kvq eval ppl --model models/kvq-demo-char --device cuda --placement device --data models/kvq-demo-char/sample.txt \
+      --length 4000 --sweep pertoken,kivi --pairs 4-4,4-2
+  } 2>&1 | grep -v "^kvq: [a-z]* [0-9]*/" | tee "$OUT/demo-ppl-fused.txt"
+  make_small
+  kvq bench --model $small --runtime onnx --device cuda --json --batch 8 --contexts 4096 --decode-steps 32 \
+    --repeats 1 --prefill-chunk 1024 --kv-config $small/kv4.yaml --kv-config $small/mixed.yaml \
+    --kv-config $small/kivi-kv8.yaml --kv-config $small/kivi-k4v2.yaml --placement device 2>>"$OUT/log.txt" \
+    | tee "$OUT/bench-1b-8x4k-fused.jsonl"
+  python3 tools/torch_decode_bench.py --config $small/config.json --batch 8 --contexts 4096 --steps 32 \
+    2>&1 | grep '^{' | tee "$OUT/torch-1b-8x4k.jsonl"
+  tail -20 "$OUT/log.txt" > "$OUT/log-tail.txt"
+  exit 0
+fi
+if [ "$phase" = kernel ]; then  # the capacity mode through kvq's operator, then the kernel timed alone
   make_small
   kvq bench --model $small --device cuda --json --kv-memory ${KV_MEMORY:-2GiB} --contexts 4096 --decode-steps 16 \
     --repeats 0 --kv-config $small/kv4.yaml --kv-config $small/mixed.yaml --kv-config $small/kivi-kv8.yaml \
     --placement device 2>>"$OUT/log.txt" | tee "$OUT/kvq-1b-capacity-fused.json"
+  tail -20 "$OUT/log.txt" > "$OUT/log-tail.txt"
   "$KVQ_JAVA" -Xss16m --enable-native-access=ALL-UNNAMED -Donnxruntime.native.path="$KVQ_ORT_NATIVE" \
     ${KVQ_JVM_OPTS:-} -cp ".gpu-test/test-classes:$(ls "$app"/lib/*.jar | paste -sd:):$KVQ_ORT_CLASSES" \
     dev.kvq.runtime.onnx.nativeapi.AttentionKernelBench 2>&1 | tee "$OUT/attention-kernel-bench.txt"
-  kvq bench --model $small --runtime onnx --device cuda --json --batch 8 --contexts 4096 --decode-steps 32 \
-    --repeats 1 --prefill-chunk 1024 --kv-config $small/kv4.yaml --kv-config $small/mixed.yaml --placement device \
-    2>>"$OUT/log.txt" | tee "$OUT/bench-1b-8x4k-fused.jsonl"
-  python3 tools/torch_decode_bench.py --config $small/config.json --batch 8 --contexts 4096 --steps 32 \
-    2>&1 | grep '^{' | tee "$OUT/torch-1b-8x4k.jsonl"
   exit 0
 fi
 if [ "$phase" = rerun ]; then
@@ -269,5 +294,5 @@ if [ "$phase" = a ]; then
     --kv-config $small/kv4.yaml --placement host 2>>"$OUT/log.txt" | tee -a "$OUT/kvq-1b-host.jsonl"
   exit 0
 fi
-echo "unknown phase $phase: give a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long, big, fused or kernel" >&2
+echo "unknown phase $phase: give a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long, big, fused, step or kernel" >&2
 exit 2

@@ -28,10 +28,12 @@ import java.util.stream.IntStream;
  */
 public final class DecodeSession implements AutoCloseable {
     /**
-     * New tokens in one feed of two or more sequences from which their caches take them in parallel: quantizing on the
-     * host is most of what a step costs besides the model once the cache lives on the device.
+     * Values (token x layer x KV head x channel, keys and values counted once) in one feed of two or more sequences from
+     * which their caches take them in parallel: quantizing on the host is most of what a step costs besides the model
+     * once the cache lives on the device, and a decode step of the 1B shape (16 layers of 8 heads of 64) already holds
+     * 8,192 per sequence.
      */
-    static final int PARALLEL_APPEND_TOKENS = 32;
+    static final long PARALLEL_APPEND_VALUES = 8192;
 
     private final Decoder decoder;
     private final List<KvCache> caches;
@@ -419,8 +421,9 @@ public final class DecodeSession implements AutoCloseable {
             fed += tokens[b].length > 0 ? 1 : 0;
             work += tokens[b].length;
         }
-        if (fed > 1 && work >= PARALLEL_APPEND_TOKENS && step.concurrentViews()) {
-            // prompts: each sequence's cache on its own thread (caches are independent, quantizers shareable)
+        work *= (long) layers * heads() * dim();
+        if (fed > 1 && work >= PARALLEL_APPEND_VALUES && step.concurrentViews()) {
+            // each sequence's cache on its own thread (caches are independent, quantizers shareable)
             IntStream.range(0, sequence.length).parallel()
                     .forEach(i -> appendSequence(step, tokens, sequence, i, t));
         } else {

@@ -20,15 +20,15 @@ import org.junit.jupiter.api.Test;
 class ParallelAppendTest {
     @Test
     void parallelAppendsLeaveEveryCacheAsSequentialOnesDo() {
-        int[][] prompts = {tokens(40, 1), tokens(33, 2), new int[0], tokens(57, 3), tokens(12, 4)};
+        int[][] prompts = {tokens(900, 1), tokens(733, 2), new int[0], tokens(857, 3), tokens(12, 4)};
         List<float[]> sequential = histories(prompts, false);
         List<float[]> parallel = histories(prompts, true);
         assertEquals(sequential.size(), parallel.size());
         for (int i = 0; i < sequential.size(); i++) {
             assertArrayEquals(sequential.get(i), parallel.get(i), "cache " + i);
         }
-        assertTrue(prompts[0].length + prompts[1].length >= DecodeSession.PARALLEL_APPEND_TOKENS,
-                "the prompts are long enough to go in parallel");
+        long values = (long) java.util.Arrays.stream(prompts).mapToInt(p -> p.length).sum() * CountingDecoder.DIM;
+        assertTrue(values >= DecodeSession.PARALLEL_APPEND_VALUES, "the prompts are long enough to go in parallel");
     }
 
     /** Feeds the prompts, then two decode steps; returns every cache's materialized keys and values. */
@@ -36,7 +36,7 @@ class ParallelAppendTest {
         var spec = KvCaches.spec(KvQuantConfig.perToken(4, 4).groupSize(2).build(),
                 new dev.kvq.config.ModelShape(1, 1, CountingDecoder.DIM));
         List<float[]> out = new ArrayList<>();
-        try (CountingDecoder d = new CountingDecoder(300, List.of(), 256)) {
+        try (CountingDecoder d = new CountingDecoder(300, List.of(), 1024)) {
             d.concurrentViews = concurrentViews;
             List<KvCache> caches = new ArrayList<>();
             for (int i = 0; i < prompts.length; i++) {

@@ -248,6 +248,57 @@ class DeviceStoreTest {
         }
     }
 
+    /** The configurations of {@link #configs} that fit any number of layers and heads. */
+    static Stream<Arguments> uniformConfigs() {
+        return configs().limit(4);
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("uniformConfigs")
+    void aLargeBatchIsWrittenOnSeveralThreadsAndItsResidualUploadedAsTheNewRowsOnly(String name,
+                                                                                  KvQuantConfig.Builder builder) {
+        // the 1B shape at 24 sequences: a decode step writes more rows than DeviceStore.PARALLEL_ROWS
+        ModelShape shape = new ModelShape(16, 8, 64);
+        int batch = 24;
+        assertTrue((long) batch * shape.layers() * shape.kvHeads() >= DeviceStore.PARALLEL_ROWS);
+        var spec = KvCaches.spec(builder.placement(Placement.DEVICE).build(), shape);
+        List<KvCache> caches = new ArrayList<>();
+        for (int b = 0; b < batch; b++) {
+            caches.add(spec.newCache());
+        }
+        QuantizedPastLayout layout = PastLayouts.of(caches.getFirst(), shape.layers(), shape.kvHeads(),
+                shape.headDim(), false);
+        SplittableRandom random = new SplittableRandom(name.hashCode() + 2);
+        try (ArenaMemory memory = new ArenaMemory(); DeviceStore store = new DeviceStore(memory, layout, caches, false)) {
+            store.reserve(80);
+            for (KvCache c : caches) {
+                append(shape, c, 40, random);
+            }
+            store.sync();
+            check(shape, memory, layout, store, caches);
+            int r = store.residualLength();
+            int residualSteps = 0;
+            for (int step = 0; step < 3; step++) {
+                for (KvCache c : caches) {
+                    append(shape, c, 1, random);
+                }
+                long before = store.uploadedBytes();
+                int quantizedBefore = store.quantized(0);
+                store.sync();
+                check(shape, memory, layout, store, caches);
+                if (r > 0 && store.quantized(0) == quantizedBefore) {
+                    // the step added one residual row per sequence, layer, kind and head: only those went up
+                    long rows = 2L * shape.layers() * batch * shape.kvHeads();
+                    assertEquals(rows * shape.headDim() * Float.BYTES, store.uploadedBytes() - before,
+                            "bytes in step " + step);
+                    residualSteps++;
+                }
+            }
+            assertEquals(r > 0 ? 3 : 0, residualSteps, "steps that added to the residual only");
+        }
+        caches.forEach(KvCache::close);
+    }
+
     @Test
     void hqqStridedGroupsAndWideCodesAreRefusedWithTheFix() {
         KvQuantConfig threeBits = KvQuantConfig.perToken(3, 3).placement(Placement.DEVICE).build();
@@ -258,32 +309,41 @@ class DeviceStoreTest {
     }
 
     private static void append(KvCache cache, int tokens, SplittableRandom random) {
+        append(SHAPE, cache, tokens, random);
+    }
+
+    private static void append(ModelShape shape, KvCache cache, int tokens, SplittableRandom random) {
         if (tokens == 0) {
             return;
         }
-        for (int l = 0; l < SHAPE.layers(); l++) {
-            float[] k = new float[SHAPE.kvHeads() * tokens * SHAPE.headDim()];
+        for (int l = 0; l < shape.layers(); l++) {
+            float[] k = new float[shape.kvHeads() * tokens * shape.headDim()];
             float[] v = new float[k.length];
             for (int i = 0; i < k.length; i++) {
                 k[i] = (float) random.nextGaussian() * (1 + (i % 7));
                 v[i] = (float) random.nextGaussian();
             }
-            cache.append(l, KvView.of(k, SHAPE.kvHeads(), tokens, SHAPE.headDim()),
-                    KvView.of(v, SHAPE.kvHeads(), tokens, SHAPE.headDim()));
+            cache.append(l, KvView.of(k, shape.kvHeads(), tokens, shape.headDim()),
+                    KvView.of(v, shape.kvHeads(), tokens, shape.headDim()));
         }
     }
 
     /** Decodes every sequence's mirror and compares it with the cache's materialized history. */
     private static void check(ArenaMemory memory, QuantizedPastLayout layout, DeviceStore store, List<KvCache> caches) {
+        check(SHAPE, memory, layout, store, caches);
+    }
+
+    private static void check(ModelShape shape, ArenaMemory memory, QuantizedPastLayout layout, DeviceStore store,
+                              List<KvCache> caches) {
         memory.synchronize(); // as a runtime does before a step reads the memory
         int batch = caches.size();
         int t = store.quantizedLength();
         int r = store.residualLength();
         long[] past = store.pastAddresses().clone();
-        int heads = SHAPE.kvHeads();
-        int dim = SHAPE.headDim();
+        int heads = shape.kvHeads();
+        int dim = shape.headDim();
         int i = 0;
-        for (int l = 0; l < SHAPE.layers(); l++) {
+        for (int l = 0; l < shape.layers(); l++) {
             StoredLayer sl = layout.layers().get(l);
             float[][][][][] dense = new float[2][batch][heads][t][dim];
             for (int kind = 0; kind < 2; kind++) {
