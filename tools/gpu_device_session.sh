@@ -7,10 +7,13 @@
 #   $KVQ_APP/lib        every jar of kvq-cli/target/lib except the CPU onnxruntime and pytorch-native-cpu jars
 #                       (default .gpu-app; /root/kvq-app when copied there in a call of its own)
 # Usage: tools/gpu_device_session.sh PHASE   (results go to $OUT); PHASE is one of
-#   a|final|runtimes|capacity|rerun|serve|ab|scatter|profile|long|big|fused|step|kernel
+#   a|final|runtimes|capacity|rerun|serve|ab|scatter|profile|long|big|fused|step|warm|capacity-jfr|kernel
 #   step: kvq's host work per decode step (kvq-bench's DeviceStepHostTime; with $KVQ_BEFORE, a folder of earlier jars
 #      put first on the class path, before and after), AttentionKernelTest on the GPU, the demo model's perplexity on
 #      CUDA under both placements, then 8 x 4k through kvq's operator beside PyTorch
+#   warm: the capacity mode (--kv-memory $KV_MEMORY, default 2GiB) and 8 x 4k beside PyTorch, every row timed after
+#      kvq bench's untimed warm-up steps (--warmup-steps, default 32)
+#   capacity-jfr: JFR over the capacity mode's full-precision and mixed rows, $STEPS (default 256) decode steps
 #   kernel: the capacity mode (--kv-memory $KV_MEMORY, default 2GiB) through kvq's attention operator, then one layer's
 #      attention through the kernel timed alone (AttentionKernelBench)
 #   fused: attention over the codes (kvq's operator and CUDA kernel) against dequantizing before attention:
@@ -41,7 +44,7 @@
 #   final: a's device rows, capacity and big in one go
 set -uo pipefail
 export PYTHONUNBUFFERED=1
-phase=${1:?a phase: a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long, big, fused, step or kernel}
+phase=${1:?a phase: a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long, big, fused, step, warm, capacity-jfr or kernel}
 source .gpu/boot/unpack.sh >/dev/null
 case "$phase" in runtimes|big) source .gpu-djl/boot/unpack-djl.sh >/dev/null ;; esac
 app=${KVQ_APP:-.gpu-app}
@@ -219,7 +222,7 @@ host_step() {  # kvq's host work per decode step at the capacity mode's batches 
   for c in "fp16 15" "kv4 56" "mixed 63" "kivi-kv8 27" "kv4 8"; do
     set -- $c
     "$KVQ_JAVA" --add-modules jdk.incubator.vector -Xmx48g -cp "${HOST_STEP_CP:-}$app/lib/*" \
-      dev.kvq.bench.DeviceStepHostTime batch=$2 context=1024 steps=64 configs=$1 2>&1 | grep -v -i warning
+      dev.kvq.bench.DeviceStepHostTime batch=$2 context=256 steps=64 configs=$1 2>&1 | grep -v -i warning
   done
 }
 if [ "$phase" = step ]; then  # a decode step's host work and the 8 x 4k decode through kvq's operator, beside PyTorch
@@ -252,6 +255,28 @@ if [ "$phase" = kernel ]; then  # the capacity mode through kvq's operator, then
   "$KVQ_JAVA" -Xss16m --enable-native-access=ALL-UNNAMED -Donnxruntime.native.path="$KVQ_ORT_NATIVE" \
     ${KVQ_JVM_OPTS:-} -cp ".gpu-test/test-classes:$(ls "$app"/lib/*.jar | paste -sd:):$KVQ_ORT_CLASSES" \
     dev.kvq.runtime.onnx.nativeapi.AttentionKernelBench 2>&1 | tee "$OUT/attention-kernel-bench.txt"
+  exit 0
+fi
+if [ "$phase" = warm ]; then  # the capacity mode and 8 x 4k beside PyTorch, timed after kvq bench's warm-up steps
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+  make_small
+  kvq bench --model $small --device cuda --json --kv-memory ${KV_MEMORY:-2GiB} --contexts 4096 --decode-steps 16 \
+    --repeats 0 --kv-config $small/kv4.yaml --kv-config $small/mixed.yaml --kv-config $small/kivi-kv8.yaml \
+    --placement device 2>>"$OUT/log.txt" | tee "$OUT/kvq-1b-capacity-fused.json"
+  kvq bench --model $small --runtime onnx --device cuda --json --batch 8 --contexts 4096 --decode-steps 32 \
+    --repeats 1 --prefill-chunk 1024 --kv-config $small/kv4.yaml --kv-config $small/mixed.yaml \
+    --kv-config $small/kivi-kv8.yaml --kv-config $small/kivi-k4v2.yaml --placement device 2>>"$OUT/log.txt" \
+    | tee "$OUT/bench-1b-8x4k-fused.jsonl"
+  python3 tools/torch_decode_bench.py --config $small/config.json --batch 8 --contexts 4096 --steps 32 \
+    2>&1 | grep '^{' | tee "$OUT/torch-1b-8x4k.jsonl"
+  tail -20 "$OUT/log.txt" > "$OUT/log-tail.txt"
+  exit 0
+fi
+if [ "$phase" = capacity-jfr ]; then  # where a capacity run's decode step goes: JFR over the full-precision and mixed rows
+  make_small
+  KVQ_JVM_OPTS="-XX:StartFlightRecording=filename=$OUT/capacity.jfr,settings=profile" kvq bench --model $small \
+    --device cuda --json --kv-memory ${KV_MEMORY:-2GiB} --contexts 4096 --decode-steps ${STEPS:-256} --repeats 0 \
+    --kv-config $small/mixed.yaml --placement device 2>>"$OUT/log.txt" | tee "$OUT/capacity-jfr.json"
   exit 0
 fi
 if [ "$phase" = rerun ]; then
@@ -294,5 +319,5 @@ if [ "$phase" = a ]; then
     --kv-config $small/kv4.yaml --placement host 2>>"$OUT/log.txt" | tee -a "$OUT/kvq-1b-host.jsonl"
   exit 0
 fi
-echo "unknown phase $phase: give a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long, big, fused, step or kernel" >&2
+echo "unknown phase $phase: give a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long, big, fused, step, warm, capacity-jfr or kernel" >&2
 exit 2

@@ -34,13 +34,16 @@ import java.util.SplittableRandom;
  * per step, which on a GPU adds to the forward pass.
  *
  * <pre>java -cp kvq-bench/target/benchmarks.jar dev.kvq.bench.DeviceStepHostTime [batch=56] [context=1024]
- *     [steps=64] [layers=16] [heads=8] [dim=64] [configs=fp16,kv4,mixed,kivi-kv8]</pre>
+ *     [steps=64] [layers=16] [heads=8] [dim=64] [configs=fp16,kv4,mixed,kivi-kv8] [warm=true]</pre>
+ * With {@code warm=false} the steps are timed in the JVM's first run, as {@code kvq bench --repeats 0} times them.
  */
 public final class DeviceStepHostTime {
     private static final String KV4 = "axis_key: 0\naxis_value: 0\nq_group_size: -1\nresidual_length: 0\nasym: true\n"
             + "nbits_key: 4\nnbits_value: 4\n";
     private static final String KIVI_KV8 = "axis_key: 1\naxis_value: 0\nq_group_size: 32\nresidual_length: 32\n"
             + "asym: true\nnbits_key: 8\nnbits_value: 8\n";
+
+    private static final boolean TRACE = Boolean.getBoolean("trace");
 
     private DeviceStepHostTime() {
     }
@@ -53,6 +56,7 @@ public final class DeviceStepHostTime {
         int heads = 8;
         int dim = 64;
         String configs = "fp16,kv4,mixed,kivi-kv8";
+        boolean warm = true;
         for (String a : args) {
             String[] kv = a.split("=", 2);
             switch (kv[0]) {
@@ -63,6 +67,7 @@ public final class DeviceStepHostTime {
                 case "heads" -> heads = Integer.parseInt(kv[1]);
                 case "dim" -> dim = Integer.parseInt(kv[1]);
                 case "configs" -> configs = kv[1];
+                case "warm" -> warm = Boolean.parseBoolean(kv[1]);
                 default -> throw new IllegalArgumentException("unknown argument " + a);
             }
         }
@@ -72,8 +77,10 @@ public final class DeviceStepHostTime {
                 Runtime.getRuntime().availableProcessors());
         for (String name : configs.split(",")) {
             CacheFactory factory = factory(name, shape);
-            // twice: the first run warms the JIT up
-            measure(factory, shape, batch, context, steps);
+            if (warm) {
+                // the first run warms the JIT up
+                measure(factory, shape, batch, context, steps);
+            }
             double ms = measure(factory, shape, batch, context, steps);
             System.out.printf(Locale.ROOT, "%-9s append+sync %.3f ms/step, %.2f us per sequence%n", name, ms,
                     ms * 1000 / batch);
@@ -125,7 +132,14 @@ public final class DeviceStepHostTime {
             long before = session.timings().appendNanos();
             int[][] next = rows(batch, 1);
             for (int s = 0; s < steps; s++) {
+                long t = session.timings().appendNanos();
                 session.feed(next, false);
+                if (TRACE) {
+                    System.out.printf(Locale.ROOT, " %.1f", (session.timings().appendNanos() - t) / 1e6);
+                }
+            }
+            if (TRACE) {
+                System.out.println();
             }
             return (session.timings().appendNanos() - before) / 1e6 / steps;
         } finally {

@@ -33,6 +33,11 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
             description = "Decode steps timed per run.")
     int decodeSteps;
 
+    @Option(names = "--warmup-steps", defaultValue = "32", paramLabel = "N", converter = Checks.NotNegative.class,
+            description = "Untimed decode steps before the timed ones in every run (default ${DEFAULT-VALUE}): the JVM "
+                + "compiles a step's host code after some tens of steps, and the timed steps run the compiled code.")
+    int warmupSteps;
+
     @Option(names = "--repeats", defaultValue = "2", paramLabel = "N", converter = Checks.NotNegative.class,
             description = "Timed runs per row after one warm-up run; the fastest is kept (0: one run, no warm-up).")
     int repeats;
@@ -46,7 +51,7 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
     List<Integer> batches;
 
     @Option(names = "--kv-memory", paramLabel = "SIZE", description = "Capacity mode: for each configuration, the "
-            + "largest batch whose caches (at the context plus the decode steps) fit SIZE (e.g. 8GiB, 512MiB), and its "
+            + "largest batch whose caches (at the context plus the warm-up and decode steps) fit SIZE (e.g. 8GiB, 512MiB), and its "
             + "decode speed: the paper's maximum throughput. Takes one context.")
     String kvMemory;
 
@@ -61,8 +66,10 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
     @Override
     void checkModel(ModelDir dir) {
         int max = contexts.stream().mapToInt(Integer::intValue).max().orElseThrow();
-        Checks.fits(dir, (long) max + decodeSteps, "--contexts " + max + " plus --decode-steps " + decodeSteps,
-                "give contexts of at most " + Math.max(0, Checks.positions(dir) - decodeSteps) + " tokens");
+        int steps = warmupSteps + decodeSteps;
+        Checks.fits(dir, (long) max + steps, "--contexts " + max + " plus --warmup-steps " + warmupSteps
+                + " plus --decode-steps " + decodeSteps, "give contexts of at most "
+                + Math.max(0, Checks.positions(dir) - steps) + " tokens");
         if (data != null) {
             Checks.inputFile("--data", data);
         }
@@ -89,7 +96,7 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
                     throw KvqException.config("--kv-memory measures one context; give one in --contexts, was "
                             + contexts);
                 }
-                rows = Bench.capacity(decoder, runs, contexts.getFirst(), tokens, decodeSteps, repeats,
+                rows = Bench.capacity(decoder, runs, contexts.getFirst(), tokens, warmupSteps, decodeSteps, repeats,
                         Sizes.parse("--kv-memory", kvMemory), maxBatch, prefillChunk, progress());
             } else {
                 rows = new ArrayList<>();
@@ -98,7 +105,7 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
                         throw KvqException.config("--batch must be at least 1, was " + batch);
                     }
                     rows.addAll(Bench.run(decoder, runs, contexts.stream().mapToInt(Integer::intValue).toArray(),
-                            tokens, decodeSteps, repeats, batch, prefillChunk, progress()));
+                            tokens, warmupSteps, decodeSteps, repeats, batch, prefillChunk, progress()));
                 }
             }
         }
@@ -108,6 +115,7 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
             doc.put("model", dir.name());
             doc.put("device", device);
             doc.put("runtime", model.runtimeOr(primary.runtime()));
+            doc.put("warmup_steps", warmupSteps);
             doc.put("decode_steps", decodeSteps);
             if (kvMemory != null) {
                 doc.put("kv_memory_bytes", Sizes.parse("--kv-memory", kvMemory));
@@ -115,8 +123,8 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
             doc.put("results", rows);
             out.println(Json.write(doc));
         } else {
-            out.printf("%s on %s (%s), %d decode steps, best of %d%n", dir.name(), device,
-                    model.runtimeOr(primary.runtime()), decodeSteps, repeats);
+            out.printf("%s on %s (%s), %d decode steps after %d untimed, best of %d%n", dir.name(), device,
+                    model.runtimeOr(primary.runtime()), decodeSteps, warmupSteps, repeats);
             out.printf("%-22s %-9s %5s %7s %9s %11s %12s %14s %14s %14s   %s%n", "config", "placement", "batch",
                     "context", "avg bits", "prefill ms", "decode tok/s", "KV bytes", "device bytes", "moved/step",
                     "per step: materialize / forward / append ms");

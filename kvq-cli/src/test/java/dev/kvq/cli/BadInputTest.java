@@ -234,10 +234,15 @@ class BadInputTest {
         // bench
         c.add(bad("Invalid value for option '--contexts' (N,N,...): was -5, must be at least 1", bench("--contexts",
                 "-5")));
-        c.add(bad("--contexts 50000000 plus --decode-steps 64 needs 50,000,064 token positions, but kvq-demo-char has "
-                + "1,024", bench("--contexts", "256,50000000")));
+        c.add(bad("--contexts 50000000 plus --warmup-steps 32 plus --decode-steps 64 needs 50,000,096 token positions, "
+                + "but kvq-demo-char has 1,024", bench("--contexts", "256,50000000")));
         c.add(bad("'2147483648' is not a whole number", bench("--contexts", "2147483648")));
-        c.add(bad("--contexts 1000 plus --decode-steps 64 needs 1,064 token positions", bench("--contexts", "1000")));
+        c.add(bad("--contexts 1000 plus --warmup-steps 32 plus --decode-steps 64 needs 1,096 token positions",
+                bench("--contexts", "1000")));
+        c.add(bad("--contexts 960 plus --warmup-steps 1 plus --decode-steps 64 needs 1,025 token positions",
+                bench("--contexts", "960", "--warmup-steps", "1")));
+        c.add(bad("Invalid value for option '--warmup-steps': was -1, must be 0 or more", bench("--warmup-steps",
+                "-1")));
         c.add(bad("Invalid value for option '--decode-steps': was 0, must be at least 1", bench("--decode-steps",
                 "0")));
         c.add(bad("Invalid value for option '--repeats': was -1, must be 0 or more", bench("--repeats", "-1")));

@@ -84,8 +84,9 @@ class ModelCommandsTest {
     @Test
     void onTheDeviceAStepMovesTheSameBytesAtEveryContextAndOnTheHostMoreWithTheHistory() throws IOException {
         for (String placement : new String[] {"device", "host"}) {
+            // no warm-up steps: the contexts timed are exactly 64 and 256 tokens
             JsonNode rows = json(kvq("bench", "--model", model(), "--contexts", "64,256", "--decode-steps", "4",
-                    "--repeats", "0", "--scheme", "pertoken", "--k-bits", "4", "--v-bits", "4", "--scale-dtype",
+                    "--warmup-steps", "0", "--repeats", "0", "--scheme", "pertoken", "--k-bits", "4", "--v-bits", "4", "--scale-dtype",
                     "float16", "--placement", placement, "--json")).path("results");
             for (JsonNode short_ : rows) {
                 for (JsonNode long_ : rows) {

@@ -79,13 +79,24 @@ public final class Bench {
      */
     public static List<Row> run(Decoder decoder, Map<String, CacheFactory> configs, int[] contexts, int[] tokens,
                                 int decodeSteps, int repeats, int batch, int prefillChunk, Progress progress) {
+        return run(decoder, configs, contexts, tokens, 0, decodeSteps, repeats, batch, prefillChunk, progress);
+    }
+
+    /**
+     * As {@link #run(Decoder, Map, int[], int[], int, int, int, int, Progress)}, each run first decoding
+     * {@code warmupSteps} untimed steps: the JVM compiles a decode step's host code only after some tens of steps, and
+     * the timed steps should run what a long-running server runs.
+     */
+    public static List<Row> run(Decoder decoder, Map<String, CacheFactory> configs, int[] contexts, int[] tokens,
+                                int warmupSteps, int decodeSteps, int repeats, int batch, int prefillChunk,
+                                Progress progress) {
         checkContexts(contexts, tokens);
         List<Row> rows = new ArrayList<>();
         try (Progress.Task task = progress.start("bench", (long) contexts.length * configs.size())) {
             for (int context : contexts) {
                 int[] prompt = Arrays.copyOf(tokens, context);
                 for (Map.Entry<String, CacheFactory> e : configs.entrySet()) {
-                    rows.add(best(decoder, e.getKey(), e.getValue(), prompt, decodeSteps, repeats, batch,
+                    rows.add(best(decoder, e.getKey(), e.getValue(), prompt, warmupSteps, decodeSteps, repeats, batch,
                             prefillChunk));
                     task.step(1);
                 }
@@ -96,25 +107,27 @@ public final class Bench {
 
     /**
      * The paper's maximum-throughput measure: for each configuration, the largest batch whose caches (bytes as kvq
-     * counts them, at {@code context} plus the decode steps) fit {@code kvMemoryBytes}, and its decode speed. The
+     * counts them, at {@code context} plus the warm-up and decode steps) fit {@code kvMemoryBytes}, and its decode speed. The
      * full-precision cache counts as it would be held in the model's K/V dtype.
      */
     public static List<Row> capacity(Decoder decoder, Map<String, CacheFactory> configs, int context, int[] tokens,
-                                     int decodeSteps, int repeats, long kvMemoryBytes, int maxBatch, int prefillChunk,
-                                     Progress progress) {
+                                     int warmupSteps, int decodeSteps, int repeats, long kvMemoryBytes, int maxBatch,
+                                     int prefillChunk, Progress progress) {
         checkContexts(new int[] {context}, tokens);
         int[] prompt = Arrays.copyOf(tokens, context);
         List<Row> rows = new ArrayList<>();
         try (Progress.Task task = progress.start("capacity", configs.size())) {
             for (Map.Entry<String, CacheFactory> e : configs.entrySet()) {
-                long perSequence = bytesPerSequence(decoder, e.getValue(), context, decodeSteps, prefillChunk);
+                int steps = warmupSteps + decodeSteps;
+                long perSequence = bytesPerSequence(decoder, e.getValue(), context, steps, prefillChunk);
                 int batch = (int) Math.min(maxBatch, kvMemoryBytes / perSequence);
                 if (batch < 1) {
-                    throw KvqException.config("one sequence of " + (context + decodeSteps) + " tokens under "
+                    throw KvqException.config("one sequence of " + (context + steps) + " tokens under "
                             + e.getKey() + " needs " + perSequence + " bytes of cache, more than --kv-memory "
                             + kvMemoryBytes + "; give more memory or a shorter context");
                 }
-                rows.add(best(decoder, e.getKey(), e.getValue(), prompt, decodeSteps, repeats, batch, prefillChunk));
+                rows.add(best(decoder, e.getKey(), e.getValue(), prompt, warmupSteps, decodeSteps, repeats, batch,
+                        prefillChunk));
                 task.step(1);
             }
         }
@@ -147,12 +160,12 @@ public final class Bench {
         }
     }
 
-    private static Row best(Decoder decoder, String name, CacheFactory caches, int[] prompt, int decodeSteps,
-                            int repeats, int batch, int prefillChunk) {
+    private static Row best(Decoder decoder, String name, CacheFactory caches, int[] prompt, int warmupSteps,
+                            int decodeSteps, int repeats, int batch, int prefillChunk) {
         Row best = null;
         double prefill = Double.MAX_VALUE;
         for (int r = repeats == 0 ? 0 : -1; r < Math.max(1, repeats); r++) {
-            Row row = once(decoder, name, caches, prompt, decodeSteps, batch, prefillChunk);
+            Row row = once(decoder, name, caches, prompt, warmupSteps, decodeSteps, batch, prefillChunk);
             if (r < 0) {
                 continue;
             }
@@ -167,10 +180,10 @@ public final class Bench {
                 best.deviceBytes(), best.transferBytesPerStep(), best.peakDeviceBytes(), best.deviceBytesInUse());
     }
 
-    private static Row once(Decoder decoder, String name, CacheFactory caches, int[] prompt, int steps, int batch,
-                            int prefillChunk) {
+    private static Row once(Decoder decoder, String name, CacheFactory caches, int[] prompt, int warmupSteps, int steps,
+                            int batch, int prefillChunk) {
         try (DecodeSession s = caches.session(decoder, batch)) {
-            s.reserve(prompt.length + steps);
+            s.reserve(prompt.length + warmupSteps + steps);
             long t0 = System.nanoTime();
             float[][][] logits = new float[batch][][];
             int chunk = prefillChunk > 0 ? prefillChunk : prompt.length;
@@ -196,16 +209,13 @@ public final class Bench {
                     }
                 }
             }
+            long prefillNanos = System.nanoTime() - t0;
+            int[][] next = new int[batch][1];
+            logits = decode(s, logits, next, warmupSteps);
             long t1 = System.nanoTime();
             DecodeSession.Timings before = s.timings();
             long transferBefore = s.transferBytes();
-            int[][] next = new int[batch][1];
-            for (int i = 0; i < steps; i++) {
-                for (int b = 0; b < batch; b++) {
-                    next[b][0] = Sampler.argmax(logits[b][0]);
-                }
-                logits = s.feed(next, false);
-            }
+            logits = decode(s, logits, next, steps);
             long t2 = System.nanoTime();
             DecodeSession.Timings after = s.timings();
             double perStep = Math.max(1, steps);
@@ -216,7 +226,7 @@ public final class Bench {
                 fp16 += s.cache(b).bytesFp16();
             }
             var inUse = s.deviceBytesInUse();
-            return new Row(name, s.placement(), batch, prompt.length, (t1 - t0) / 1e6,
+            return new Row(name, s.placement(), batch, prompt.length, prefillNanos / 1e6,
                     (double) steps * batch / ((t2 - t1) / 1e9), held, fp16, s.cache(0).length(0),
                     caches.plan() == null ? null : caches.plan().averageBits(),
                     (after.materializeNanos() - before.materializeNanos()) / 1e6 / perStep,
@@ -225,5 +235,17 @@ public final class Bench {
                     s.deviceBytes(), (s.transferBytes() - transferBefore) / perStep, s.peakDeviceBytes(),
                     inUse.isPresent() ? inUse.getAsLong() : null);
         }
+    }
+
+    /** Decodes {@code steps} greedy steps from {@code logits} (each sequence's last position); returns the last ones. */
+    private static float[][][] decode(DecodeSession s, float[][][] logits, int[][] next, int steps) {
+        float[][][] last = logits;
+        for (int i = 0; i < steps; i++) {
+            for (int b = 0; b < next.length; b++) {
+                next[b][0] = Sampler.argmax(last[b][0]);
+            }
+            last = s.feed(next, false);
+        }
+        return last;
     }
 }

@@ -40,6 +40,12 @@ class BenchTest {
             assertEquals(onHost.tokensHeld(), onDevice.tokensHeld());
             assertEquals(onHost.bytesHeld(), onDevice.bytesHeld());
             assertTrue(onDevice.deviceBytes() > 0);
+            assertEquals(200 + 6, onHost.tokensHeld(), "the prompt and the timed steps");
+            // untimed warm-up steps come between the prefill and the timed steps: the caches hold them too
+            Bench.Row warmed = Bench.run(d, Map.of("host", configs.get("host")), new int[] {200}, tokens, 5, 6, 0, 3,
+                    48, Progress.none()).getFirst();
+            assertEquals(200 + 5 + 6, warmed.tokensHeld());
+            assertEquals(200, warmed.context());
         }
     }
 }
