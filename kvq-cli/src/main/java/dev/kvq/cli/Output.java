@@ -122,8 +122,7 @@ final class Output implements AutoCloseable {
         String pid = String.valueOf(ProcessHandle.current().pid());
         for (int attempt = 0; ; attempt++) {
             try {
-                Files.writeString(file, pid + "\n", StandardCharsets.UTF_8, StandardOpenOption.CREATE_NEW,
-                        StandardOpenOption.WRITE);
+                create(file, pid);
                 lock = file;
                 return;
             } catch (FileAlreadyExistsException e) {
@@ -142,6 +141,29 @@ final class Output implements AutoCloseable {
                 close();
                 throw new KvqException(ErrorCode.IO, option + " " + shown + " is not writable: " + reason(e));
             }
+        }
+    }
+
+    /**
+     * Creates the lock {@code file} holding {@code pid}, whole or not at all: the pid is written beside it and linked
+     * under the lock's name, which fails when a lock exists. A lock created empty and written after would be taken for
+     * a stale one by a run reading it in between (and deleted under its owner). Where the file system has no links,
+     * the lock is created and written in place.
+     */
+    private void create(Path file, String pid) throws IOException {
+        Path written = Files.createTempFile(dir, LOCK + "-", ".tmp");
+        try {
+            Files.writeString(written, pid + "\n", StandardCharsets.UTF_8);
+            try {
+                Files.createLink(file, written);
+            } catch (FileAlreadyExistsException held) {
+                throw held;
+            } catch (UnsupportedOperationException | FileSystemException noLinks) {
+                Files.writeString(file, pid + "\n", StandardCharsets.UTF_8, StandardOpenOption.CREATE_NEW,
+                        StandardOpenOption.WRITE);
+            }
+        } finally {
+            Files.deleteIfExists(written);
         }
     }
 
