@@ -218,6 +218,20 @@ if [ "$phase" = fused ]; then  # attention over the codes (kvq's operator) again
     2>&1 | grep '^{' | tee "$OUT/torch-1b-8x4k.jsonl"
   exit 0
 fi
+bench_8x4k_fused() {  # every cache at 8 x 4k through kvq's operator, and PyTorch's DynamicCache beside it
+  kvq bench --model $small --runtime onnx --device cuda --json --batch 8 --contexts 4096 --decode-steps 32 \
+    --repeats 1 --prefill-chunk 1024 --kv-config $small/kv4.yaml --kv-config $small/mixed.yaml \
+    --kv-config $small/kivi-kv8.yaml --kv-config $small/kivi-k4v2.yaml --placement device 2>>"$OUT/log.txt" \
+    | tee "$OUT/bench-1b-8x4k-fused.jsonl"
+  python3 tools/torch_decode_bench.py --config $small/config.json --batch 8 --contexts 4096 --steps 32 \
+    2>&1 | grep '^{' | tee "$OUT/torch-1b-8x4k.jsonl"
+  tail -20 "$OUT/log.txt" > "$OUT/log-tail.txt"
+}
+capacity_fused() {  # the capacity mode (--kv-memory $KV_MEMORY, default 2GiB) through kvq's operator
+  kvq bench --model $small --device cuda --json --kv-memory ${KV_MEMORY:-2GiB} --contexts 4096 --decode-steps 16 \
+    --repeats 0 --kv-config $small/kv4.yaml --kv-config $small/mixed.yaml --kv-config $small/kivi-kv8.yaml \
+    --placement device 2>>"$OUT/log.txt" | tee "$OUT/kvq-1b-capacity-fused.json"
+}
 host_step() {  # kvq's host work per decode step at the capacity mode's batches (kvq-bench's DeviceStepHostTime)
   for c in "fp16 15" "kv4 56" "mixed 63" "kivi-kv8 27" "kv4 8"; do
     set -- $c
@@ -237,20 +251,12 @@ if [ "$phase" = step ]; then  # a decode step's host work and the 8 x 4k decode 
       --length 4000 --sweep pertoken,kivi --pairs 4-4,4-2
   } 2>&1 | grep -v "^kvq: [a-z]* [0-9]*/" | tee "$OUT/demo-ppl-fused.txt"
   make_small
-  kvq bench --model $small --runtime onnx --device cuda --json --batch 8 --contexts 4096 --decode-steps 32 \
-    --repeats 1 --prefill-chunk 1024 --kv-config $small/kv4.yaml --kv-config $small/mixed.yaml \
-    --kv-config $small/kivi-kv8.yaml --kv-config $small/kivi-k4v2.yaml --placement device 2>>"$OUT/log.txt" \
-    | tee "$OUT/bench-1b-8x4k-fused.jsonl"
-  python3 tools/torch_decode_bench.py --config $small/config.json --batch 8 --contexts 4096 --steps 32 \
-    2>&1 | grep '^{' | tee "$OUT/torch-1b-8x4k.jsonl"
-  tail -20 "$OUT/log.txt" > "$OUT/log-tail.txt"
+  bench_8x4k_fused
   exit 0
 fi
 if [ "$phase" = kernel ]; then  # the capacity mode through kvq's operator, then the kernel timed alone
   make_small
-  kvq bench --model $small --device cuda --json --kv-memory ${KV_MEMORY:-2GiB} --contexts 4096 --decode-steps 16 \
-    --repeats 0 --kv-config $small/kv4.yaml --kv-config $small/mixed.yaml --kv-config $small/kivi-kv8.yaml \
-    --placement device 2>>"$OUT/log.txt" | tee "$OUT/kvq-1b-capacity-fused.json"
+  capacity_fused
   tail -20 "$OUT/log.txt" > "$OUT/log-tail.txt"
   "$KVQ_JAVA" -Xss16m --enable-native-access=ALL-UNNAMED -Donnxruntime.native.path="$KVQ_ORT_NATIVE" \
     ${KVQ_JVM_OPTS:-} -cp ".gpu-test/test-classes:$(ls "$app"/lib/*.jar | paste -sd:):$KVQ_ORT_CLASSES" \
@@ -260,16 +266,8 @@ fi
 if [ "$phase" = warm ]; then  # the capacity mode and 8 x 4k beside PyTorch, timed after kvq bench's warm-up steps
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
   make_small
-  kvq bench --model $small --device cuda --json --kv-memory ${KV_MEMORY:-2GiB} --contexts 4096 --decode-steps 16 \
-    --repeats 0 --kv-config $small/kv4.yaml --kv-config $small/mixed.yaml --kv-config $small/kivi-kv8.yaml \
-    --placement device 2>>"$OUT/log.txt" | tee "$OUT/kvq-1b-capacity-fused.json"
-  kvq bench --model $small --runtime onnx --device cuda --json --batch 8 --contexts 4096 --decode-steps 32 \
-    --repeats 1 --prefill-chunk 1024 --kv-config $small/kv4.yaml --kv-config $small/mixed.yaml \
-    --kv-config $small/kivi-kv8.yaml --kv-config $small/kivi-k4v2.yaml --placement device 2>>"$OUT/log.txt" \
-    | tee "$OUT/bench-1b-8x4k-fused.jsonl"
-  python3 tools/torch_decode_bench.py --config $small/config.json --batch 8 --contexts 4096 --steps 32 \
-    2>&1 | grep '^{' | tee "$OUT/torch-1b-8x4k.jsonl"
-  tail -20 "$OUT/log.txt" > "$OUT/log-tail.txt"
+  capacity_fused
+  bench_8x4k_fused
   exit 0
 fi
 if [ "$phase" = capacity-jfr ]; then  # where a capacity run's decode step goes: JFR over the full-precision and mixed rows

@@ -482,9 +482,14 @@ public final class DeviceStore implements AutoCloseable {
     private void writePlanned(int i) {
         RowScratch rows = scratch.get();
         PlannedWrites w = writes;
-        for (int b = w.firstSequence[i]; b < w.endSequence[i]; b++) {
-            write(histories.get(b)[w.layer[i]], w.group[i], w.kind[i], w.tensor[i], w.run[i], w.from[i], w.to[i],
-                    staging, w.offset[i] + (b - w.firstSequence[i]) * w.sequenceStride[i], w.pitch[i], rows);
+        int first = w.word(i, PlannedWrites.FIRST_SEQUENCE);
+        int layer = w.word(i, PlannedWrites.LAYER);
+        for (int b = first; b < w.word(i, PlannedWrites.END_SEQUENCE); b++) {
+            write(histories.get(b)[layer], w.word(i, PlannedWrites.GROUP), w.word(i, PlannedWrites.KIND),
+                    w.word(i, PlannedWrites.TENSOR), w.run(i), w.word(i, PlannedWrites.FROM),
+                    w.word(i, PlannedWrites.TO), staging, w.longWord(i, PlannedWrites.OFFSET)
+                            + (b - first) * w.longWord(i, PlannedWrites.SEQUENCE_STRIDE),
+                    w.longWord(i, PlannedWrites.PITCH), rows);
         }
     }
 
@@ -842,26 +847,28 @@ public final class DeviceStore implements AutoCloseable {
     }
 
     /**
-     * The writes of one sync, in reused arrays (a step plans about one per buffer): tensor {@code tensor} of run
-     * {@code group} of a layer's keys or values, tokens {@code [from, to)} of sequences {@code [firstSequence,
-     * endSequence)}, the first at {@code offset} in staging and each next one {@code sequenceStride} further, token
-     * slots {@code pitch} apart.
+     * The writes of one sync, in reused arrays (a step plans about one per buffer), {@value #WORDS} words each: tensor
+     * {@code tensor} of run {@code group} of a layer's keys or values, tokens {@code [from, to)} of sequences
+     * {@code [firstSequence, endSequence)}, the first at {@code offset} in staging and each next one
+     * {@code sequenceStride} further, token slots {@code pitch} apart.
      */
     private static final class PlannedWrites {
-        int size;
-        long rows;
-        int[] layer = new int[0];
-        int[] kind = new int[0];
-        int[] group = new int[0];
-        int[] tensor = new int[0];
-        StoredRun[] run = new StoredRun[0];
-        int[] firstSequence = new int[0];
-        int[] endSequence = new int[0];
-        int[] from = new int[0];
-        int[] to = new int[0];
-        long[] offset = new long[0];
-        long[] sequenceStride = new long[0];
-        long[] pitch = new long[0];
+        static final int WORDS = 11;
+        private static final int LAYER = 0;
+        private static final int KIND = 1;
+        private static final int GROUP = 2;
+        private static final int TENSOR = 3;
+        private static final int FIRST_SEQUENCE = 4;
+        private static final int END_SEQUENCE = 5;
+        private static final int FROM = 6;
+        private static final int TO = 7;
+        private static final int OFFSET = 8;
+        private static final int SEQUENCE_STRIDE = 9;
+        private static final int PITCH = 10;
+        private long[] words = new long[16 * WORDS];
+        private StoredRun[] runs = new StoredRun[16];
+        private int size;
+        private long rows;
 
         void clear() {
             size = 0;
@@ -879,38 +886,36 @@ public final class DeviceStore implements AutoCloseable {
 
         void add(int layer, int kind, int group, int tensor, StoredRun run, int firstSequence, int endSequence,
                  int from, int to, long offset, long sequenceStride, long pitch) {
-            if (size == this.layer.length) {
-                grow(Math.max(16, size * 2));
+            if (size == runs.length) {
+                runs = java.util.Arrays.copyOf(runs, size * 2);
+                words = java.util.Arrays.copyOf(words, size * 2 * WORDS);
             }
-            int i = size++;
-            this.layer[i] = layer;
-            this.kind[i] = kind;
-            this.group[i] = group;
-            this.tensor[i] = tensor;
-            this.run[i] = run;
-            this.firstSequence[i] = firstSequence;
-            this.endSequence[i] = endSequence;
-            this.from[i] = from;
-            this.to[i] = to;
-            this.offset[i] = offset;
-            this.sequenceStride[i] = sequenceStride;
-            this.pitch[i] = pitch;
+            runs[size] = run;
+            int at = size++ * WORDS;
+            words[at + LAYER] = layer;
+            words[at + KIND] = kind;
+            words[at + GROUP] = group;
+            words[at + TENSOR] = tensor;
+            words[at + FIRST_SEQUENCE] = firstSequence;
+            words[at + END_SEQUENCE] = endSequence;
+            words[at + FROM] = from;
+            words[at + TO] = to;
+            words[at + OFFSET] = offset;
+            words[at + SEQUENCE_STRIDE] = sequenceStride;
+            words[at + PITCH] = pitch;
             rows += (long) (endSequence - firstSequence) * run.heads() * (to - from);
         }
 
-        private void grow(int n) {
-            layer = java.util.Arrays.copyOf(layer, n);
-            kind = java.util.Arrays.copyOf(kind, n);
-            group = java.util.Arrays.copyOf(group, n);
-            tensor = java.util.Arrays.copyOf(tensor, n);
-            run = java.util.Arrays.copyOf(run, n);
-            firstSequence = java.util.Arrays.copyOf(firstSequence, n);
-            endSequence = java.util.Arrays.copyOf(endSequence, n);
-            from = java.util.Arrays.copyOf(from, n);
-            to = java.util.Arrays.copyOf(to, n);
-            offset = java.util.Arrays.copyOf(offset, n);
-            sequenceStride = java.util.Arrays.copyOf(sequenceStride, n);
-            pitch = java.util.Arrays.copyOf(pitch, n);
+        StoredRun run(int i) {
+            return runs[i];
+        }
+
+        int word(int i, int field) {
+            return (int) words[i * WORDS + field];
+        }
+
+        long longWord(int i, int field) {
+            return words[i * WORDS + field];
         }
     }
 }
