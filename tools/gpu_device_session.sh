@@ -13,6 +13,8 @@
 #      CUDA under both placements, then 8 x 4k through kvq's operator beside PyTorch
 #   warm: the capacity mode (--kv-memory $KV_MEMORY, default 2GiB) and 8 x 4k beside PyTorch, every row timed after
 #      kvq bench's untimed warm-up steps (--warmup-steps, default 32)
+#   serve-fused: CudaMemoryTest and tools/serve_check.sh on CUDA (served answers equal kvq generate's, attention
+#      through kvq's operator), then kvq serve-bench on the 1B shape at $CONCURRENCY (default 64) clients
 #   capacity-jfr: JFR over the capacity mode's full-precision and mixed rows, $STEPS (default 256) decode steps
 #   kernel: the capacity mode (--kv-memory $KV_MEMORY, default 2GiB) through kvq's attention operator, then one layer's
 #      attention through the kernel timed alone (AttentionKernelBench)
@@ -44,7 +46,7 @@
 #   final: a's device rows, capacity and big in one go
 set -uo pipefail
 export PYTHONUNBUFFERED=1
-phase=${1:?a phase: a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long, big, fused, step, warm, capacity-jfr or kernel}
+phase=${1:?a phase: a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long, big, fused, step, warm, capacity-jfr, serve-fused or kernel}
 source .gpu/boot/unpack.sh >/dev/null
 case "$phase" in runtimes|big) source .gpu-djl/boot/unpack-djl.sh >/dev/null ;; esac
 app=${KVQ_APP:-.gpu-app}
@@ -181,6 +183,14 @@ check_and_prepare() {  # the contract on the GPU, served answers against kvq gen
   make_small
   sample_text
 }
+if [ "$phase" = serve-fused ]; then  # served answers and kvq serve under load through kvq's attention operator
+  check_and_prepare
+  kvq serve-bench --model $small --runtime onnx --device cuda --placement device --kv-memory 512MiB --scheme pertoken \
+    --k-bits 4 --v-bits 4 --backend vanilla --concurrency ${CONCURRENCY:-64} --requests-per-client 2 \
+    --prompt-tokens 512 --max-tokens 128 --json 2>>"$OUT/log.txt" | tee "$OUT/serve-1b-fused.json"
+  tail -20 "$OUT/log.txt" > "$OUT/log-tail.txt"
+  exit 0
+fi
 if [ "$phase" = ab ]; then
   check_and_prepare
   before=/root/kvq-app-before
@@ -317,5 +327,5 @@ if [ "$phase" = a ]; then
     --kv-config $small/kv4.yaml --placement host 2>>"$OUT/log.txt" | tee -a "$OUT/kvq-1b-host.jsonl"
   exit 0
 fi
-echo "unknown phase $phase: give a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long, big, fused, step, warm, capacity-jfr or kernel" >&2
+echo "unknown phase $phase: give a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long, big, fused, step, warm, capacity-jfr, serve-fused or kernel" >&2
 exit 2
