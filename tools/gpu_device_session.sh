@@ -16,6 +16,8 @@
 #   serve-fused: CudaMemoryTest and tools/serve_check.sh on CUDA (served answers equal kvq generate's, attention
 #      through kvq's operator), then kvq serve-bench on the 1B shape at $CONCURRENCY (default 64) clients
 #   capacity-jfr: JFR over the capacity mode's full-precision and mixed rows, $STEPS (default 256) decode steps
+#   kernel-alone: AttentionKernelTest on the GPU (both kernel variants, -Dkvq.cuda.attention=block|warps) and
+#      AttentionKernelBench (each variant timed alone on the same inputs)
 #   kernel: the capacity mode (--kv-memory $KV_MEMORY, default 2GiB) through kvq's attention operator, then one layer's
 #      attention through the kernel timed alone (AttentionKernelBench)
 #   fused: attention over the codes (kvq's operator and CUDA kernel) against dequantizing before attention:
@@ -46,7 +48,7 @@
 #   final: a's device rows, capacity and big in one go
 set -uo pipefail
 export PYTHONUNBUFFERED=1
-phase=${1:?a phase: a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long, big, fused, step, warm, capacity-jfr, serve-fused or kernel}
+phase=${1:?a phase: a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long, big, fused, step, warm, capacity-jfr, serve-fused, kernel-alone or kernel}
 source .gpu/boot/unpack.sh >/dev/null
 case "$phase" in runtimes|big) source .gpu-djl/boot/unpack-djl.sh >/dev/null ;; esac
 app=${KVQ_APP:-.gpu-app}
@@ -264,6 +266,15 @@ if [ "$phase" = step ]; then  # a decode step's host work and the 8 x 4k decode 
   bench_8x4k_fused
   exit 0
 fi
+if [ "$phase" = kernel-alone ]; then  # both kernel variants checked against the Java operator, then timed alone
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+  gpu_test AttentionKernelTest
+  grep -E "split\(s\)" "$OUT/attention-kernel-test.txt" | sed 's/^ *//' | head -20
+  "$KVQ_JAVA" -Xss16m --enable-native-access=ALL-UNNAMED -Donnxruntime.native.path="$KVQ_ORT_NATIVE" \
+    ${KVQ_JVM_OPTS:-} -cp ".gpu-test/test-classes:$(ls "$app"/lib/*.jar | paste -sd:):$KVQ_ORT_CLASSES" \
+    dev.kvq.runtime.onnx.nativeapi.AttentionKernelBench 2>&1 | tee "$OUT/attention-kernel-bench.txt"
+  exit 0
+fi
 if [ "$phase" = kernel ]; then  # the capacity mode through kvq's operator, then the kernel timed alone
   make_small
   capacity_fused
@@ -327,5 +338,5 @@ if [ "$phase" = a ]; then
     --kv-config $small/kv4.yaml --placement host 2>>"$OUT/log.txt" | tee -a "$OUT/kvq-1b-host.jsonl"
   exit 0
 fi
-echo "unknown phase $phase: give a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long, big, fused, step, warm, capacity-jfr, serve-fused or kernel" >&2
+echo "unknown phase $phase: give a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long, big, fused, step, warm, capacity-jfr, serve-fused, kernel-alone or kernel" >&2
 exit 2

@@ -346,6 +346,179 @@ __device__ void attend(const KvqAttention& a) {
     }
 }
 
+// The same attention with each of the block's warps working through tokens of its own: a lane decodes one token's key
+// (its dot products with the group's queries) and value (into the warp's rows of shared memory), and each warp keeps
+// its own online softmax, so the block synchronizes only to join its warps at the end. A lane accumulates its output
+// channels for every query head of the group, so a value read from shared memory serves all of them.
+#define KVQ_WARPS (KVQ_THREADS / 32)
+#define KVQ_WARP_FLOATS 2080    // a warp's values: 32 tokens of headDim + 1 floats for head sizes up to 64, 16 of 129
+
+template <typename T>
+__device__ void attendWarps(const KvqAttention& a) {
+    __shared__ __align__(16) float queries[8 * 128];
+    __shared__ float rows[KVQ_WARPS * KVQ_WARP_FLOATS];          // values; then the warps' results, to join them
+    __shared__ __align__(16) float weights[KVQ_WARPS * 32 * 8];  // per warp, [token][head]
+
+    const int D = a.headDim;
+    const int g = a.group;
+    const int t = a.newTokens;
+    const int row = blockIdx.x;
+    const int qi = row % t;
+    const int kvh = a.firstKvHead + (row / t) % a.launchKvHeads;
+    const int b = row / t / a.launchKvHeads;
+    const int heads = a.kvHeads * g;
+    const int total = a.quantized + a.residual + t;
+    const int tid = threadIdx.x;
+    const int warp = tid / 32;
+    const int lane = tid % 32;
+    const int lanesPerToken = D > 64 ? D / 64 : 1;
+    const int perPass = 32 / lanesPerToken;      // tokens a warp takes at once
+    const int span = D / lanesPerToken;
+    const int channels = D / 32;                 // output channels per lane: lane, lane + 32, ...
+    float* values = rows + warp * KVQ_WARP_FLOATS;
+    float* w = weights + warp * 32 * 8;
+
+    for (int i = tid; i < 8 * D; i += KVQ_THREADS) {
+        int k = i % 8, d = i / 8;
+        queries[i] = k < g ? load<T>(a.query, (((long long) b * heads + kvh * g + k) * t + qi) * D + d) * a.scale
+                           : 0.f;
+    }
+    __syncthreads();
+
+    float maxima[8], sums[8], acc[8][4];
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        maxima[k] = -INFINITY;
+        sums[k] = 0.f;
+#pragma unroll
+        for (int c = 0; c < 4; c++) acc[k][c] = 0.f;
+    }
+    const int start = blockIdx.y * a.tokensPerSplit;
+    const int end = min(start + a.tokensPerSplit, total);
+    const int slot = lane / lanesPerToken;
+    const int d0 = (lane % lanesPerToken) * span;
+    const bool leads = lane % lanesPerToken == 0;    // the lane that speaks for its token
+    for (int first = start + warp * perPass; first < end; first += KVQ_WARPS * perPass) {
+        int j = first + slot;
+        float dots[8];
+#pragma unroll
+        for (int k = 0; k < 8; k++) dots[k] = 0.f;
+        if (j < end) {
+            decodeToken<T>(a, a.key, a.residualKey, a.newKey, b, kvh, j, d0, span, [&](int d, float x) {
+                const float4* q = (const float4*) (queries + 8 * d);
+                float4 lo = q[0];
+                dots[0] += lo.x * x;
+                dots[1] += lo.y * x;
+                dots[2] += lo.z * x;
+                dots[3] += lo.w * x;
+                if (g > 4) {
+                    float4 hi = q[1];
+                    dots[4] += hi.x * x;
+                    dots[5] += hi.y * x;
+                    dots[6] += hi.z * x;
+                    dots[7] += hi.w * x;
+                }
+            });
+            decodeToken<T>(a, a.value, a.residualValue, a.newValue, b, kvh, j, d0, span, [&](int d, float x) {
+                values[slot * (D + 1) + d] = x;
+            });
+        } else {
+            for (int d = d0; d < d0 + span; d++) values[slot * (D + 1) + d] = 0.f;
+        }
+        if (lanesPerToken == 2) {
+#pragma unroll
+            for (int k = 0; k < 8; k++) dots[k] += __shfl_xor_sync(0xffffffffu, dots[k], 1);
+        }
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            if (k >= g) break;
+            float s = -INFINITY;
+            if (j < end) {
+                long long bi = b * a.biasBatchStride + (long long) (kvh * g + k) * a.biasHeadStride
+                        + (long long) qi * total + j;
+                s = dots[k] + load<T>(a.bias, bi);
+            }
+            float m = s;
+            for (int o = 16; o > 0; o /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+            float now = fmaxf(maxima[k], m);
+            float e = now == -INFINITY ? 0.f : __expf(s - now);
+            float alpha = maxima[k] == -INFINITY ? 0.f : __expf(maxima[k] - now);
+            float part = leads ? e : 0.f;
+            for (int o = 16; o > 0; o /= 2) part += __shfl_xor_sync(0xffffffffu, part, o);
+            sums[k] = sums[k] * alpha + part;
+            maxima[k] = now;
+            if (leads) w[slot * 8 + k] = e;
+#pragma unroll
+            for (int c = 0; c < 4; c++) acc[k][c] *= alpha;
+        }
+        __syncwarp();
+        for (int i = 0; i < perPass; i++) {
+            float4 lo = *(const float4*) (w + i * 8);
+            float4 hi = g > 4 ? *(const float4*) (w + i * 8 + 4) : make_float4(0.f, 0.f, 0.f, 0.f);
+            const float* v = values + i * (D + 1) + lane;
+#pragma unroll
+            for (int c = 0; c < 4; c++) {
+                if (c >= channels) break;
+                float x = v[32 * c];
+                acc[0][c] += lo.x * x;
+                acc[1][c] += lo.y * x;
+                acc[2][c] += lo.z * x;
+                acc[3][c] += lo.w * x;
+                if (g > 4) {
+                    acc[4][c] += hi.x * x;
+                    acc[5][c] += hi.y * x;
+                    acc[6][c] += hi.z * x;
+                    acc[7][c] += hi.w * x;
+                }
+            }
+        }
+        __syncwarp();
+    }
+
+    // join the warps: each leaves m, l and its channels per head in shared memory, then every output is combined
+    __syncthreads();
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        if (k >= g) break;
+        float* p = rows + (warp * g + k) * (D + 2);
+        if (lane == 0) {
+            p[0] = maxima[k];
+            p[1] = sums[k];
+        }
+#pragma unroll
+        for (int c = 0; c < 4; c++) {
+            if (c >= channels) break;
+            p[2 + lane + 32 * c] = acc[k][c];
+        }
+    }
+    __syncthreads();
+    for (int o = tid; o < g * D; o += KVQ_THREADS) {
+        int h = o / D, d = o % D;
+        float m = -INFINITY;
+        for (int wi = 0; wi < KVQ_WARPS; wi++) m = fmaxf(m, rows[(wi * g + h) * (D + 2)]);
+        float l = 0.f, x = 0.f;
+        if (m != -INFINITY) {
+            for (int wi = 0; wi < KVQ_WARPS; wi++) {
+                const float* p = rows + (wi * g + h) * (D + 2);
+                float f = p[0] == -INFINITY ? 0.f : __expf(p[0] - m);
+                l += p[1] * f;
+                x += p[2 + d] * f;
+            }
+        }
+        if (a.splits == 1) {
+            long long out = (((long long) b * heads + kvh * g + h) * t + qi) * D + d;
+            store<T>(a.out, out, l > 0.f ? x / l : 0.f);
+        } else {
+            float* p = a.partial + (((long long) row * a.splits + blockIdx.y) * g + h) * (D + 2);
+            if (d == 0) {
+                p[0] = m;
+                p[1] = l;
+            }
+            p[2 + d] = x;
+        }
+    }
+}
+
 template <typename T>
 __device__ void combine(const KvqAttention& a) {
     const int D = a.headDim;
@@ -378,6 +551,13 @@ __device__ void combine(const KvqAttention& a) {
 // grid (B * launchKvHeads * t, splits), KVQ_THREADS threads
 extern "C" __global__ void __launch_bounds__(KVQ_THREADS) kvq_attention_f16(const KvqAttention a) { attend<__half>(a); }
 extern "C" __global__ void __launch_bounds__(KVQ_THREADS) kvq_attention_f32(const KvqAttention a) { attend<float>(a); }
+// the same grid and parameters, each warp on tokens of its own (attendWarps)
+extern "C" __global__ void __launch_bounds__(KVQ_THREADS) kvq_attention_warps_f16(const KvqAttention a) {
+    attendWarps<__half>(a);
+}
+extern "C" __global__ void __launch_bounds__(KVQ_THREADS) kvq_attention_warps_f32(const KvqAttention a) {
+    attendWarps<float>(a);
+}
 // grid (B * launchKvHeads * t), any block size
 extern "C" __global__ void kvq_attention_combine_f16(const KvqAttention a) { combine<__half>(a); }
 extern "C" __global__ void kvq_attention_combine_f32(const KvqAttention a) { combine<float>(a); }

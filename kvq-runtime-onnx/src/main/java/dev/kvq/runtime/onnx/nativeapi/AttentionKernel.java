@@ -40,6 +40,10 @@ final class AttentionKernel {
     private final MemorySegment attendFloat;
     private final MemorySegment combineHalf;
     private final MemorySegment combineFloat;
+    private final MemorySegment warpsHalf;
+    private final MemorySegment warpsFloat;
+    /** The variant launches take unless told otherwise. */
+    private final Variant variant;
     /** Per thread: the parameter struct and the {@code void*} pointing at it. */
     private final ThreadLocal<MemorySegment[]> arguments = ThreadLocal.withInitial(() -> {
         Arena arena = Arena.ofAuto();
@@ -50,12 +54,38 @@ final class AttentionKernel {
     });
 
     private AttentionKernel(int ordinal) {
+        this.variant = Variant.configured();
         this.module = new CudaModule(ordinal, PTX_RESOURCE);
         this.driver = module.driver();
         attendHalf = module.function("kvq_attention_f16");
         attendFloat = module.function("kvq_attention_f32");
         combineHalf = module.function("kvq_attention_combine_f16");
         combineFloat = module.function("kvq_attention_combine_f32");
+        warpsHalf = module.function("kvq_attention_warps_f16");
+        warpsFloat = module.function("kvq_attention_warps_f32");
+    }
+
+    /**
+     * How a block works through its tokens: {@code BLOCK}, all threads on one tile at a time with the block
+     * synchronized between its phases ({@code kvq_attention_*}); {@code WARPS}, each warp on tokens of its own with its
+     * own softmax, the warps joined at the end ({@code kvq_attention_warps_*}). Same grid, parameters and results.
+     */
+    enum Variant {
+        BLOCK, WARPS;
+
+        /**
+         * The variant {@code -Dkvq.cuda.attention=block|warps} names; default warps, which took 10-30% less time per
+         * layer than block on an H200 on every shape measured (docs/results/gpu/fused/kernel-v4-warps).
+         */
+        static Variant configured() {
+            String v = System.getProperty("kvq.cuda.attention", "warps");
+            return switch (v) {
+                case "block" -> BLOCK;
+                case "warps" -> WARPS;
+                default -> throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "-Dkvq.cuda.attention=" + v
+                        + " is not a kernel variant; give block or warps");
+            };
+        }
     }
 
     /** The kernels on CUDA device {@code ordinal}, loaded once. */
@@ -116,6 +146,12 @@ final class AttentionKernel {
     /** Queues the layer's attention on {@code stream}: one launch (and a combine) per stretch of equal runs. */
     void launch(AttentionSpec spec, Plan plan, MemorySegment[] inputs, MemorySegment out, MemorySegment scratch,
                 MemorySegment stream) {
+        launch(spec, plan, inputs, out, scratch, stream, this.variant);
+    }
+
+    /** As {@link #launch(AttentionSpec, Plan, MemorySegment[], MemorySegment, MemorySegment, MemorySegment)}. */
+    void launch(AttentionSpec spec, Plan plan, MemorySegment[] inputs, MemorySegment out, MemorySegment scratch,
+                MemorySegment stream, Variant variant) {
         MemorySegment[] args = arguments.get();
         MemorySegment p = args[0];
         AttentionCpu.Shape s = plan.shape();
@@ -123,7 +159,8 @@ final class AttentionKernel {
             module.makeCurrent();
             // locals, not conditionals in the call: invokeExact takes an argument's static type, and a conditional
             // there is typed by its target, Object
-            MemorySegment attend = spec.half() ? attendHalf : attendFloat;
+            MemorySegment attend = variant == Variant.WARPS ? (spec.half() ? warpsHalf : warpsFloat)
+                    : spec.half() ? attendHalf : attendFloat;
             MemorySegment combine = spec.half() ? combineHalf : combineFloat;
             for (int i = 0; i < plan.perStretch().size(); i++) {
                 AttentionSpec.Stretch stretch = spec.stretches().get(i);

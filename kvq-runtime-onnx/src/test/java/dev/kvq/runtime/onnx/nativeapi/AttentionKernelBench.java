@@ -10,7 +10,8 @@ import java.util.List;
 /**
  * Time of one layer's attention through kvq's CUDA kernel on the 1B bench shape (8 KV heads of 64, 32 query heads),
  * per cache and batch x context: {@code java ... AttentionKernelBench} on the GPU machine (tools/gpu_device_session.sh
- * phase kernel). Launches back to back on the default stream, timed over the whole loop after a warm-up.
+ * phase kernel). Launches back to back on the default stream, timed over the whole loop after a warm-up, for each
+ * kernel variant in turn on the same inputs.
  */
 public final class AttentionKernelBench {
     private AttentionKernelBench() {
@@ -39,25 +40,37 @@ public final class AttentionKernelBench {
                     MemorySegment out = MemorySegment.ofAddress(device.allocate(p.outBytes()));
                     MemorySegment scratch = MemorySegment.ofAddress(device.allocate(plan.scratchFloats() * 4));
                     device.synchronize();
-                    for (int i = 0; i < 20; i++) {
-                        kernel.launch(p.spec(), plan, p.onDevice(), out, scratch, MemorySegment.NULL);
-                    }
-                    device.synchronize();
-                    int n = 200;
-                    long start = System.nanoTime();
-                    for (int i = 0; i < n; i++) {
-                        kernel.launch(p.spec(), plan, p.onDevice(), out, scratch, MemorySegment.NULL);
-                    }
-                    device.synchronize();
-                    double us = (System.nanoTime() - start) / 1e3 / n;
                     long bytes = 0;
                     for (int i = 4; i < p.host().length; i++) {
                         bytes += p.host()[i].byteSize();
                     }
-                    System.out.printf("%-10s batch %3d x %5d: %d split(s), %8.1f us per layer, %6.1f GB/s of cache%n",
-                            cache, shape[0], shape[1], plan.mostSplits(), us, bytes / us / 1e3);
+                    StringBuilder line = new StringBuilder(String.format("%-10s batch %3d x %5d: %d split(s)", cache,
+                            shape[0], shape[1], plan.mostSplits()));
+                    for (AttentionKernel.Variant v : AttentionKernel.Variant.values()) {
+                        double us = time(kernel, p, plan, out, scratch, device, v);
+                        line.append(String.format(", %s %8.1f us per layer (%6.1f GB/s of cache)", v, us,
+                                bytes / us / 1e3));
+                    }
+                    System.out.println(line);
                 }
             }
         }
+    }
+
+    /** Microseconds per launch of {@code variant}: 200 back to back after 20 to warm up. */
+    private static double time(AttentionKernel kernel, AttentionKernelTest.Prepared p, AttentionKernel.Plan plan,
+                               MemorySegment out, MemorySegment scratch, CudaMemory device,
+                               AttentionKernel.Variant variant) {
+        for (int i = 0; i < 20; i++) {
+            kernel.launch(p.spec(), plan, p.onDevice(), out, scratch, MemorySegment.NULL, variant);
+        }
+        device.synchronize();
+        int n = 200;
+        long start = System.nanoTime();
+        for (int i = 0; i < n; i++) {
+            kernel.launch(p.spec(), plan, p.onDevice(), out, scratch, MemorySegment.NULL, variant);
+        }
+        device.synchronize();
+        return (System.nanoTime() - start) / 1e3 / n;
     }
 }

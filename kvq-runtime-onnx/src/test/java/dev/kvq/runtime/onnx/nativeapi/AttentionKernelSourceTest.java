@@ -13,7 +13,7 @@ import java.util.regex.Pattern;
 import org.junit.jupiter.api.Test;
 
 /**
- * The shipped attention PTX declares its four kernels at ISA 7.0 with the one parameter struct the launcher writes
+ * The shipped attention PTX declares its six kernels at ISA 7.0 with the one parameter struct the launcher writes
  * ({@link AttentionKernel#PARAMS_BYTES} bytes); the launcher splits work so every split holds whole tiles; and layers
  * the kernel cannot read stay with the CPU's operator or the dequantizing graph. (That the PTX is what its source
  * compiles to is checked with {@link ScatterKernelSourceTest}'s run of tools/build_kernels.sh --check.)
@@ -24,7 +24,7 @@ class AttentionKernelSourceTest {
         String ptx = CudaModule.source(AttentionKernel.PTX_RESOURCE);
         assertTrue(ptx.startsWith(".version 7.0\n"), "ISA version: " + ptx.lines().findFirst().orElse(""));
         for (String kernel : List.of("kvq_attention_f16", "kvq_attention_f32", "kvq_attention_combine_f16",
-                "kvq_attention_combine_f32")) {
+                "kvq_attention_combine_f32", "kvq_attention_warps_f16", "kvq_attention_warps_f32")) {
             Matcher m = Pattern.compile("\\.entry " + kernel + "\\(\\s*\\.param \\.align 8 \\.b8 " + kernel
                     + "_param_0\\[(\\d+)]\\s*\\)").matcher(ptx);
             assertTrue(m.find(), kernel + " with one struct parameter");
@@ -89,5 +89,27 @@ class AttentionKernelSourceTest {
         assertFalse(AttentionSpec.supported(4, 16, List.of(k4), List.of(k4), true), "head size 16");
         assertFalse(AttentionSpec.supported(16, 64, List.of(k4), List.of(k4), true), "16 query heads per KV head");
         assertTrue(AttentionSpec.supported(4, 16, List.of(small), List.of(small), false), "the CPU takes any");
+    }
+
+    @Test
+    void theKernelVariantIsChosenByAPropertyThatNamesTheChoicesWhenWrong() {
+        String before = System.getProperty("kvq.cuda.attention");
+        try {
+            System.clearProperty("kvq.cuda.attention");
+            assertEquals(AttentionKernel.Variant.WARPS, AttentionKernel.Variant.configured());
+            System.setProperty("kvq.cuda.attention", "block");
+            assertEquals(AttentionKernel.Variant.BLOCK, AttentionKernel.Variant.configured());
+            System.setProperty("kvq.cuda.attention", "tiles");
+            dev.kvq.KvqException e = org.junit.jupiter.api.Assertions.assertThrows(dev.kvq.KvqException.class,
+                    AttentionKernel.Variant::configured);
+            assertTrue(e.getMessage().contains("-Dkvq.cuda.attention=tiles") && e.getMessage().contains("block or warps"),
+                    e.getMessage());
+        } finally {
+            if (before == null) {
+                System.clearProperty("kvq.cuda.attention");
+            } else {
+                System.setProperty("kvq.cuda.attention", before);
+            }
+        }
     }
 }

@@ -11,9 +11,11 @@ import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;
+import java.util.stream.Stream;
 import org.junit.jupiter.api.condition.EnabledIfSystemProperty;
 import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.ValueSource;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
 
 /**
  * kvq's CUDA attention kernel computes what {@link AttentionCpu} computes, on random histories: float16 and float32
@@ -93,9 +95,19 @@ class AttentionKernelTest {
         return new Prepared(spec, dims, host, onDevice, outBytes);
     }
 
+    static Stream<Arguments> casesAndVariants() {
+        Stream.Builder<Arguments> out = Stream.builder();
+        for (AttentionKernel.Variant v : AttentionKernel.Variant.values()) {
+            for (int i = 0; i < cases().size(); i++) {
+                out.add(Arguments.of(i, v));
+            }
+        }
+        return out.build();
+    }
+
     @ParameterizedTest
-    @ValueSource(ints = {0, 1, 2, 3, 4, 5, 6})
-    void theKernelComputesWhatTheCpuComputes(int index) {
+    @MethodSource("casesAndVariants")
+    void theKernelComputesWhatTheCpuComputes(int index, AttentionKernel.Variant variant) {
         Case c = cases().get(index);
         int kvBytes = c.half() ? 2 : 4;
         try (Arena arena = Arena.ofConfined(); CudaMemory device = new CudaMemory(0)) {
@@ -109,7 +121,7 @@ class AttentionKernelTest {
             MemorySegment out = MemorySegment.ofAddress(device.allocate(outBytes));
             MemorySegment scratch = MemorySegment.ofAddress(device.allocate(plan.scratchFloats() * 4));
             device.synchronize();
-            kernel.launch(spec, plan, p.onDevice(), out, scratch, MemorySegment.NULL);
+            kernel.launch(spec, plan, p.onDevice(), out, scratch, MemorySegment.NULL, variant);
             MemorySegment actual = arena.allocate(outBytes, 16);
             device.download(out.address(), actual, 0, outBytes);
             device.synchronize();
@@ -123,8 +135,8 @@ class AttentionKernelTest {
                 worst = Math.max(worst, Math.abs(e - a));
             }
             double relative = worst / Math.max(largest, 1e-30);
-            System.out.printf("%s: %d split(s), worst difference %.2e of the largest |output| %.3f%n", c.name(),
-                    plan.mostSplits(), relative, largest);
+            System.out.printf("%s, %s: %d split(s), worst difference %.2e of the largest |output| %.3f%n", c.name(),
+                    variant, plan.mostSplits(), relative, largest);
             double tolerance = c.half() ? 2e-3 : 1e-4;
             assertTrue(relative <= tolerance, c.name() + ": differs by " + relative + " of the largest output");
         }
