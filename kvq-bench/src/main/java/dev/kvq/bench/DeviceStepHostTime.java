@@ -34,16 +34,15 @@ import java.util.SplittableRandom;
  * per step, which on a GPU adds to the forward pass.
  *
  * <pre>java -cp kvq-bench/target/benchmarks.jar dev.kvq.bench.DeviceStepHostTime [batch=56] [context=1024]
- *     [steps=64] [layers=16] [heads=8] [dim=64] [configs=fp16,kv4,mixed,kivi-kv8] [warm=true]</pre>
- * With {@code warm=false} the steps are timed in the JVM's first run, as {@code kvq bench --repeats 0} times them.
+ *     [steps=64] [layers=16] [heads=8] [dim=64] [configs=fp16,kv4,mixed,kivi-kv8] [warm=true] [trace=false]</pre>
+ * With {@code warm=false} the steps are timed in the JVM's first run (as {@code kvq bench --warmup-steps 0
+ * --repeats 0} times them); {@code trace=true} prints every timed step's milliseconds.
  */
 public final class DeviceStepHostTime {
     private static final String KV4 = "axis_key: 0\naxis_value: 0\nq_group_size: -1\nresidual_length: 0\nasym: true\n"
             + "nbits_key: 4\nnbits_value: 4\n";
     private static final String KIVI_KV8 = "axis_key: 1\naxis_value: 0\nq_group_size: 32\nresidual_length: 32\n"
             + "asym: true\nnbits_key: 8\nnbits_value: 8\n";
-
-    private static final boolean TRACE = Boolean.getBoolean("trace");
 
     private DeviceStepHostTime() {
     }
@@ -57,6 +56,7 @@ public final class DeviceStepHostTime {
         int dim = 64;
         String configs = "fp16,kv4,mixed,kivi-kv8";
         boolean warm = true;
+        boolean trace = false;
         for (String a : args) {
             String[] kv = a.split("=", 2);
             switch (kv[0]) {
@@ -68,6 +68,7 @@ public final class DeviceStepHostTime {
                 case "dim" -> dim = Integer.parseInt(kv[1]);
                 case "configs" -> configs = kv[1];
                 case "warm" -> warm = Boolean.parseBoolean(kv[1]);
+                case "trace" -> trace = Boolean.parseBoolean(kv[1]);
                 default -> throw new IllegalArgumentException("unknown argument " + a);
             }
         }
@@ -79,9 +80,9 @@ public final class DeviceStepHostTime {
             CacheFactory factory = factory(name, shape);
             if (warm) {
                 // the first run warms the JIT up
-                measure(factory, shape, batch, context, steps);
+                measure(factory, shape, batch, context, steps, false);
             }
-            double ms = measure(factory, shape, batch, context, steps);
+            double ms = measure(factory, shape, batch, context, steps, trace);
             System.out.printf(Locale.ROOT, "%-9s append+sync %.3f ms/step, %.2f us per sequence%n", name, ms,
                     ms * 1000 / batch);
         }
@@ -116,7 +117,8 @@ public final class DeviceStepHostTime {
     }
 
     /** Prefills every sequence with {@code context} tokens, then returns the mean host time of one decode step. */
-    private static double measure(CacheFactory factory, ModelShape shape, int batch, int context, int steps) {
+    private static double measure(CacheFactory factory, ModelShape shape, int batch, int context, int steps,
+                                  boolean trace) {
         List<KvCache> caches = new ArrayList<>();
         for (int b = 0; b < batch; b++) {
             caches.add(factory.newCache());
@@ -134,11 +136,11 @@ public final class DeviceStepHostTime {
             for (int s = 0; s < steps; s++) {
                 long t = session.timings().appendNanos();
                 session.feed(next, false);
-                if (TRACE) {
+                if (trace) {
                     System.out.printf(Locale.ROOT, " %.1f", (session.timings().appendNanos() - t) / 1e6);
                 }
             }
-            if (TRACE) {
+            if (trace) {
                 System.out.println();
             }
             return (session.timings().appendNanos() - before) / 1e6 / steps;
