@@ -43,9 +43,11 @@ final class CanonicalRows {
     /**
      * Writes the codes of tokens {@code [t0, t0 + n)} of every head of {@code b}: token {@code i}, head {@code h}
      * goes to {@code dst} at {@code offset + i * tokenPitch + h * rowBytes}. Rows must be zero where codes are packed
-     * bit by bit.
+     * bit by bit. {@code row} holds a row's codes ({@code headDim}); {@code columns}, a multiple of {@code headDim},
+     * the codes of several tokens when the block keeps a channel's tokens together.
      */
-    static void codes(PackedBlock b, int t0, int n, MemorySegment dst, long offset, long tokenPitch, int[] row) {
+    static void codes(PackedBlock b, int t0, int n, MemorySegment dst, long offset, long tokenPitch, int[] row,
+                      int[] columns) {
         int dim = b.headDim();
         int bits = b.bits();
         long rowBytes = (long) dim * bits / 8;
@@ -59,6 +61,10 @@ final class CanonicalRows {
             }
             return;
         }
+        if (b.order() == CodeOrder.HEAD_CHANNEL_MAJOR || b.order() == CodeOrder.CHANNEL_MAJOR) {
+            transposed(b, t0, n, dst, offset, tokenPitch, row, columns);
+            return;
+        }
         for (int i = 0; i < n; i++) {
             for (int h = 0; h < b.heads(); h++) {
                 for (int d = 0; d < dim; d++) {
@@ -67,6 +73,35 @@ final class CanonicalRows {
                 long at = offset + i * tokenPitch + h * rowBytes;
                 dst.asSlice(at, rowBytes).fill((byte) 0);
                 BitPacking.pack(row, 0, dim, bits, dst, at * 8 / bits);
+            }
+        }
+    }
+
+    /**
+     * {@link #codes} for blocks that keep each channel's tokens together (KIVI's keys): a head's channels are unpacked
+     * a run of tokens at a time into {@code columns}, then each token's row is gathered from them and packed, instead
+     * of reading every code alone.
+     */
+    private static void transposed(PackedBlock b, int t0, int n, MemorySegment dst, long offset, long tokenPitch,
+                                   int[] row, int[] columns) {
+        int dim = b.headDim();
+        int bits = b.bits();
+        long rowBytes = (long) dim * bits / 8;
+        int step = columns.length / dim;
+        for (int h = 0; h < b.heads(); h++) {
+            for (int i0 = 0; i0 < n; i0 += step) {
+                int m = Math.min(step, n - i0);
+                for (int d = 0; d < dim; d++) {
+                    BitPacking.unpack(b.codes(), codeIndex(b, h, t0 + i0, d), m, bits, columns, d * m);
+                }
+                for (int i = 0; i < m; i++) {
+                    for (int d = 0; d < dim; d++) {
+                        row[d] = columns[d * m + i];
+                    }
+                    long at = offset + (i0 + i) * tokenPitch + h * rowBytes;
+                    dst.asSlice(at, rowBytes).fill((byte) 0);
+                    BitPacking.pack(row, 0, dim, bits, dst, at * 8 / bits);
+                }
             }
         }
     }

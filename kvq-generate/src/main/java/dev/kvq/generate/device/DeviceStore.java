@@ -541,7 +541,8 @@ public final class DeviceStore implements AutoCloseable {
             int n = end - start;
             int t0 = start - first;
             if (tensor == 0) {
-                CanonicalRows.codes(block, t0, n, dst, offset + (long) (start - from) * pitch, pitch, rows.codes);
+                CanonicalRows.codes(block, t0, n, dst, offset + (long) (start - from) * pitch, pitch, rows.codes,
+                        rows.columns);
             } else if (run.axis() == StoredRun.GroupAxis.TOKEN) {
                 CanonicalRows.tokenParams(block, tensor == 1, t0, n, run.groupSize(), dst,
                         offset + (long) (start - from) * pitch, pitch, run.halfParams());
@@ -834,14 +835,16 @@ public final class DeviceStore implements AutoCloseable {
         }
     }
 
-    /** One thread's scratch for a row: its codes, and its floats on the way to float16. */
+    /** One thread's scratch for a row: its codes, and its floats on the way to float16; codes of 64 tokens. */
     private static final class RowScratch {
         final int[] codes;
+        final int[] columns;
         final float[] floats;
         final short[] halves;
 
         RowScratch(int dim) {
             codes = new int[dim];
+            columns = new int[dim * 64];
             floats = new float[dim];
             halves = new short[dim];
         }

@@ -1,0 +1,57 @@
+package dev.kvq.generate.device;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import dev.kvq.spi.AffineForm;
+import dev.kvq.spi.BitPacking;
+import dev.kvq.spi.CodeOrder;
+import dev.kvq.spi.PackedBlock;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.SplittableRandom;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+/**
+ * Blocks that keep a channel's tokens together are written as token rows a run of tokens at a time: every row holds
+ * exactly the codes the block holds at (head, token, channel), for runs that start anywhere and cross the scratch's
+ * run length.
+ */
+class CanonicalRowsTest {
+    @ParameterizedTest(name = "{0} {1}-bit, tokens [{2}, +{3})")
+    @CsvSource({"HEAD_CHANNEL_MAJOR, 4, 5, 150", "HEAD_CHANNEL_MAJOR, 2, 0, 160", "HEAD_CHANNEL_MAJOR, 8, 64, 1",
+        "CHANNEL_MAJOR, 4, 7, 130", "TOKEN_MAJOR, 4, 3, 70"})
+    void rowsHoldTheBlocksCodes(CodeOrder order, int bits, int t0, int n) {
+        int heads = 3;
+        int tokens = 160;
+        int dim = 64;
+        try (Arena arena = Arena.ofConfined()) {
+            PackedBlock b = PackedBlock.allocate(arena, bits, order, AffineForm.SCALE_MIN, 0, heads, tokens, dim, 32);
+            SplittableRandom random = new SplittableRandom(bits * 31L + t0);
+            int[] all = new int[heads * tokens * dim];
+            for (int i = 0; i < all.length; i++) {
+                all[i] = random.nextInt(1 << bits);
+            }
+            BitPacking.pack(all, 0, all.length, bits, b.codes(), 0);
+            long rowBytes = (long) dim * bits / 8;
+            long pitch = heads * rowBytes + 16;
+            MemorySegment dst = arena.allocate(n * pitch);
+            // scratch of 64 tokens, as the store gives it: runs of 150 tokens take three passes
+            CanonicalRows.codes(b, t0, n, dst, 0, pitch, new int[dim], new int[dim * 64]);
+            int[] row = new int[dim];
+            for (int i = 0; i < n; i++) {
+                for (int h = 0; h < heads; h++) {
+                    BitPacking.unpack(dst, (i * pitch + h * rowBytes) * 8 / bits, dim, bits, row, 0);
+                    for (int d = 0; d < dim; d++) {
+                        assertEquals(b.code(CanonicalRows.codeIndex(b, h, t0 + i, d)), row[d],
+                                "token " + i + " head " + h + " channel " + d);
+                    }
+                }
+                for (long pad = heads * rowBytes; pad < pitch; pad++) {
+                    assertEquals(0, dst.get(ValueLayout.JAVA_BYTE, i * pitch + pad), "bytes past the rows untouched");
+                }
+            }
+        }
+    }
+}
