@@ -239,8 +239,9 @@ bench_8x4k_fused() {  # every cache at 8 x 4k through kvq's operator, and PyTorc
     2>&1 | grep '^{' | tee "$OUT/torch-1b-8x4k.jsonl"
   tail -20 "$OUT/log.txt" > "$OUT/log-tail.txt"
 }
-capacity_fused() {  # the capacity mode (--kv-memory $KV_MEMORY, default 2GiB) through kvq's operator
-  kvq bench --model $small --device cuda --json --kv-memory ${KV_MEMORY:-2GiB} --contexts 4096 --decode-steps 16 \
+capacity_fused() {  # the capacity mode (--kv-memory $KV_MEMORY, default 2GiB) through kvq's operator; $STEPS timed
+  # steps (default 32: KIVI quantizes its 32-token residual once in 32 steps, so fewer would leave that step out)
+  kvq bench --model $small --device cuda --json --kv-memory ${KV_MEMORY:-2GiB} --contexts 4096 --decode-steps ${STEPS:-32} \
     --repeats 0 --kv-config $small/kv4.yaml --kv-config $small/mixed.yaml --kv-config $small/kivi-kv8.yaml \
     --placement device 2>>"$OUT/log.txt" | tee "$OUT/kvq-1b-capacity-fused.json"
 }
