@@ -201,6 +201,98 @@ __device__ __forceinline__ void decodeToken(const KvqAttention& a, const KvqRun&
     }
 }
 
+// The query row a block works on: sequence b, KV head kvh, new token qi, and the sizes derived from them.
+struct KvqRow {
+    int qi;
+    int kvh;
+    int b;
+    int heads;     // query heads
+    int total;     // positions attended over: quantized, residual and new tokens
+};
+
+__device__ __forceinline__ KvqRow rowOf(const KvqAttention& a) {
+    const int row = blockIdx.x;
+    const int t = a.newTokens;
+    KvqRow r;
+    r.qi = row % t;
+    r.kvh = a.firstKvHead + (row / t) % a.launchKvHeads;
+    r.b = row / t / a.launchKvHeads;
+    r.heads = a.kvHeads * a.group;
+    r.total = a.quantized + a.residual + t;
+    return r;
+}
+
+// Where output (query head h of the row's group, channel d) goes.
+__device__ __forceinline__ long long outIndex(const KvqAttention& a, const KvqRow& r, int h, int d) {
+    return (((long long) r.b * r.heads + r.kvh * a.group + h) * a.newTokens + r.qi) * a.headDim + d;
+}
+
+// queries[d * 8 + k]: the group's eight (at most) scaled values of channel d side by side, read as two float4
+template <typename T>
+__device__ __forceinline__ void loadQueries(const KvqAttention& a, const KvqRow& r, float* queries) {
+    const int D = a.headDim;
+    const int g = a.group;
+    for (int i = threadIdx.x; i < 8 * D; i += KVQ_THREADS) {
+        int k = i % 8, d = i / 8;
+        queries[i] = k < g ? load<T>(a.query, outIndex(a, r, k, d)) * a.scale : 0.f;
+    }
+}
+
+// Token j's channels [d0, d0 + span): their products with the group's queries added to dots, its values into
+// valueRow (zeros past the split's end).
+template <typename T>
+__device__ __forceinline__ void keyAndValue(const KvqAttention& a, const KvqRow& r, int j, int end, int d0, int span,
+                                            const float* queries, float (&dots)[8], float* valueRow) {
+    const int g = a.group;
+#pragma unroll
+    for (int k = 0; k < 8; k++) dots[k] = 0.f;
+    if (j >= end) {
+        for (int d = d0; d < d0 + span; d++) valueRow[d] = 0.f;
+        return;
+    }
+    decodeToken<T>(a, a.key, a.residualKey, a.newKey, r.b, r.kvh, j, d0, span, [&](int d, float x) {
+        const float4* q = (const float4*) (queries + 8 * d);
+        float4 lo = q[0];
+        dots[0] += lo.x * x;
+        dots[1] += lo.y * x;
+        dots[2] += lo.z * x;
+        dots[3] += lo.w * x;
+        if (g > 4) {
+            float4 hi = q[1];
+            dots[4] += hi.x * x;
+            dots[5] += hi.y * x;
+            dots[6] += hi.z * x;
+            dots[7] += hi.w * x;
+        }
+    });
+    decodeToken<T>(a, a.value, a.residualValue, a.newValue, r.b, r.kvh, j, d0, span, [&](int d, float x) {
+        valueRow[d] = x;
+    });
+}
+
+// The additive mask of query head k of the group at position j.
+template <typename T>
+__device__ __forceinline__ float biasAt(const KvqAttention& a, const KvqRow& r, int k, int j) {
+    return load<T>(a.bias, r.b * a.biasBatchStride + (long long) (r.kvh * a.group + k) * a.biasHeadStride
+            + (long long) r.qi * r.total + j);
+}
+
+// A block's result for query head h, channel d: the output itself when the history is one split, else the split's
+// maximum, sum and unnormalized output for kvq_attention_combine.
+template <typename T>
+__device__ __forceinline__ void emit(const KvqAttention& a, const KvqRow& r, int h, int d, float m, float l, float x) {
+    if (a.splits == 1) {
+        store<T>(a.out, outIndex(a, r, h, d), l > 0.f ? x / l : 0.f);
+    } else {
+        float* p = a.partial + (((long long) blockIdx.x * a.splits + blockIdx.y) * a.group + h) * (a.headDim + 2);
+        if (d == 0) {
+            p[0] = m;
+            p[1] = l;
+        }
+        p[2 + d] = x;
+    }
+}
+
 template <typename T>
 __device__ void attend(const KvqAttention& a) {
     __shared__ __align__(16) float queries[8 * 128];
@@ -212,24 +304,14 @@ __device__ void attend(const KvqAttention& a) {
 
     const int D = a.headDim;
     const int g = a.group;
-    const int t = a.newTokens;
-    const int row = blockIdx.x;
-    const int qi = row % t;
-    const int kvh = a.firstKvHead + (row / t) % a.launchKvHeads;
-    const int b = row / t / a.launchKvHeads;
-    const int heads = a.kvHeads * g;
-    const int total = a.quantized + a.residual + t;
+    const KvqRow r = rowOf(a);
+    const int total = r.total;
     const int tile = min(KVQ_THREADS, KVQ_TILE_FLOATS / D);
     const int perToken = KVQ_THREADS / tile;     // threads sharing one token's row
     const int span = D / perToken;
     const int tid = threadIdx.x;
 
-    // queries[d * 8 + k]: the group's eight (at most) values of channel d side by side, read as two float4
-    for (int i = tid; i < 8 * D; i += KVQ_THREADS) {
-        int k = i % 8, d = i / 8;
-        queries[i] = k < g ? load<T>(a.query, (((long long) b * heads + kvh * g + k) * t + qi) * D + d) * a.scale
-                           : 0.f;
-    }
+    loadQueries<T>(a, r, queries);
     if (tid < g) {
         maxima[tid] = -INFINITY;
         sums[tid] = 0.f;
@@ -246,30 +328,7 @@ __device__ void attend(const KvqAttention& a) {
     for (int first = start; first < end; first += tile) {
         int j = first + slot;
         float dots[8];
-#pragma unroll
-        for (int k = 0; k < 8; k++) dots[k] = 0.f;
-        if (j < end) {
-            decodeToken<T>(a, a.key, a.residualKey, a.newKey, b, kvh, j, d0, span, [&](int d, float x) {
-                const float4* q = (const float4*) (queries + 8 * d);
-                float4 lo = q[0];
-                dots[0] += lo.x * x;
-                dots[1] += lo.y * x;
-                dots[2] += lo.z * x;
-                dots[3] += lo.w * x;
-                if (g > 4) {
-                    float4 hi = q[1];
-                    dots[4] += hi.x * x;
-                    dots[5] += hi.y * x;
-                    dots[6] += hi.z * x;
-                    dots[7] += hi.w * x;
-                }
-            });
-            decodeToken<T>(a, a.value, a.residualValue, a.newValue, b, kvh, j, d0, span, [&](int d, float x) {
-                values[slot * (D + 1) + d] = x;
-            });
-        } else {
-            for (int d = d0; d < d0 + span; d++) values[slot * (D + 1) + d] = 0.f;
-        }
+        keyAndValue<T>(a, r, j, end, d0, span, queries, dots, values + slot * (D + 1));
 #pragma unroll
         for (int k = 0; k < 8; k++) {
             for (int o = perToken / 2; o > 0; o /= 2) dots[k] += __shfl_xor_sync(0xffffffffu, dots[k], o);
@@ -280,9 +339,7 @@ __device__ void attend(const KvqAttention& a) {
                 if (k >= g) break;
                 float s = -INFINITY;
                 if (j < end) {
-                    long long bi = b * a.biasBatchStride + (long long) (kvh * g + k) * a.biasHeadStride
-                            + (long long) qi * total + j;
-                    s = dots[k] + load<T>(a.bias, bi);
+                    s = dots[k] + biasAt<T>(a, r, k, j);
                 }
                 weights[k * tile + slot] = s;
             }
@@ -331,18 +388,7 @@ __device__ void attend(const KvqAttention& a) {
         int o = tid + k * KVQ_THREADS;
         if (o >= g * D) continue;
         int h = o / D, d = o % D;
-        if (a.splits == 1) {
-            float l = sums[h];
-            long long out = (((long long) b * heads + kvh * g + h) * t + qi) * D + d;
-            store<T>(a.out, out, l > 0.f ? acc[k] / l : 0.f);
-        } else {
-            float* p = a.partial + (((long long) row * a.splits + blockIdx.y) * g + h) * (D + 2);
-            if (d == 0) {
-                p[0] = maxima[h];
-                p[1] = sums[h];
-            }
-            p[2 + d] = acc[k];
-        }
+        emit<T>(a, r, h, d, maxima[h], sums[h], acc[k]);
     }
 }
 
@@ -361,13 +407,8 @@ __device__ void attendWarps(const KvqAttention& a) {
 
     const int D = a.headDim;
     const int g = a.group;
-    const int t = a.newTokens;
-    const int row = blockIdx.x;
-    const int qi = row % t;
-    const int kvh = a.firstKvHead + (row / t) % a.launchKvHeads;
-    const int b = row / t / a.launchKvHeads;
-    const int heads = a.kvHeads * g;
-    const int total = a.quantized + a.residual + t;
+    const KvqRow r = rowOf(a);
+    const int total = r.total;
     const int tid = threadIdx.x;
     const int warp = tid / 32;
     const int lane = tid % 32;
@@ -378,11 +419,7 @@ __device__ void attendWarps(const KvqAttention& a) {
     float* values = rows + warp * KVQ_WARP_FLOATS;
     float* w = weights + warp * 32 * 8;
 
-    for (int i = tid; i < 8 * D; i += KVQ_THREADS) {
-        int k = i % 8, d = i / 8;
-        queries[i] = k < g ? load<T>(a.query, (((long long) b * heads + kvh * g + k) * t + qi) * D + d) * a.scale
-                           : 0.f;
-    }
+    loadQueries<T>(a, r, queries);
     __syncthreads();
 
     float maxima[8], sums[8], acc[8][4];
@@ -401,30 +438,7 @@ __device__ void attendWarps(const KvqAttention& a) {
     for (int first = start + warp * perPass; first < end; first += KVQ_WARPS * perPass) {
         int j = first + slot;
         float dots[8];
-#pragma unroll
-        for (int k = 0; k < 8; k++) dots[k] = 0.f;
-        if (j < end) {
-            decodeToken<T>(a, a.key, a.residualKey, a.newKey, b, kvh, j, d0, span, [&](int d, float x) {
-                const float4* q = (const float4*) (queries + 8 * d);
-                float4 lo = q[0];
-                dots[0] += lo.x * x;
-                dots[1] += lo.y * x;
-                dots[2] += lo.z * x;
-                dots[3] += lo.w * x;
-                if (g > 4) {
-                    float4 hi = q[1];
-                    dots[4] += hi.x * x;
-                    dots[5] += hi.y * x;
-                    dots[6] += hi.z * x;
-                    dots[7] += hi.w * x;
-                }
-            });
-            decodeToken<T>(a, a.value, a.residualValue, a.newValue, b, kvh, j, d0, span, [&](int d, float x) {
-                values[slot * (D + 1) + d] = x;
-            });
-        } else {
-            for (int d = d0; d < d0 + span; d++) values[slot * (D + 1) + d] = 0.f;
-        }
+        keyAndValue<T>(a, r, j, end, d0, span, queries, dots, values + slot * (D + 1));
         if (lanesPerToken == 2) {
 #pragma unroll
             for (int k = 0; k < 8; k++) dots[k] += __shfl_xor_sync(0xffffffffu, dots[k], 1);
@@ -434,9 +448,7 @@ __device__ void attendWarps(const KvqAttention& a) {
             if (k >= g) break;
             float s = -INFINITY;
             if (j < end) {
-                long long bi = b * a.biasBatchStride + (long long) (kvh * g + k) * a.biasHeadStride
-                        + (long long) qi * total + j;
-                s = dots[k] + load<T>(a.bias, bi);
+                s = dots[k] + biasAt<T>(a, r, k, j);
             }
             float m = s;
             for (int o = 16; o > 0; o /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
@@ -505,17 +517,7 @@ __device__ void attendWarps(const KvqAttention& a) {
                 x += p[2 + d] * f;
             }
         }
-        if (a.splits == 1) {
-            long long out = (((long long) b * heads + kvh * g + h) * t + qi) * D + d;
-            store<T>(a.out, out, l > 0.f ? x / l : 0.f);
-        } else {
-            float* p = a.partial + (((long long) row * a.splits + blockIdx.y) * g + h) * (D + 2);
-            if (d == 0) {
-                p[0] = m;
-                p[1] = l;
-            }
-            p[2 + d] = x;
-        }
+        emit<T>(a, r, h, d, m, l, x);
     }
 }
 
@@ -523,12 +525,8 @@ template <typename T>
 __device__ void combine(const KvqAttention& a) {
     const int D = a.headDim;
     const int g = a.group;
-    const int t = a.newTokens;
     const int row = blockIdx.x;
-    const int qi = row % t;
-    const int kvh = a.firstKvHead + (row / t) % a.launchKvHeads;
-    const int b = row / t / a.launchKvHeads;
-    const int heads = a.kvHeads * g;
+    const KvqRow r = rowOf(a);
     for (int o = threadIdx.x; o < g * D; o += blockDim.x) {
         int h = o / D, d = o % D;
         const float* p = a.partial + ((long long) row * a.splits * g + h) * (D + 2);
@@ -544,7 +542,7 @@ __device__ void combine(const KvqAttention& a) {
                 x += p[s * stride + 2 + d] * w;
             }
         }
-        store<T>(a.out, (((long long) b * heads + kvh * g + h) * t + qi) * D + d, l > 0.f ? x / l : 0.f);
+        store<T>(a.out, outIndex(a, r, h, d), l > 0.f ? x / l : 0.f);
     }
 }
 
