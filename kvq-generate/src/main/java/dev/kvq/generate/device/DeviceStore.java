@@ -63,8 +63,6 @@ public final class DeviceStore implements AutoCloseable {
     private long residualDevice;
     private MemorySegment residualStaging = MemorySegment.NULL;
     private long residualBytes;
-    /** Whether the residual buffer was allocated since the last sync (its device bytes are not yet the zeroed ones). */
-    private boolean residualFresh;
     private MemorySegment staging = MemorySegment.NULL;
     /** Where the next upload's bytes go in {@link #staging}: an upload may still read its bytes until synchronized. */
     private long stagingUsed;
@@ -217,7 +215,6 @@ public final class DeviceStore implements AutoCloseable {
                     : DeviceMemory.Element.FLOAT32);
             residualStaging = memory.staging(residualBytes);
             residualStaging.fill((byte) 0);
-            residualFresh = true;
         }
     }
 
@@ -590,10 +587,8 @@ public final class DeviceStore implements AutoCloseable {
      * sequence, head]} rows of {@code R} tokens): one strided upload of the new tokens, not the whole window.
      */
     private void syncResiduals() {
-        int bandFrom = -1;
-        int bandTo = -1;
-        boolean band = true;
         long rows = 0;
+        boolean band = true;   // every sequence adds the same rows, sequence 0's
         for (int b = 0; b < batch; b++) {
             int q = synced[b];
             int r = caches.get(b).length(0) - q;
@@ -601,16 +596,10 @@ public final class DeviceStore implements AutoCloseable {
             residualFrom[b] = Math.min(fromToken, r);
             lastQuantized[b] = q;
             lastResidual[b] = r;
-            if (r > residualFrom[b]) {
-                rows += r - residualFrom[b];
-                if (bandFrom < 0) {
-                    bandFrom = residualFrom[b];
-                    bandTo = r;
-                }
-            }
-            band &= r == residualFrom[b] || (residualFrom[b] == bandFrom && r == bandTo);
+            rows += r - residualFrom[b];
+            band &= r > residualFrom[b] && residualFrom[b] == residualFrom[0] && r == lastResidual[0];
         }
-        if (rows == 0 && !residualFresh) {
+        if (rows == 0) {
             return;
         }
         if (rows * layers * heads >= PARALLEL_ROWS && batch > 1) {
@@ -620,22 +609,17 @@ public final class DeviceStore implements AutoCloseable {
                 writeResiduals(b);
             }
         }
-        boolean everySequence = true;
-        for (int b = 0; b < batch; b++) {
-            everySequence &= lastResidual[b] > residualFrom[b];
-        }
-        if (band && everySequence && !residualFresh) {
+        // rows no upload wrote are zeros on both sides: device memory is allocated zero-filled, staging too
+        if (band) {
             long rowBytes = (long) dim * elementBytes();
-            long width = (bandTo - bandFrom) * rowBytes;
+            long width = (lastResidual[0] - residualFrom[0]) * rowBytes;
             long height = (long) layers * 2 * batch * heads;
-            memory.upload2d(residualStaging, bandFrom * rowBytes, residual * rowBytes,
-                    residualDevice + bandFrom * rowBytes, residual * rowBytes, width, height);
+            memory.upload2d(residualStaging, residualFrom[0] * rowBytes, residual * rowBytes,
+                    residualDevice + residualFrom[0] * rowBytes, residual * rowBytes, width, height);
             uploadedBytes += width * height;
         } else {
-            // the first time all of it: rows no sequence holds yet are masked, but must not be uninitialized memory
             memory.upload(residualStaging, 0, residualDevice, residualBytes);
             uploadedBytes += residualBytes;
-            residualFresh = false;
         }
     }
 
