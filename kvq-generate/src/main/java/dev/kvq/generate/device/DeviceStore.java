@@ -66,8 +66,6 @@ public final class DeviceStore implements AutoCloseable {
     private MemorySegment staging = MemorySegment.NULL;
     /** Where the next upload's bytes go in {@link #staging}: an upload may still read its bytes until synchronized. */
     private long stagingUsed;
-    /** Staging outgrown since the last synchronization, which queued uploads may still read; freed when settled. */
-    private final List<MemorySegment> retiredStaging = new ArrayList<>();
     /** The pieces of the sync under way, reused. */
     private final UploadBatch pending = new UploadBatch();
     /** Per thread, a row's scratch: the pieces of a sync are written by several threads when there are enough. */
@@ -401,7 +399,7 @@ public final class DeviceStore implements AutoCloseable {
         }
         writes.clear();
         boolean together = lockstep && target[0] > synced[0] && batch > 1;
-        // staging for every piece first, so that none is handed over (staging outgrown) before its bytes are written
+        // staging for every piece at once: the pieces are written after they are all planned
         long bytes = 0;
         for (int b = 0; b < (together ? 1 : batch); b++) {
             if (target[b] > synced[b]) {
@@ -660,32 +658,25 @@ public final class DeviceStore implements AutoCloseable {
     }
 
     /**
-     * Makes room in staging for {@code bytes} that no upload since the last synchronization reads: the step's uploads
-     * are queued (on CUDA without waiting for each), so none may reuse another's bytes before they are done. Full
-     * staging is replaced by one twice as large rather than waited for, so a step synchronizes once, at its end; the
-     * pieces already written into the full one go first, as their own batch (a batch reads one buffer), which happens
-     * only while staging grows to what a step needs.
+     * Staging of at least {@code bytes} for one sync's pieces, reserved once per sync after {@link #settle}, so no
+     * upload reads the staging being replaced and none of the sync's pieces is handed over yet.
      */
     private void reserveStaging(long bytes) {
-        if (staging.byteSize() - stagingUsed < bytes) {
-            flushPending();
+        if (staging.byteSize() < bytes) {
             if (staging.byteSize() > 0) {
-                retiredStaging.add(staging);
+                memory.freeStaging(staging);
             }
             staging = memory.staging(Math.max(bytes, staging.byteSize() * 2));
-            stagingUsed = 0;
         }
     }
 
     /**
-     * The offset in {@link #staging} of {@code bytes} for one piece. No clearing: every writer covers all its bytes
-     * (bit-packed rows clear themselves before packing).
+     * The offset in {@link #staging} of {@code bytes} for one piece, within what {@link #reserveStaging} reserved.
+     * No clearing: every writer covers all its bytes (bit-packed rows clear themselves before packing).
      */
     private long stagingOffset(long bytes) {
-        long aligned = alignedPiece(bytes);
-        reserveStaging(aligned);
         long at = stagingUsed;
-        stagingUsed += aligned;
+        stagingUsed += alignedPiece(bytes);
         return at;
     }
 
@@ -697,10 +688,6 @@ public final class DeviceStore implements AutoCloseable {
     private void settle() {
         memory.synchronize();
         stagingUsed = 0;
-        for (MemorySegment retired : retiredStaging) {
-            memory.freeStaging(retired);
-        }
-        retiredStaging.clear();
     }
 
     private void ensureCapacity(int tokens) {
