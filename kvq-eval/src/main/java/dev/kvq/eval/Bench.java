@@ -107,8 +107,8 @@ public final class Bench {
 
     /**
      * The paper's maximum-throughput measure: for each configuration, the largest batch whose caches (bytes as kvq
-     * counts them, at {@code context} plus the warm-up and decode steps) fit {@code kvMemoryBytes}, and its decode speed. The
-     * full-precision cache counts as it would be held in the model's K/V dtype.
+     * counts them, at {@code context} plus the warm-up and decode steps) fit {@code kvMemoryBytes}, and its decode
+     * speed. The full-precision cache counts as it would be held in the model's K/V dtype.
      */
     public static List<Row> capacity(Decoder decoder, Map<String, CacheFactory> configs, int context, int[] tokens,
                                      int warmupSteps, int decodeSteps, int repeats, long kvMemoryBytes, int maxBatch,
