@@ -51,8 +51,8 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
     List<Integer> batches;
 
     @Option(names = "--kv-memory", paramLabel = "SIZE", description = "Capacity mode: for each configuration, the "
-            + "largest batch whose caches (at the context plus the warm-up and decode steps) fit SIZE (e.g. 8GiB, 512MiB), and its "
-            + "decode speed: the paper's maximum throughput. Takes one context.")
+            + "largest batch whose caches (at the context plus the warm-up and decode steps) fit SIZE (e.g. 8GiB, "
+            + "512MiB), and its decode speed: the paper's maximum throughput. Takes one context.")
     String kvMemory;
 
     @Option(names = "--max-batch", defaultValue = "1024", paramLabel = "N",
