@@ -13,7 +13,9 @@
 
 // One run of consecutive KV heads (StoredRun): codes [T, B, heads, rowBytes], parameters [T, B, heads, D / group]
 // (token groups) or [T / group, B, heads, D] (channel groups), float16 or float32. Raw runs (bits 16, 32) hold
-// values [T, B, heads, D].
+// values [T, B, heads, D]. With token blocks of 2^tokenShift tokens, rows of codes, token-group parameters and raw
+// values are [T / block, B, heads, block, ...]: a head's consecutive tokens lie side by side, so the lanes of a warp,
+// one token each, read one stretch of memory instead of a scattered 32-byte piece each.
 struct KvqRun {
     const unsigned char* codes;
     const void* scales;
@@ -26,6 +28,7 @@ struct KvqRun {
     int scaleMin;      // 1: u * scale + zero; 0: ((u + codeOffset) + zero) * scale
     int codeOffset;
     int halfParams;
+    int tokenShift;
 };
 
 // One launch covers the KV heads [firstKvHead, firstKvHead + launchKvHeads), which lie in one run of the keys and
@@ -102,51 +105,76 @@ __device__ __forceinline__ void floatRowFloat(const float* row, int d0, int coun
     }
 }
 
+// Chunk c of a row of codes (16 bytes), as four words.
+__device__ __forceinline__ void chunkWords(const unsigned char* row, int c, unsigned int (&words)[4]) {
+    if ((((unsigned long long) row) & 15ull) == 0) {
+        uint4 v = *(const uint4*) (row + 16 * c);
+        words[0] = v.x;
+        words[1] = v.y;
+        words[2] = v.z;
+        words[3] = v.w;
+    } else {
+#pragma unroll
+        for (int w = 0; w < 4; w++) {
+            const unsigned char* q = row + 16 * c + 4 * w;
+            words[w] = q[0] | (q[1] << 8) | (q[2] << 16) | ((unsigned int) q[3] << 24);
+        }
+    }
+}
+
+// Code k of plane p of a chunk's words, as a float.
+template <int BITS>
+__device__ __forceinline__ float codeAt(const unsigned int (&words)[4], int p, int k) {
+    return (float) ((words[k >> 2] >> (8 * (k & 3) + p * BITS)) & ((1u << BITS) - 1u));
+}
+
+// A token group's decode as one multiply-add, u * scale + shift: scale-min codes decode to u * s + z, zero-point ones
+// to ((u + offset) + z) * s, here (u * s) + (offset + z) * s, which rounds differently by at most an ulp or two.
+__device__ __forceinline__ float2 affineOf(const KvqRun& r, float s, float z) {
+    return r.scaleMin ? make_float2(s, z) : make_float2(s, ((float) r.codeOffset + z) * s);
+}
+
 // Codes [d0, d0 + count) of one row, BITS wide in kvq's planar layout: each 16-byte chunk holds 16 * (8 / BITS) codes,
 // byte k holding codes k + 16 p at bit offset p * BITS. Sixteen consecutive codes share one token-axis group (the
-// host admits group sizes that are multiples of 16), so their parameters are loaded once.
-template <int BITS, typename Sink>
+// host admits group sizes that are multiples of 16), so their parameters are loaded once. CHANNEL: groups along
+// tokens, each code with its channel's parameters (a template parameter, so no code pays for a branch on it).
+template <int BITS, bool CHANNEL, typename Sink>
 __device__ __forceinline__ void codeRow(const KvqRun& r, const unsigned char* row, long long paramRow, int d0,
                                         int count, Sink sink) {
     constexpr int PLANES = 8 / BITS;
     constexpr int PER_CHUNK = 16 * PLANES;
-    constexpr unsigned int MASK = (1u << BITS) - 1u;
     const float offset = (float) r.codeOffset;
     for (int c = d0 / PER_CHUNK; c < (d0 + count) / PER_CHUNK; c++) {
         unsigned int words[4];
-        if ((((unsigned long long) row) & 15ull) == 0) {
-            uint4 v = *(const uint4*) (row + 16 * c);
-            words[0] = v.x;
-            words[1] = v.y;
-            words[2] = v.z;
-            words[3] = v.w;
-        } else {
-#pragma unroll
-            for (int w = 0; w < 4; w++) {
-                const unsigned char* q = row + 16 * c + 4 * w;
-                words[w] = q[0] | (q[1] << 8) | (q[2] << 16) | ((unsigned int) q[3] << 24);
-            }
-        }
+        chunkWords(row, c, words);
 #pragma unroll
         for (int p = 0; p < PLANES; p++) {
             const int base = c * PER_CHUNK + p * 16;
-            float s = 0.f, z = 0.f;
-            if (!r.channelAxis) {
-                long long pi = paramRow + base / r.groupSize;
-                s = param(r, pi, true);
-                z = param(r, pi, false);
-            }
+            if (CHANNEL) {
 #pragma unroll
-            for (int k = 0; k < 16; k++) {
-                float u = (float) ((words[k >> 2] >> (8 * (k & 3) + p * BITS)) & MASK);
-                if (r.channelAxis) {
-                    s = param(r, paramRow + base + k, true);
-                    z = param(r, paramRow + base + k, false);
+                for (int k = 0; k < 16; k++) {
+                    float u = codeAt<BITS>(words, p, k);
+                    float s = param(r, paramRow + base + k, true);
+                    float z = param(r, paramRow + base + k, false);
+                    sink(base + k, r.scaleMin ? u * s + z : ((u + offset) + z) * s);
                 }
-                sink(base + k, r.scaleMin ? u * s + z : ((u + offset) + z) * s);
+            } else {
+                long long pi = paramRow + base / r.groupSize;
+                float2 f = affineOf(r, param(r, pi, true), param(r, pi, false));
+#pragma unroll
+                for (int k = 0; k < 16; k++) {
+                    sink(base + k, fmaf(codeAt<BITS>(words, p, k), f.x, f.y));
+                }
             }
         }
     }
+}
+
+// Row index of token j of head `head` of a run: [T, B, heads] rows, or [T / block, B, heads, block] with token blocks.
+__device__ __forceinline__ long long rowIndexOf(const KvqRun& r, int batch, int b, int head, int j) {
+    const int block = j >> r.tokenShift;
+    return ((((long long) block * batch + b) * r.heads + (head - r.firstHead)) << r.tokenShift)
+            + (j - (block << r.tokenShift));
 }
 
 // Values [d0, d0 + count) of token j of head `head` of a run, in float32, through `sink(d, value)`.
@@ -154,7 +182,7 @@ template <typename Sink>
 __device__ __forceinline__ void decodeRow(const KvqRun& r, int batch, int b, int head, int j, int headDim, int d0,
                                           int count, Sink sink) {
     int hr = head - r.firstHead;
-    long long rowIndex = ((long long) j * batch + b) * r.heads + hr;
+    long long rowIndex = rowIndexOf(r, batch, b, head, j);
     if (r.bits == 16) {
         floatRowHalf((const __half*) r.codes + rowIndex * headDim, d0, count, sink);
         return;
@@ -167,12 +195,20 @@ __device__ __forceinline__ void decodeRow(const KvqRun& r, int batch, int b, int
     long long paramRow = r.channelAxis
             ? (((long long) (j / r.groupSize) * batch + b) * r.heads + hr) * headDim
             : rowIndex * (headDim / r.groupSize);
-    if (r.bits == 4) {
-        codeRow<4>(r, row, paramRow, d0, count, sink);
+    if (r.channelAxis) {
+        if (r.bits == 4) {
+            codeRow<4, true>(r, row, paramRow, d0, count, sink);
+        } else if (r.bits == 2) {
+            codeRow<2, true>(r, row, paramRow, d0, count, sink);
+        } else {
+            codeRow<8, true>(r, row, paramRow, d0, count, sink);
+        }
+    } else if (r.bits == 4) {
+        codeRow<4, false>(r, row, paramRow, d0, count, sink);
     } else if (r.bits == 2) {
-        codeRow<2>(r, row, paramRow, d0, count, sink);
+        codeRow<2, false>(r, row, paramRow, d0, count, sink);
     } else {
-        codeRow<8>(r, row, paramRow, d0, count, sink);
+        codeRow<8, false>(r, row, paramRow, d0, count, sink);
     }
 }
 
@@ -227,44 +263,113 @@ __device__ __forceinline__ long long outIndex(const KvqAttention& a, const KvqRo
     return (((long long) r.b * r.heads + r.kvh * a.group + h) * a.newTokens + r.qi) * a.headDim + d;
 }
 
-// queries[d * 8 + k]: the group's eight (at most) scaled values of channel d side by side, read as two float4
+// queries[d * 8 + k]: the group's eight (at most) scaled values of channel d side by side, read as two float4; then
+// querySums[(d / 16) * 8 + k]: their sums over each sixteen channels (for keyDots). Synchronizes the block.
 template <typename T>
-__device__ __forceinline__ void loadQueries(const KvqAttention& a, const KvqRow& r, float* queries) {
+__device__ __forceinline__ void loadQueries(const KvqAttention& a, const KvqRow& r, float* queries,
+                                            float* querySums) {
     const int D = a.headDim;
     const int g = a.group;
     for (int i = threadIdx.x; i < 8 * D; i += KVQ_THREADS) {
         int k = i % 8, d = i / 8;
         queries[i] = k < g ? load<T>(a.query, outIndex(a, r, k, d)) * a.scale : 0.f;
     }
+    __syncthreads();
+    for (int i = threadIdx.x; i < D / 2; i += KVQ_THREADS) {     // D / 16 sixteens of 8 queries
+        int k = i % 8, c = i / 8;
+        float sum = 0.f;
+#pragma unroll
+        for (int d = 0; d < 16; d++) sum += queries[(16 * c + d) * 8 + k];
+        querySums[i] = sum;
+    }
 }
 
-// Token j's channels [d0, d0 + span): their products with the group's queries added to dots, its values into
-// valueRow (zeros past the split's end).
-template <typename T>
-__device__ __forceinline__ void keyAndValue(const KvqAttention& a, const KvqRow& r, int j, int end, int d0, int span,
-                                            const float* queries, float (&dots)[8], float* valueRow) {
-    const int g = a.group;
+// Four floats of shared memory (16-byte aligned) in one load, which the compiler then neither splits nor merges: left
+// to itself it sometimes re-read half of such a load as a pair, and not the same way from one compilation to the next
+__device__ __forceinline__ float4 sharedFloat4(const float* p) {
+    float4 v;
+    asm("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
+        : "r"((unsigned int) __cvta_generic_to_shared(p)));
+    return v;
+}
+
+// acc[k] += q[k] * x for the group's G (4 or 8) queries of one channel, q in shared memory and 16-byte aligned
+template <int G>
+__device__ __forceinline__ void addProducts(const float* q, float x, float (&acc)[G]) {
+    float4 lo = sharedFloat4(q);
+    acc[0] += lo.x * x;
+    acc[1] += lo.y * x;
+    acc[2] += lo.z * x;
+    acc[3] += lo.w * x;
+    if constexpr (G > 4) {
+        float4 hi = sharedFloat4(q + 4);
+        acc[4] += hi.x * x;
+        acc[5] += hi.y * x;
+        acc[6] += hi.z * x;
+        acc[7] += hi.w * x;
+    }
+}
+
+// The products of a row of codes grouped along channels with the queries, taken over the codes themselves: a code
+// decodes to u * f.x + f.y per sixteen channels, so q . x = f.x (q . u) + f.y sum(q), one multiply-add per code and
+// query and no decode of each code first.
+template <int BITS, int G>
+__device__ __forceinline__ void codeDots(const KvqRun& r, const unsigned char* row, long long paramRow, int d0,
+                                         int count, const float* queries, const float* querySums, float (&dots)[G]) {
+    constexpr int PLANES = 8 / BITS;
+    constexpr int PER_CHUNK = 16 * PLANES;
+    for (int c = d0 / PER_CHUNK; c < (d0 + count) / PER_CHUNK; c++) {
+        unsigned int words[4];
+        chunkWords(row, c, words);
 #pragma unroll
-    for (int k = 0; k < 8; k++) dots[k] = 0.f;
+        for (int p = 0; p < PLANES; p++) {
+            const int base = c * PER_CHUNK + p * 16;
+            float part[G];
+#pragma unroll
+            for (int k = 0; k < G; k++) part[k] = 0.f;
+#pragma unroll
+            for (int k = 0; k < 16; k++) addProducts<G>(queries + 8 * (base + k), codeAt<BITS>(words, p, k), part);
+            long long pi = paramRow + base / r.groupSize;
+            float2 f = affineOf(r, param(r, pi, true), param(r, pi, false));
+            float sums[G];
+#pragma unroll
+            for (int k = 0; k < G; k++) sums[k] = 0.f;
+            addProducts<G>(querySums + 8 * (base / 16), f.y, sums);
+#pragma unroll
+            for (int k = 0; k < G; k++) dots[k] += f.x * part[k] + sums[k];
+        }
+    }
+}
+
+// Token j's channels [d0, d0 + span): their products with the group's queries added to dots (G of them: queries past
+// the group are zeros), its values into valueRow (zeros past the split's end).
+template <int G, typename T>
+__device__ __forceinline__ void keyAndValue(const KvqAttention& a, const KvqRow& r, int j, int end, int d0, int span,
+                                            const float* queries, const float* querySums, float (&dots)[G],
+                                            float* valueRow) {
+#pragma unroll
+    for (int k = 0; k < G; k++) dots[k] = 0.f;
     if (j >= end) {
         for (int d = d0; d < d0 + span; d++) valueRow[d] = 0.f;
         return;
     }
-    decodeToken<T>(a, a.key, a.residualKey, a.newKey, r.b, r.kvh, j, d0, span, [&](int d, float x) {
-        const float4* q = (const float4*) (queries + 8 * d);
-        float4 lo = q[0];
-        dots[0] += lo.x * x;
-        dots[1] += lo.y * x;
-        dots[2] += lo.z * x;
-        dots[3] += lo.w * x;
-        if (g > 4) {
-            float4 hi = q[1];
-            dots[4] += hi.x * x;
-            dots[5] += hi.y * x;
-            dots[6] += hi.z * x;
-            dots[7] += hi.w * x;
+    const KvqRun& key = a.key;
+    if (j < a.quantized && key.bits <= 8 && !key.channelAxis) {
+        long long rowIndex = rowIndexOf(key, a.batch, r.b, r.kvh, j);
+        const unsigned char* row = key.codes + rowIndex * (a.headDim * key.bits / 8);
+        long long paramRow = rowIndex * (a.headDim / key.groupSize);
+        if (key.bits == 4) {
+            codeDots<4, G>(key, row, paramRow, d0, span, queries, querySums, dots);
+        } else if (key.bits == 2) {
+            codeDots<2, G>(key, row, paramRow, d0, span, queries, querySums, dots);
+        } else {
+            codeDots<8, G>(key, row, paramRow, d0, span, queries, querySums, dots);
         }
-    });
+    } else {
+        decodeToken<T>(a, key, a.residualKey, a.newKey, r.b, r.kvh, j, d0, span, [&](int d, float x) {
+            addProducts<G>(queries + 8 * d, x, dots);
+        });
+    }
     decodeToken<T>(a, a.value, a.residualValue, a.newValue, r.b, r.kvh, j, d0, span, [&](int d, float x) {
         valueRow[d] = x;
     });
@@ -296,6 +401,7 @@ __device__ __forceinline__ void emit(const KvqAttention& a, const KvqRow& r, int
 template <typename T>
 __device__ void attend(const KvqAttention& a) {
     __shared__ __align__(16) float queries[8 * 128];
+    __shared__ __align__(16) float querySums[8 * 128 / 16];
     __shared__ float values[KVQ_TILE_FLOATS + KVQ_THREADS];
     __shared__ float weights[KVQ_MOST_OUTPUTS];     // group * tile <= 8 * 128
     __shared__ float alphas[8];
@@ -311,7 +417,7 @@ __device__ void attend(const KvqAttention& a) {
     const int span = D / perToken;
     const int tid = threadIdx.x;
 
-    loadQueries<T>(a, r, queries);
+    loadQueries<T>(a, r, queries, querySums);
     if (tid < g) {
         maxima[tid] = -INFINITY;
         sums[tid] = 0.f;
@@ -328,7 +434,7 @@ __device__ void attend(const KvqAttention& a) {
     for (int first = start; first < end; first += tile) {
         int j = first + slot;
         float dots[8];
-        keyAndValue<T>(a, r, j, end, d0, span, queries, dots, values + slot * (D + 1));
+        keyAndValue<8, T>(a, r, j, end, d0, span, queries, querySums, dots, values + slot * (D + 1));
 #pragma unroll
         for (int k = 0; k < 8; k++) {
             for (int o = perToken / 2; o > 0; o /= 2) dots[k] += __shfl_xor_sync(0xffffffffu, dots[k], o);
@@ -399,10 +505,11 @@ __device__ void attend(const KvqAttention& a) {
 #define KVQ_WARPS (KVQ_THREADS / 32)
 #define KVQ_WARP_FLOATS 2080    // a warp's values: 32 tokens of headDim + 1 floats for head sizes up to 64, 16 of 129
 
-template <typename T>
+template <int G, typename T>
 __device__ void attendWarps(const KvqAttention& a) {
     __shared__ __align__(16) float queries[8 * 128];
-    __shared__ float rows[KVQ_WARPS * KVQ_WARP_FLOATS];          // values; then the warps' results, to join them
+    __shared__ __align__(16) float querySums[8 * 128 / 16];
+    __shared__ __align__(8) float rows[KVQ_WARPS * KVQ_WARP_FLOATS];  // values; then the warps' results, to join
     __shared__ __align__(16) float weights[KVQ_WARPS * 32 * 8];  // per warp, [token][head]
 
     const int D = a.headDim;
@@ -419,12 +526,13 @@ __device__ void attendWarps(const KvqAttention& a) {
     float* values = rows + warp * KVQ_WARP_FLOATS;
     float* w = weights + warp * 32 * 8;
 
-    loadQueries<T>(a, r, queries);
+    loadQueries<T>(a, r, queries, querySums);
     __syncthreads();
 
-    float maxima[8], sums[8], acc[8][4];
+    // per query head of the group (G: 4 or 8, the heads past the group computing on zero queries)
+    float maxima[G], sums[G], acc[G][4];
 #pragma unroll
-    for (int k = 0; k < 8; k++) {
+    for (int k = 0; k < G; k++) {
         maxima[k] = -INFINITY;
         sums[k] = 0.f;
 #pragma unroll
@@ -437,17 +545,16 @@ __device__ void attendWarps(const KvqAttention& a) {
     const bool leads = lane % lanesPerToken == 0;    // the lane that speaks for its token
     for (int first = start + warp * perPass; first < end; first += KVQ_WARPS * perPass) {
         int j = first + slot;
-        float dots[8];
-        keyAndValue<T>(a, r, j, end, d0, span, queries, dots, values + slot * (D + 1));
+        float dots[G];
+        keyAndValue<G, T>(a, r, j, end, d0, span, queries, querySums, dots, values + slot * (D + 1));
         if (lanesPerToken == 2) {
 #pragma unroll
-            for (int k = 0; k < 8; k++) dots[k] += __shfl_xor_sync(0xffffffffu, dots[k], 1);
+            for (int k = 0; k < G; k++) dots[k] += __shfl_xor_sync(0xffffffffu, dots[k], 1);
         }
 #pragma unroll
-        for (int k = 0; k < 8; k++) {
-            if (k >= g) break;
+        for (int k = 0; k < G; k++) {
             float s = -INFINITY;
-            if (j < end) {
+            if (j < end && k < g) {
                 s = dots[k] + biasAt<T>(a, r, k, j);
             }
             float m = s;
@@ -465,23 +572,17 @@ __device__ void attendWarps(const KvqAttention& a) {
         }
         __syncwarp();
         for (int i = 0; i < perPass; i++) {
-            float4 lo = *(const float4*) (w + i * 8);
-            float4 hi = g > 4 ? *(const float4*) (w + i * 8 + 4) : make_float4(0.f, 0.f, 0.f, 0.f);
             const float* v = values + i * (D + 1) + lane;
 #pragma unroll
             for (int c = 0; c < 4; c++) {
                 if (c >= channels) break;
                 float x = v[32 * c];
-                acc[0][c] += lo.x * x;
-                acc[1][c] += lo.y * x;
-                acc[2][c] += lo.z * x;
-                acc[3][c] += lo.w * x;
-                if (g > 4) {
-                    acc[4][c] += hi.x * x;
-                    acc[5][c] += hi.y * x;
-                    acc[6][c] += hi.z * x;
-                    acc[7][c] += hi.w * x;
-                }
+                float column[G];
+#pragma unroll
+                for (int k = 0; k < G; k++) column[k] = acc[k][c];
+                addProducts<G>(w + i * 8, x, column);
+#pragma unroll
+                for (int k = 0; k < G; k++) acc[k][c] = column[k];
             }
         }
         __syncwarp();
@@ -490,7 +591,7 @@ __device__ void attendWarps(const KvqAttention& a) {
     // join the warps: each leaves m, l and its channels per head in shared memory, then every output is combined
     __syncthreads();
 #pragma unroll
-    for (int k = 0; k < 8; k++) {
+    for (int k = 0; k < G; k++) {
         if (k >= g) break;
         float* p = rows + (warp * g + k) * (D + 2);
         if (lane == 0) {
@@ -506,15 +607,21 @@ __device__ void attendWarps(const KvqAttention& a) {
     __syncthreads();
     for (int o = tid; o < g * D; o += KVQ_THREADS) {
         int h = o / D, d = o % D;
+        // each warp's maximum and sum, read as one pair (D + 2 is even)
+        float2 ml[KVQ_WARPS];
         float m = -INFINITY;
-        for (int wi = 0; wi < KVQ_WARPS; wi++) m = fmaxf(m, rows[(wi * g + h) * (D + 2)]);
+#pragma unroll
+        for (int wi = 0; wi < KVQ_WARPS; wi++) {
+            ml[wi] = *(const float2*) (rows + (wi * g + h) * (D + 2));
+            m = fmaxf(m, ml[wi].x);
+        }
         float l = 0.f, x = 0.f;
         if (m != -INFINITY) {
+#pragma unroll
             for (int wi = 0; wi < KVQ_WARPS; wi++) {
-                const float* p = rows + (wi * g + h) * (D + 2);
-                float f = p[0] == -INFINITY ? 0.f : __expf(p[0] - m);
-                l += p[1] * f;
-                x += p[2 + d] * f;
+                float f = ml[wi].x == -INFINITY ? 0.f : __expf(ml[wi].x - m);
+                l += ml[wi].y * f;
+                x += rows[(wi * g + h) * (D + 2) + 2 + d] * f;
             }
         }
         emit<T>(a, r, h, d, m, l, x);
@@ -549,12 +656,19 @@ __device__ void combine(const KvqAttention& a) {
 // grid (B * launchKvHeads * t, splits), KVQ_THREADS threads
 extern "C" __global__ void __launch_bounds__(KVQ_THREADS) kvq_attention_f16(const KvqAttention a) { attend<__half>(a); }
 extern "C" __global__ void __launch_bounds__(KVQ_THREADS) kvq_attention_f32(const KvqAttention a) { attend<float>(a); }
-// the same grid and parameters, each warp on tokens of its own (attendWarps)
-extern "C" __global__ void __launch_bounds__(KVQ_THREADS) kvq_attention_warps_f16(const KvqAttention a) {
-    attendWarps<__half>(a);
+// the same grid and parameters, each warp on tokens of its own (attendWarps): warps4 for at most 4 query heads per KV
+// head, warps8 for at most 8
+extern "C" __global__ void __launch_bounds__(KVQ_THREADS) kvq_attention_warps4_f16(const KvqAttention a) {
+    attendWarps<4, __half>(a);
 }
-extern "C" __global__ void __launch_bounds__(KVQ_THREADS) kvq_attention_warps_f32(const KvqAttention a) {
-    attendWarps<float>(a);
+extern "C" __global__ void __launch_bounds__(KVQ_THREADS) kvq_attention_warps4_f32(const KvqAttention a) {
+    attendWarps<4, float>(a);
+}
+extern "C" __global__ void __launch_bounds__(KVQ_THREADS) kvq_attention_warps8_f16(const KvqAttention a) {
+    attendWarps<8, __half>(a);
+}
+extern "C" __global__ void __launch_bounds__(KVQ_THREADS) kvq_attention_warps8_f32(const KvqAttention a) {
+    attendWarps<8, float>(a);
 }
 // grid (B * launchKvHeads * t), any block size
 extern "C" __global__ void kvq_attention_combine_f16(const KvqAttention a) { combine<__half>(a); }

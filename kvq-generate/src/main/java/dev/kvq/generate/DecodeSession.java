@@ -47,6 +47,8 @@ public final class DecodeSession implements AutoCloseable {
      * sequence on). */
     private QuantizedDecoder quantized;
     private DeviceStore store;
+    /** The layout of the members' caches as configured; every sequence that joins must have it. */
+    private QuantizedPastLayout configuredLayout;
     private long materializeNanos;
     private long forwardNanos;
     private long appendNanos;
@@ -109,7 +111,9 @@ public final class DecodeSession implements AutoCloseable {
     /** The quantized decoder for {@code layout} and the device store mirroring {@code members}. */
     private void openStore(QuantizedPastLayout layout, List<KvCache> members) {
         this.quantized = decoder.quantized(layout);
-        this.store = new DeviceStore(quantized.memory(), layout, members, quantized.halfKv());
+        this.configuredLayout = layout;
+        // the store lays the history out as the decoder reads it (its rows may come in token blocks)
+        this.store = new DeviceStore(quantized.memory(), quantized.layout(), members, quantized.halfKv());
     }
 
     private QuantizedPastLayout layoutOf(KvCache cache) {
@@ -197,7 +201,7 @@ public final class DecodeSession implements AutoCloseable {
             QuantizedPastLayout layout = layoutOf(cache);
             if (store == null) {
                 openStore(layout, List.of());
-            } else if (!layout.equals(store.layout())) {
+            } else if (!layout.equals(configuredLayout)) {
                 throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "under placement device every sequence's cache "
                         + "must be configured as the first one's (one layout of the quantized history on the device)");
             }

@@ -20,10 +20,13 @@ public final class DeviceFootprint {
         this.halfKv = halfKv;
     }
 
-    /** The footprint of {@code caches} on {@code decoder}; fails as placement device would for caches it cannot hold. */
+    /**
+     * The footprint of {@code caches} on {@code decoder}, in the layout its quantized decoder reads (made here if not
+     * yet, as a session would); fails as placement device would for caches it cannot hold.
+     */
     public static DeviceFootprint of(Decoder decoder, CacheFactory caches) {
         try (KvCache probe = caches.newCache()) {
-            return new DeviceFootprint(layoutOf(decoder, probe), decoder.halfKv());
+            return new DeviceFootprint(decoder.quantized(layoutOf(decoder, probe)).layout(), decoder.halfKv());
         }
     }
 

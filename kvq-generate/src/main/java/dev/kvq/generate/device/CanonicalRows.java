@@ -42,12 +42,12 @@ final class CanonicalRows {
 
     /**
      * Writes the codes of tokens {@code [t0, t0 + n)} of every head of {@code b}: token {@code i}, head {@code h}
-     * goes to {@code dst} at {@code offset + i * tokenPitch + h * rowBytes}. Rows must be zero where codes are packed
+     * goes to {@code dst} at {@code offset + i * tokenPitch + h * headPitch}. Rows must be zero where codes are packed
      * bit by bit. {@code row} holds a row's codes ({@code headDim}); {@code columns}, a multiple of {@code headDim},
      * the codes of several tokens when the block keeps a channel's tokens together.
      */
-    static void codes(PackedBlock b, int t0, int n, MemorySegment dst, long offset, long tokenPitch, int[] row,
-                      int[] columns) {
+    static void codes(PackedBlock b, int t0, int n, MemorySegment dst, long offset, long tokenPitch, long headPitch,
+                      int[] row, int[] columns) {
         int dim = b.headDim();
         int bits = b.bits();
         long rowBytes = (long) dim * bits / 8;
@@ -56,13 +56,13 @@ final class CanonicalRows {
             for (int i = 0; i < n; i++) {
                 for (int h = 0; h < b.heads(); h++) {
                     MemorySegment.copy(codes, ((long) h * b.tokens() + t0 + i) * rowBytes, dst,
-                            offset + i * tokenPitch + h * rowBytes, rowBytes);
+                            offset + i * tokenPitch + h * headPitch, rowBytes);
                 }
             }
             return;
         }
         if (b.order() == CodeOrder.HEAD_CHANNEL_MAJOR || b.order() == CodeOrder.CHANNEL_MAJOR) {
-            transposed(b, t0, n, dst, offset, tokenPitch, row, columns);
+            transposed(b, t0, n, dst, offset, tokenPitch, headPitch, row, columns);
             return;
         }
         for (int i = 0; i < n; i++) {
@@ -70,7 +70,7 @@ final class CanonicalRows {
                 for (int d = 0; d < dim; d++) {
                     row[d] = b.code(codeIndex(b, h, t0 + i, d));
                 }
-                long at = offset + i * tokenPitch + h * rowBytes;
+                long at = offset + i * tokenPitch + h * headPitch;
                 dst.asSlice(at, rowBytes).fill((byte) 0);
                 BitPacking.pack(row, 0, dim, bits, dst, at * 8 / bits);
             }
@@ -83,7 +83,7 @@ final class CanonicalRows {
      * of reading every code alone.
      */
     private static void transposed(PackedBlock b, int t0, int n, MemorySegment dst, long offset, long tokenPitch,
-                                   int[] row, int[] columns) {
+                                   long headPitch, int[] row, int[] columns) {
         int dim = b.headDim();
         int bits = b.bits();
         long rowBytes = (long) dim * bits / 8;
@@ -98,7 +98,7 @@ final class CanonicalRows {
                     for (int d = 0; d < dim; d++) {
                         row[d] = columns[d * m + i];
                     }
-                    long at = offset + (i0 + i) * tokenPitch + h * rowBytes;
+                    long at = offset + (i0 + i) * tokenPitch + h * headPitch;
                     dst.asSlice(at, rowBytes).fill((byte) 0);
                     BitPacking.pack(row, 0, dim, bits, dst, at * 8 / bits);
                 }
@@ -108,17 +108,17 @@ final class CanonicalRows {
 
     /**
      * Writes the scales ({@code scales}) or zeros of tokens {@code [t0, t0 + n)} for groups along channels of size
-     * {@code group}: token {@code i}, head {@code h}, group {@code g} at {@code offset + i * tokenPitch + (h *
-     * headDim / group + g) * paramBytes}.
+     * {@code group}: token {@code i}, head {@code h}, group {@code g} at {@code offset + i * tokenPitch + h * headPitch
+     * + g * paramBytes}.
      */
     static void tokenParams(PackedBlock b, boolean scales, int t0, int n, int group, MemorySegment dst, long offset,
-                            long tokenPitch, boolean half) {
+                            long tokenPitch, long headPitch, boolean half) {
         int perRow = b.headDim() / group;
         for (int i = 0; i < n; i++) {
             for (int h = 0; h < b.heads(); h++) {
                 for (int g = 0; g < perRow; g++) {
                     long blockGroup = codeIndex(b, h, t0 + i, g * group) / b.groupSize();
-                    put(dst, offset + i * tokenPitch, (long) h * perRow + g, param(b, scales, blockGroup), half);
+                    put(dst, offset + i * tokenPitch + h * headPitch, g, param(b, scales, blockGroup), half);
                 }
             }
         }

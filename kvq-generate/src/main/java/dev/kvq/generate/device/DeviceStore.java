@@ -17,7 +17,8 @@ import java.util.stream.IntStream;
 /**
  * The quantized history of a batch of sequences, mirrored in a runtime's device memory in the canonical form of a
  * {@link QuantizedPastLayout}. Each run of each layer has three buffers (codes, scales, zeros) with tokens on the outer
- * axis ({@code [capacity, batch, heads, ...]}), so the first {@code T} tokens are one contiguous tensor; sequence
+ * axis ({@code [capacity, batch, heads, ...]}, or {@code [capacity / block, batch, heads, block, ...]} with the
+ * layout's token blocks), so the first {@code T} tokens are one contiguous tensor; sequence
  * {@code b}'s quantized tokens sit at token slots {@code [0, q_b)} and shorter sequences leave masked slots. The
  * residuals of all layers share one buffer ({@code [batch, heads, R, headDim]} per layer and kind), rewritten from the
  * host as a whole each step: it is bounded by R and never grows with the history.
@@ -45,6 +46,7 @@ public final class DeviceStore implements AutoCloseable {
     private final int heads;
     private final int dim;
     private final int residual;
+    private final int tokenBlock;
     private final boolean halfResidual;
     /** Token slots come in multiples of this (the group size of runs grouped along tokens, else 1). */
     private final int quantum;
@@ -87,6 +89,7 @@ public final class DeviceStore implements AutoCloseable {
         this.heads = layout.kvHeads();
         this.dim = layout.headDim();
         this.halfResidual = halfResidual;
+        this.tokenBlock = layout.tokenBlock();
         this.scratch = ThreadLocal.withInitial(() -> new RowScratch(dim));
         this.target = new int[batch];
         for (KvCache cache : caches) {
@@ -102,9 +105,9 @@ public final class DeviceStore implements AutoCloseable {
                 for (int j = 0; j < runs.size(); j++) {
                     StoredRun run = runs.get(j);
                     runBuffers[l][kind][j] = new Buffer[] {
-                            add(new Buffer(codesPerSequence(run, dim), 1, codesElement(run))),
-                            add(new Buffer(paramsPerSequence(run, dim), tokensPerParamSlot(run), paramElement(run))),
-                            add(new Buffer(paramsPerSequence(run, dim), tokensPerParamSlot(run), paramElement(run)))};
+                            add(rowBuffer(run.heads(), run.rowBytes(dim), codesElement(run))),
+                            add(paramBuffer(run)),
+                            add(paramBuffer(run))};
                     tensors += 3;
                 }
             }
@@ -152,6 +155,22 @@ public final class DeviceStore implements AutoCloseable {
         return bytes;
     }
 
+    /**
+     * A buffer of one row of {@code rowBytes} per token and head (codes, raw values, parameters of groups along
+     * channels): slots of one token, or of the layout's token block with each head's tokens side by side.
+     */
+    private Buffer rowBuffer(int runHeads, long rowBytes, DeviceMemory.Element element) {
+        return new Buffer(runHeads * rowBytes * tokenBlock, tokenBlock, element, rowBytes, tokenBlock > 1);
+    }
+
+    private Buffer paramBuffer(StoredRun run) {
+        long row = (long) run.paramsPerRow(dim) * run.paramBytes();
+        if (run.axis() == StoredRun.GroupAxis.TOKEN) {
+            return rowBuffer(run.heads(), row, paramElement(run));
+        }
+        return new Buffer(paramsPerSequence(run, dim), tokensPerParamSlot(run), paramElement(run), row, false);
+    }
+
     private static long codesPerSequence(StoredRun run, int dim) {
         return (long) run.heads() * run.rowBytes(dim);
     }
@@ -182,9 +201,9 @@ public final class DeviceStore implements AutoCloseable {
         return r;
     }
 
-    /** Token slots come in multiples of this: the group sizes of runs grouped along tokens. */
+    /** Token slots come in multiples of this: the token block and the group sizes of runs grouped along tokens. */
     private static int quantum(QuantizedPastLayout layout) {
-        int q = 1;
+        int q = layout.tokenBlock();
         for (StoredLayer sl : layout.layers()) {
             for (List<StoredRun> runs : List.of(sl.keys(), sl.values())) {
                 for (StoredRun run : runs) {
@@ -437,17 +456,30 @@ public final class DeviceStore implements AutoCloseable {
     /** Staging bytes the pieces of {@code sequences} sequences adding tokens {@code [from, to)} take. */
     private long stagingFor(int from, int to, int sequences) {
         long[] bytes = {0};
-        forEachBuffer(from, to, (l, kind, j, t, run, buf, slot0, slots) -> bytes[0] += alignedPiece(slots
-                * sequences * buf.perSequence));
+        forEachBuffer(from, to, (l, kind, j, t, run, buf, slot0, slots) -> {
+            if (!buf.blocked) {
+                bytes[0] += alignedPiece(slots * sequences * buf.perSequence);
+                return;
+            }
+            int block = buf.tokensPerSlot;
+            for (int k = from / block; k * block < to; k++) {
+                int n = Math.min(to, (k + 1) * block) - Math.max(from, k * block);
+                bytes[0] += alignedPiece((long) sequences * run.heads() * n * buf.rowBytes);
+            }
+        });
         return bytes[0];
     }
 
     /** Every sequence adds tokens {@code [from, to)}: one piece per buffer for the whole batch. */
     private void planTogether(int from, int to) {
         forEachBuffer(from, to, (l, kind, j, t, run, buf, slot0, slots) -> {
+            if (buf.blocked) {
+                planBlocks(l, kind, j, t, run, buf, 0, batch, from, to);
+                return;
+            }
             long size = slots * buf.bytesPerSlot;
             long at = stagingOffset(size);
-            writes.add(l, kind, j, t, run, 0, batch, from, to, at, buf.perSequence, buf.bytesPerSlot);
+            writes.add(l, kind, j, t, run, 0, batch, from, to, at, buf.perSequence, buf.bytesPerSlot, buf.rowBytes);
             pending.add(at, buf.address + slot0 * buf.bytesPerSlot, size, size, 1);
         });
     }
@@ -455,12 +487,36 @@ public final class DeviceStore implements AutoCloseable {
     /** Sequence {@code b} adds tokens {@code [from, to)}: one strided piece per buffer. */
     private void planSequence(int b, int from, int to) {
         forEachBuffer(from, to, (l, kind, j, t, run, buf, slot0, slots) -> {
+            if (buf.blocked) {
+                planBlocks(l, kind, j, t, run, buf, b, b + 1, from, to);
+                return;
+            }
             long perSequence = buf.perSequence;
             long at = stagingOffset(slots * perSequence);
-            writes.add(l, kind, j, t, run, b, b + 1, from, to, at, 0, perSequence);
+            writes.add(l, kind, j, t, run, b, b + 1, from, to, at, 0, perSequence, buf.rowBytes);
             pending.add(at, buf.address + slot0 * buf.bytesPerSlot + b * perSequence, buf.bytesPerSlot, perSequence,
                     slots);
         });
+    }
+
+    /**
+     * Sequences {@code [first, end)} add tokens {@code [from, to)} to a buffer in token blocks: per block they touch,
+     * one piece of a row per sequence and head (the block's new tokens of that head, side by side), rows a block
+     * apart on the device.
+     */
+    private void planBlocks(int l, int kind, int j, int t, StoredRun run, Buffer buf, int first, int end, int from,
+                            int to) {
+        int block = buf.tokensPerSlot;
+        long rows = (long) (end - first) * run.heads();
+        for (int k = from / block; k * block < to; k++) {
+            int start = Math.max(from, k * block);
+            int stop = Math.min(to, (k + 1) * block);
+            long width = (stop - start) * buf.rowBytes;
+            long at = stagingOffset(rows * width);
+            writes.add(l, kind, j, t, run, first, end, start, stop, at, run.heads() * width, buf.rowBytes, width);
+            pending.add(at, buf.address + k * buf.bytesPerSlot + first * buf.perSequence
+                    + (start - (long) k * block) * buf.rowBytes, block * buf.rowBytes, width, rows);
+        }
     }
 
     /** Carries out the planned writes into staging, on several threads when they move enough rows to pay. */
@@ -485,7 +541,7 @@ public final class DeviceStore implements AutoCloseable {
                     w.word(i, PlannedWrites.TENSOR), w.run(i), w.word(i, PlannedWrites.FROM),
                     w.word(i, PlannedWrites.TO), staging, w.longWord(i, PlannedWrites.OFFSET)
                             + (b - first) * w.longWord(i, PlannedWrites.SEQUENCE_STRIDE),
-                    w.longWord(i, PlannedWrites.PITCH), rows);
+                    w.longWord(i, PlannedWrites.PITCH), w.longWord(i, PlannedWrites.HEAD_PITCH), rows);
         }
     }
 
@@ -500,7 +556,7 @@ public final class DeviceStore implements AutoCloseable {
                         Buffer buf = runBuffers[l][kind][j][t];
                         int slot0 = from / buf.tokensPerSlot;
                         int slots = to / buf.tokensPerSlot - slot0;
-                        if (slots > 0 && buf.bytesPerSlot > 0) {
+                        if (buf.bytesPerSlot > 0 && (slots > 0 || buf.blocked)) {
                             action.apply(l, kind, j, t, runs.get(j), buf, slot0, slots);
                         }
                     }
@@ -517,13 +573,14 @@ public final class DeviceStore implements AutoCloseable {
 
     /**
      * Writes tensor {@code tensor} (0 codes, 1 scales, 2 zeros) of run {@code run} for tokens {@code [from, to)} of one
-     * sequence into {@code dst} at {@code offset}, consecutive token slots {@code pitch} bytes apart.
+     * sequence into {@code dst} at {@code offset}, consecutive token slots {@code pitch} bytes apart and, within one,
+     * the heads' rows {@code headPitch} apart (groups along tokens: heads side by side).
      */
     private void write(StoredHistory history, int group, int kind, int tensor, StoredRun run, int from, int to,
-                       MemorySegment dst, long offset, long pitch, RowScratch rows) {
+                       MemorySegment dst, long offset, long pitch, long headPitch, RowScratch rows) {
         if (history.isRaw()) {
             if (tensor == 0) {
-                writeRaw(history.raw(kind == 0), from, to, dst, offset, pitch, run.bits() == 16, rows);
+                writeRaw(history.raw(kind == 0), from, to, dst, offset, pitch, headPitch, run.bits() == 16, rows);
             }
             return;
         }
@@ -536,11 +593,11 @@ public final class DeviceStore implements AutoCloseable {
             int n = end - start;
             int t0 = start - first;
             if (tensor == 0) {
-                CanonicalRows.codes(block, t0, n, dst, offset + (long) (start - from) * pitch, pitch, rows.codes,
-                        rows.columns);
+                CanonicalRows.codes(block, t0, n, dst, offset + (long) (start - from) * pitch, pitch, headPitch,
+                        rows.codes, rows.columns);
             } else if (run.axis() == StoredRun.GroupAxis.TOKEN) {
                 CanonicalRows.tokenParams(block, tensor == 1, t0, n, run.groupSize(), dst,
-                        offset + (long) (start - from) * pitch, pitch, run.halfParams());
+                        offset + (long) (start - from) * pitch, pitch, headPitch, run.halfParams());
             } else {
                 CanonicalRows.channelParams(block, tensor == 1, t0, n, run.groupSize(), dst,
                         offset + (long) (start - from) / run.groupSize() * pitch, pitch, run.halfParams());
@@ -549,13 +606,12 @@ public final class DeviceStore implements AutoCloseable {
     }
 
     /** Rows of an unquantized history in the model's K/V dtype. */
-    private void writeRaw(KvView src, int from, int to, MemorySegment dst, long offset, long pitch, boolean half,
-                          RowScratch rows) {
-        int bytes = half ? 2 : 4;
+    private void writeRaw(KvView src, int from, int to, MemorySegment dst, long offset, long pitch, long headPitch,
+                          boolean half, RowScratch rows) {
         for (int t = from; t < to; t++) {
             long at = offset + (long) (t - from) * pitch;
             for (int h = 0; h < src.heads(); h++) {
-                putRow(src, h, t, dst, at + (long) h * dim * bytes, half, rows);
+                putRow(src, h, t, dst, at + h * headPitch, half, rows);
             }
         }
     }
@@ -742,7 +798,10 @@ public final class DeviceStore implements AutoCloseable {
         return a / x * b;
     }
 
-    /** One device buffer, {@code [capacity / tokensPerSlot, ...]} of {@code bytesPerSlot} bytes per slot. */
+    /**
+     * One device buffer, {@code [capacity / tokensPerSlot, ...]} of {@code bytesPerSlot} bytes per slot. A blocked
+     * buffer's slot is a token block, {@code [batch, heads, tokensPerSlot, rowBytes]}.
+     */
     private final class Buffer {
         /** Bytes of one sequence in one slot. */
         final long perSequence;
@@ -750,14 +809,20 @@ public final class DeviceStore implements AutoCloseable {
         long bytesPerSlot;
         final int tokensPerSlot;
         final DeviceMemory.Element element;
+        /** Bytes of one head's row in a slot. */
+        final long rowBytes;
+        /** Whether a slot keeps each head's tokens side by side, so a token fills only part of one. */
+        final boolean blocked;
         long address;
         long allocated;
 
-        Buffer(long perSequence, int tokensPerSlot, DeviceMemory.Element element) {
+        Buffer(long perSequence, int tokensPerSlot, DeviceMemory.Element element, long rowBytes, boolean blocked) {
             this.perSequence = perSequence;
             this.bytesPerSlot = batch * perSequence;
             this.tokensPerSlot = tokensPerSlot;
             this.element = element;
+            this.rowBytes = rowBytes;
+            this.blocked = blocked;
         }
 
         /**
@@ -825,10 +890,10 @@ public final class DeviceStore implements AutoCloseable {
      * The writes of one sync, in reused arrays (a step plans about one per buffer), {@value #WORDS} words each: tensor
      * {@code tensor} of run {@code group} of a layer's keys or values, tokens {@code [from, to)} of sequences
      * {@code [firstSequence, endSequence)}, the first at {@code offset} in staging and each next one
-     * {@code sequenceStride} further, token slots {@code pitch} apart.
+     * {@code sequenceStride} further, token slots {@code pitch} apart and heads {@code headPitch} apart within one.
      */
     private static final class PlannedWrites {
-        static final int WORDS = 11;
+        static final int WORDS = 12;
         private static final int LAYER = 0;
         private static final int KIND = 1;
         private static final int GROUP = 2;
@@ -840,6 +905,7 @@ public final class DeviceStore implements AutoCloseable {
         private static final int OFFSET = 8;
         private static final int SEQUENCE_STRIDE = 9;
         private static final int PITCH = 10;
+        private static final int HEAD_PITCH = 11;
         private long[] words = new long[16 * WORDS];
         private StoredRun[] runs = new StoredRun[16];
         private int size;
@@ -860,7 +926,7 @@ public final class DeviceStore implements AutoCloseable {
         }
 
         void add(int layer, int kind, int group, int tensor, StoredRun run, int firstSequence, int endSequence,
-                 int from, int to, long offset, long sequenceStride, long pitch) {
+                 int from, int to, long offset, long sequenceStride, long pitch, long headPitch) {
             if (size == runs.length) {
                 runs = java.util.Arrays.copyOf(runs, size * 2);
                 words = java.util.Arrays.copyOf(words, size * 2 * WORDS);
@@ -878,6 +944,7 @@ public final class DeviceStore implements AutoCloseable {
             words[at + OFFSET] = offset;
             words[at + SEQUENCE_STRIDE] = sequenceStride;
             words[at + PITCH] = pitch;
+            words[at + HEAD_PITCH] = headPitch;
             rows += (long) (endSequence - firstSequence) * run.heads() * (to - from);
         }
 

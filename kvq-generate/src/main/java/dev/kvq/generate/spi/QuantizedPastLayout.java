@@ -11,10 +11,30 @@ import java.util.List;
  * to is, per layer, the runs concatenated along heads ({@code [B, kvHeads, T, headDim]}) followed by the residual
  * along tokens: {@code T + residualCapacity} positions, of which the attention mask marks the real ones. Per step
  * the decoder returns only the new tokens' K/V and the logits.
+ *
+ * <p>{@code tokenBlock} is how many consecutive tokens of one sequence and head a run keeps side by side: with 1 its
+ * rows are {@code [T, B, heads, ...]} ({@link StoredRun}); with a larger power of two, {@code [T / tokenBlock, B,
+ * heads, tokenBlock, ...]} for codes, raw values and per-token parameters (parameters grouped along tokens stay one
+ * row per group), and {@code T} is a multiple of it. The tensors keep their nominal shapes ({@code [T, B, heads,
+ * ...]}); only the order of their rows changes. Attention that reads the codes itself wants blocks: a warp's lanes,
+ * one token each, then read one stretch of memory instead of a scattered piece each.
  */
-public record QuantizedPastLayout(int kvHeads, int headDim, List<StoredLayer> layers) {
+public record QuantizedPastLayout(int kvHeads, int headDim, List<StoredLayer> layers, int tokenBlock) {
     public QuantizedPastLayout {
         layers = List.copyOf(layers);
+        if (tokenBlock < 1 || Integer.bitCount(tokenBlock) != 1) {
+            throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "a token block is a power of two, not " + tokenBlock);
+        }
+    }
+
+    /** A layout whose rows are token-major, one token at a time ({@code tokenBlock} 1). */
+    public QuantizedPastLayout(int kvHeads, int headDim, List<StoredLayer> layers) {
+        this(kvHeads, headDim, layers, 1);
+    }
+
+    /** This layout with rows in blocks of {@code tokens} tokens. */
+    public QuantizedPastLayout withTokenBlock(int tokens) {
+        return new QuantizedPastLayout(kvHeads, headDim, layers, tokens);
     }
 
     /** Graph input names of run {@code run} of layer {@code layer}'s keys ({@code "key"}) or values ({@code "value"}). */

@@ -35,21 +35,28 @@ class CanonicalRowsTest {
             }
             BitPacking.pack(all, 0, all.length, bits, b.codes(), 0);
             long rowBytes = (long) dim * bits / 8;
-            long pitch = heads * rowBytes + 16;
+            // rows of heads apart by more than a row, and tokens further still, as a store's token blocks lay them
+            long headPitch = rowBytes + 16;
+            long pitch = heads * headPitch + 16;
             MemorySegment dst = arena.allocate(n * pitch);
             // scratch of 64 tokens, as the store gives it: runs of 150 tokens take three passes
-            CanonicalRows.codes(b, t0, n, dst, 0, pitch, new int[dim], new int[dim * 64]);
+            CanonicalRows.codes(b, t0, n, dst, 0, pitch, headPitch, new int[dim], new int[dim * 64]);
             int[] row = new int[dim];
+            boolean[] written = new boolean[(int) (n * pitch)];
             for (int i = 0; i < n; i++) {
                 for (int h = 0; h < heads; h++) {
-                    BitPacking.unpack(dst, (i * pitch + h * rowBytes) * 8 / bits, dim, bits, row, 0);
+                    long at = i * pitch + h * headPitch;
+                    BitPacking.unpack(dst, at * 8 / bits, dim, bits, row, 0);
                     for (int d = 0; d < dim; d++) {
                         assertEquals(b.code(CanonicalRows.codeIndex(b, h, t0 + i, d)), row[d],
                                 "token " + i + " head " + h + " channel " + d);
                     }
+                    java.util.Arrays.fill(written, (int) at, (int) (at + rowBytes), true);
                 }
-                for (long pad = heads * rowBytes; pad < pitch; pad++) {
-                    assertEquals(0, dst.get(ValueLayout.JAVA_BYTE, i * pitch + pad), "bytes past the rows untouched");
+            }
+            for (int at = 0; at < written.length; at++) {
+                if (!written[at]) {
+                    assertEquals(0, dst.get(ValueLayout.JAVA_BYTE, at), "byte " + at + " between the rows untouched");
                 }
             }
         }

@@ -29,6 +29,7 @@ import java.util.stream.Stream;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
+import org.junit.jupiter.params.provider.ValueSource;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -53,7 +54,7 @@ class DeviceStoreTest {
             }
             heads.put(l, h);
         }
-        return Stream.of(
+        List<Arguments> plain = List.of(
                 Arguments.of("per-token KV4", KvQuantConfig.perToken(4, 4)),
                 Arguments.of("per-token KV8 float32 scales", KvQuantConfig.perToken(8, 8).scaleDtype("float32")),
                 Arguments.of("per-token K4V2 residual 32 group 32", KvQuantConfig.perToken(4, 2).residualLength(32)
@@ -61,18 +62,27 @@ class DeviceStoreTest {
                 Arguments.of("KIVI K4V2", KvQuantConfig.kivi(4, 2)),
                 Arguments.of("KIVI per-layer mix", KvQuantConfig.kivi(4, 4).perLayer(mix, null)),
                 Arguments.of("per-head mix", KvQuantConfig.perToken(4, 4).perHead(heads, null)));
+        return withTokenBlocks(plain.stream());
+    }
+
+    /** Each configuration with rows one token at a time, then in blocks of 32 tokens (as kvq's attention reads). */
+    private static Stream<Arguments> withTokenBlocks(Stream<Arguments> configs) {
+        List<Arguments> all = configs.toList();
+        return Stream.concat(all.stream().map(a -> Arguments.of(a.get()[0], a.get()[1], 1)),
+                all.stream().map(a -> Arguments.of(a.get()[0] + ", token blocks of 32", a.get()[1], 32)));
     }
 
     @ParameterizedTest(name = "{0}")
     @MethodSource("configs")
-    void mirrorDecodesToTheCachesHistory(String name, KvQuantConfig.Builder builder) {
+    void mirrorDecodesToTheCachesHistory(String name, KvQuantConfig.Builder builder, int tokenBlock) {
         KvQuantConfig config = builder.placement(Placement.DEVICE).build();
         List<KvCache> caches = new ArrayList<>();
         var spec = KvCaches.spec(config, SHAPE);
         for (int b = 0; b < 3; b++) {
             caches.add(spec.newCache());
         }
-        QuantizedPastLayout layout = PastLayouts.of(caches.getFirst(), SHAPE.layers(), SHAPE.kvHeads(), SHAPE.headDim(), false);
+        QuantizedPastLayout layout = PastLayouts.of(caches.getFirst(), SHAPE.layers(), SHAPE.kvHeads(), SHAPE.headDim(),
+                false).withTokenBlock(tokenBlock);
         SplittableRandom random = new SplittableRandom(name.hashCode());
         try (ArenaMemory memory = new ArenaMemory(); DeviceStore store = new DeviceStore(memory, layout, caches, false)) {
             int[] prompts = {37, 70, 0};
@@ -100,11 +110,12 @@ class DeviceStoreTest {
         caches.forEach(KvCache::close);
     }
 
-    @Test
-    void fullPrecisionCacheIsMirroredRawInFloat16() {
+    @ParameterizedTest(name = "token block {0}")
+    @ValueSource(ints = {1, 32})
+    void fullPrecisionCacheIsMirroredRawInFloat16(int tokenBlock) {
         List<KvCache> caches = List.of(KvCaches.fullPrecision(SHAPE), KvCaches.fullPrecision(SHAPE));
         QuantizedPastLayout layout = PastLayouts.of(caches.getFirst(), SHAPE.layers(), SHAPE.kvHeads(), SHAPE.headDim(),
-                true);
+                true).withTokenBlock(tokenBlock);
         assertTrue(layout.layers().getFirst().keys().getFirst().raw());
         SplittableRandom random = new SplittableRandom(5);
         try (ArenaMemory memory = new ArenaMemory(); DeviceStore store = new DeviceStore(memory, layout, caches, true)) {
@@ -118,7 +129,7 @@ class DeviceStoreTest {
                 store.sync();
             }
             int t = store.quantizedLength();
-            assertEquals(14, t);
+            assertEquals(tokenBlock == 1 ? 14 : 32, t, "token slots: the longest sequence's, in whole blocks");
             memory.synchronize();
             long[] past = store.pastAddresses();
             int heads = SHAPE.kvHeads();
@@ -135,7 +146,7 @@ class DeviceStoreTest {
                             for (int h = 0; h < heads; h++) {
                                 for (int d = 0; d < dim; d++) {
                                     float device = Float.float16ToFloat(keys.get(F16,
-                                            ((((long) p * 2 + b) * heads + h) * dim + d) * 2));
+                                            (row(p, tokenBlock, 2, b, heads, h) * dim + d) * 2));
                                     assertEquals(Float.float16ToFloat(Float.floatToFloat16(expected.get(h, p, d))),
                                             device, 0f);
                                 }
@@ -149,11 +160,11 @@ class DeviceStoreTest {
 
     @ParameterizedTest(name = "{0}")
     @MethodSource("configs")
-    void sequencesJoinAndLeaveBetweenSteps(String name, KvQuantConfig.Builder builder) {
+    void sequencesJoinAndLeaveBetweenSteps(String name, KvQuantConfig.Builder builder, int tokenBlock) {
         KvQuantConfig config = builder.placement(Placement.DEVICE).build();
         var spec = KvCaches.spec(config, SHAPE);
         QuantizedPastLayout layout = PastLayouts.of(spec.newCache(), SHAPE.layers(), SHAPE.kvHeads(), SHAPE.headDim(),
-                false);
+                false).withTokenBlock(tokenBlock);
         SplittableRandom random = new SplittableRandom(name.hashCode() + 1);
         List<KvCache> members = new ArrayList<>();
         List<Integer> reserves = new ArrayList<>();
@@ -195,12 +206,14 @@ class DeviceStoreTest {
         members.forEach(KvCache::close);
     }
 
-    @Test
-    void sequencesInLockstepShareOneUploadPerBuffer() {
+    @ParameterizedTest(name = "token block {0}")
+    @ValueSource(ints = {1, 32})
+    void sequencesInLockstepShareOneUploadPerBuffer(int tokenBlock) {
         KvQuantConfig config = KvQuantConfig.perToken(4, 4).placement(Placement.DEVICE).build();
         var spec = KvCaches.spec(config, SHAPE);
         List<KvCache> caches = List.of(spec.newCache(), spec.newCache(), spec.newCache(), spec.newCache());
-        QuantizedPastLayout layout = PastLayouts.of(caches.getFirst(), SHAPE.layers(), SHAPE.kvHeads(), SHAPE.headDim(), false);
+        QuantizedPastLayout layout = PastLayouts.of(caches.getFirst(), SHAPE.layers(), SHAPE.kvHeads(), SHAPE.headDim(),
+                false).withTokenBlock(tokenBlock);
         SplittableRandom random = new SplittableRandom(3);
         try (ArenaMemory memory = new ArenaMemory(); DeviceStore store = new DeviceStore(memory, layout, caches, false)) {
             store.reserve(200);
@@ -213,7 +226,8 @@ class DeviceStoreTest {
                 append(c, 1, random);
             }
             store.sync();
-            // three buffers (codes, scales, zeros) per layer and kind, whatever the batch
+            // three buffers (codes, scales, zeros) per layer and kind, whatever the batch (in blocks: the rows of
+            // every sequence and head, a block apart, are one strided piece)
             assertEquals(SHAPE.layers() * 2 * 3, memory.uploads - before);
             check(memory, layout, store, caches);
         }
@@ -250,13 +264,14 @@ class DeviceStoreTest {
 
     /** The configurations of {@link #configs} that fit any number of layers and heads. */
     static Stream<Arguments> uniformConfigs() {
-        return configs().limit(4);
+        return configs().filter(a -> !((String) a.get()[0]).contains("mix"));
     }
 
     @ParameterizedTest(name = "{0}")
     @MethodSource("uniformConfigs")
     void aLargeBatchIsWrittenOnSeveralThreadsAndItsResidualUploadedAsTheNewRowsOnly(String name,
-                                                                                  KvQuantConfig.Builder builder) {
+                                                                                  KvQuantConfig.Builder builder,
+                                                                                  int tokenBlock) {
         // the 1B shape at 24 sequences: a decode step writes more rows than DeviceStore.PARALLEL_ROWS
         ModelShape shape = new ModelShape(16, 8, 64);
         int batch = 24;
@@ -267,7 +282,7 @@ class DeviceStoreTest {
             caches.add(spec.newCache());
         }
         QuantizedPastLayout layout = PastLayouts.of(caches.getFirst(), shape.layers(), shape.kvHeads(),
-                shape.headDim(), false);
+                shape.headDim(), false).withTokenBlock(tokenBlock);
         SplittableRandom random = new SplittableRandom(name.hashCode() + 2);
         try (ArenaMemory memory = new ArenaMemory(); DeviceStore store = new DeviceStore(memory, layout, caches, false)) {
             store.reserve(80);
@@ -297,6 +312,18 @@ class DeviceStoreTest {
             assertEquals(r > 0 ? 3 : 0, residualSteps, "steps that added to the residual only");
         }
         caches.forEach(KvCache::close);
+    }
+
+    @Test
+    void aTokenBlockIsAPowerOfTwo() {
+        KvCache cache = KvCaches.fullPrecision(SHAPE);
+        QuantizedPastLayout layout = PastLayouts.of(cache, SHAPE.layers(), SHAPE.kvHeads(), SHAPE.headDim(), true);
+        for (int bad : new int[] {0, 24, -8}) {
+            KvqException e = assertThrows(KvqException.class, () -> layout.withTokenBlock(bad));
+            assertTrue(e.getMessage().contains("power of two, not " + bad), e.getMessage());
+        }
+        assertEquals(64, layout.withTokenBlock(64).tokenBlock());
+        cache.close();
     }
 
     @Test
@@ -348,7 +375,8 @@ class DeviceStoreTest {
             float[][][][][] dense = new float[2][batch][heads][t][dim];
             for (int kind = 0; kind < 2; kind++) {
                 for (StoredRun run : kind == 0 ? sl.keys() : sl.values()) {
-                    decodeRun(memory, run, past[i], past[i + 1], past[i + 2], batch, t, dim, dense[kind]);
+                    decodeRun(memory, run, layout.tokenBlock(), past[i], past[i + 1], past[i + 2], batch, t, dim,
+                            dense[kind]);
                     i += 3;
                 }
             }
@@ -396,8 +424,13 @@ class DeviceStoreTest {
         }
     }
 
-    private static void decodeRun(ArenaMemory memory, StoredRun run, long codesAt, long scalesAt, long zerosAt,
-                                  int batch, int t, int dim, float[][][][] out) {
+    /** Row of token {@code p} of sequence {@code b}, head {@code h}: {@code [T / block, B, heads, block]} rows. */
+    private static long row(int p, int tokenBlock, int batch, int b, int heads, int h) {
+        return (((long) (p / tokenBlock) * batch + b) * heads + h) * tokenBlock + p % tokenBlock;
+    }
+
+    private static void decodeRun(ArenaMemory memory, StoredRun run, int tokenBlock, long codesAt, long scalesAt,
+                                  long zerosAt, int batch, int t, int dim, float[][][][] out) {
         int hr = run.heads();
         int rowBytes = dim * run.bits() / 8;
         MemorySegment codes = memory.at(codesAt, (long) t * batch * hr * rowBytes);
@@ -408,11 +441,11 @@ class DeviceStoreTest {
         for (int p = 0; p < t; p++) {
             for (int b = 0; b < batch; b++) {
                 for (int h = 0; h < hr; h++) {
-                    long rowStart = (((long) p * batch + b) * hr + h) * rowBytes;
+                    long rowStart = row(p, tokenBlock, batch, b, hr, h) * rowBytes;
                     for (int d = 0; d < dim; d++) {
                         int u = code(codes, rowStart, d, run.bits());
                         long param = run.axis() == StoredRun.GroupAxis.TOKEN
-                                ? (((long) p * batch + b) * hr + h) * (dim / g) + d / g
+                                ? row(p, tokenBlock, batch, b, hr, h) * (dim / g) + d / g
                                 : (((long) (p / g) * batch + b) * hr + h) * dim + d;
                         float s = pb == 2 ? Float.float16ToFloat(scales.get(F16, param * 2)) : scales.get(F32, param * 4);
                         float z = pb == 2 ? Float.float16ToFloat(zeros.get(F16, param * 2)) : zeros.get(F32, param * 4);

@@ -146,6 +146,11 @@ final class DjlDecoder implements Decoder {
     @Override
     public QuantizedDecoder quantized(QuantizedPastLayout layout) {
         checkOpen();
+        if (layout.tokenBlock() != 1) {
+            // the program decodes token-major rows; kvq asks for blocks only of its own attention operator
+            throw new KvqException(ErrorCode.UNSUPPORTED, "DJL reads a quantized history one token per row, not in "
+                    + "blocks of " + layout.tokenBlock() + " tokens; give it the layout of the cache as configured");
+        }
         if (quantized == null || !quantized.layout().equals(layout)) {
             if (quantized != null) {
                 quantized.close();

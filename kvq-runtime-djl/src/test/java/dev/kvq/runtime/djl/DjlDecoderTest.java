@@ -12,6 +12,9 @@ import dev.kvq.generate.Tokenizer;
 import dev.kvq.generate.Tokenizers;
 import dev.kvq.generate.model.ModelDir;
 import dev.kvq.generate.spi.Decoder;
+import dev.kvq.generate.spi.QuantizedPastLayout;
+import dev.kvq.generate.spi.StoredLayer;
+import dev.kvq.generate.spi.StoredRun;
 import dev.kvq.testkit.Repo;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -60,5 +63,21 @@ class DjlDecoderTest {
         KvqException e = assertThrows(KvqException.class, () -> new DjlRuntimeProvider().open(ModelDir.open(bad), "cpu"));
         assertEquals(ErrorCode.MODEL_INVALID, e.code());
         assertTrue(e.getMessage().contains("does not follow kvq's TorchScript contract"), e.getMessage());
+    }
+
+    @Test
+    void refusesAHistoryInTokenBlocksByName() throws Exception {
+        ModelDir dir = ModelDir.open(Repo.demoModel());
+        var config = dir.config();
+        try (Decoder d = new DjlRuntimeProvider().open(dir, "cpu")) {
+            StoredRun raw = StoredRun.raw(config.kvHeads(), d.halfKv(), config.headDim());
+            List<StoredLayer> layers = java.util.Collections.nCopies(config.layers(),
+                    new StoredLayer(List.of(raw), List.of(raw), 0));
+            QuantizedPastLayout layout = new QuantizedPastLayout(config.kvHeads(), config.headDim(), layers)
+                    .withTokenBlock(32);
+            KvqException e = assertThrows(KvqException.class, () -> d.quantized(layout));
+            assertEquals(ErrorCode.UNSUPPORTED, e.code());
+            assertTrue(e.getMessage().contains("blocks of 32 tokens"), e.getMessage());
+        }
     }
 }

@@ -204,7 +204,7 @@ final class OnnxDecoder implements Decoder {
     @Override
     public QuantizedDecoder quantized(QuantizedPastLayout layout) {
         checkOpen();
-        if (quantized == null || !quantized.layout().equals(layout)) {
+        if (quantized == null || !quantized.requested().equals(layout)) {
             closeQuantized();
             try (OrtSession.SessionOptions options = sessionOptions(runtimeOptions)) {
                 quantized = new OnnxQuantizedDecoder(this, modelFile, layout, env, options);

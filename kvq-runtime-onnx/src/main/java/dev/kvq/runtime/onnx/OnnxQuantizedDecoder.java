@@ -63,8 +63,15 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
     private static final System.Logger LOG = System.getLogger(OnnxQuantizedDecoder.class.getName());
     /** The most new tokens per sequence that a step runs through kvq's attention operator. */
     static final int FUSED_MOST_TOKENS = 16;
+    /**
+     * Tokens a run keeps side by side per sequence and head where layers attend over the codes: one warp's tokens of
+     * the CUDA kernel, so that its lanes read one stretch of codes and parameters (docs/results/gpu/fused/blocked).
+     */
+    static final int FUSED_TOKEN_BLOCK = 32;
     private static final java.util.concurrent.atomic.AtomicLong DOMAINS = new java.util.concurrent.atomic.AtomicLong();
 
+    /** The layout kvq asked for, and the one this decoder reads: the same with rows in token blocks when fused. */
+    private final QuantizedPastLayout requested;
     private final QuantizedPastLayout layout;
     private final OrtSession session;
     private final CustomOps operators;
@@ -111,9 +118,9 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
     private final ThreadLocal<MemorySegment[]> wideScratch;
     private boolean closed;
 
-    OnnxQuantizedDecoder(OnnxDecoder base, Path modelFile, QuantizedPastLayout layout, OrtEnvironment env,
+    OnnxQuantizedDecoder(OnnxDecoder base, Path modelFile, QuantizedPastLayout requested, OrtEnvironment env,
                          OrtSession.SessionOptions options) {
-        this.layout = layout;
+        this.requested = requested;
         var config = base.config();
         this.layers = config.layers();
         this.heads = config.kvHeads();
@@ -124,12 +131,15 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
         this.hasPositionIds = base.hasPositionIds();
         this.hasUseCacheBranch = base.hasUseCacheBranch();
         CustomOps.Device where = operatorDevice(base.device());
+        boolean attendsOverCodes = fusedAttention(where.cuda());
+        QuantizedPastLayout layout = attendsOverCodes ? requested.withTokenBlock(FUSED_TOKEN_BLOCK) : requested;
+        this.layout = layout;
         // the model dequantizing before attention: every step's graph without the operator, prefill's with it
         byte[] dequantizing;
         byte[] model = null;
         CustomOps operators = null;
         int fused = 0;
-        if (fusedAttention(where.cuda())) {
+        if (attendsOverCodes) {
             String domain = "dev.kvq.attention." + DOMAINS.incrementAndGet();
             QuantizedPastRewriter.Fused rewritten = QuantizedPastRewriter.rewriteFused(modelFile, layout,
                     config.attentionHeads(), domain, where.cuda());
@@ -225,6 +235,11 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
     @Override
     public QuantizedPastLayout layout() {
         return layout;
+    }
+
+    /** The layout this decoder was made for ({@link #layout()} may keep its rows in token blocks). */
+    QuantizedPastLayout requested() {
+        return requested;
     }
 
     @Override

@@ -151,6 +151,35 @@ class DevicePlacementTest {
         }
     }
 
+    /**
+     * Attending through kvq's operator, the decoder reads the history in token blocks of 32 (the CUDA kernel's warp of
+     * tokens) and asks for the same layout again without being made anew; dequantizing, one token per row.
+     */
+    @ParameterizedTest(name = "kvq.onnx.fusedAttention={0}")
+    @ValueSource(strings = {"true", "false"})
+    void theDecoderReadsTokenBlocksWhereItAttendsOverTheCodes(String fused) {
+        String before = System.getProperty(OnnxQuantizedDecoder.FUSED_ATTENTION);
+        System.setProperty(OnnxQuantizedDecoder.FUSED_ATTENTION, fused);
+        ModelDir dir = ModelDir.open(Repo.demoModel());
+        var config = dir.config();
+        try (Decoder decoder = new OnnxRuntimeProvider().open(dir, "cpu")) {
+            var raw = dev.kvq.generate.spi.StoredRun.raw(config.kvHeads(), decoder.halfKv(), config.headDim());
+            var layout = new dev.kvq.generate.spi.QuantizedPastLayout(config.kvHeads(), config.headDim(),
+                    java.util.Collections.nCopies(config.layers(),
+                            new dev.kvq.generate.spi.StoredLayer(List.of(raw), List.of(raw), 0)));
+            var quantized = decoder.quantized(layout);
+            assertEquals(fused.equals("true") ? 32 : 1, quantized.layout().tokenBlock());
+            assertEquals(layout, quantized.layout().withTokenBlock(1), "the same layout otherwise");
+            assertTrue(quantized == decoder.quantized(layout), "made once for the layout asked for");
+        } finally {
+            if (before == null) {
+                System.clearProperty(OnnxQuantizedDecoder.FUSED_ATTENTION);
+            } else {
+                System.setProperty(OnnxQuantizedDecoder.FUSED_ATTENTION, before);
+            }
+        }
+    }
+
     /** kvq's own exports: greedy text equal on both placements; full precision is held raw (float32) on the device. */
     private static void kvqExport(ModelDir dir, String name, KvQuantConfig.Builder config) {
         CacheFactory[] caches = config == null

@@ -168,7 +168,7 @@ public final class QuantizedPastRewriter {
 
         NodeEmitter before = new NodeEmitter();
         NodeEmitter after = new NodeEmitter();
-        RunDecoder decoder = new RunDecoder(before, layout.headDim(), integerType, kv.kvType());
+        RunDecoder decoder = new RunDecoder(before, layout.headDim(), layout.tokenBlock(), integerType, kv.kvType());
         ValueTypes types = new ValueTypes(layout, kv);
         List<ValueInfoProto> pastInputs = new ArrayList<>();
         Set<String> pastNames = new HashSet<>();
@@ -208,7 +208,7 @@ public final class QuantizedPastRewriter {
                 AttentionSpec spec = new AttentionSpec("Attention" + operators.size(), layout.kvHeads(),
                         fusion.queryHeads() / layout.kvHeads(), layout.headDim(), c.scale(),
                         kv.kvType() == TensorProto.DataType.FLOAT16_VALUE, stored.keys(), stored.values(),
-                        stored.residualCapacity());
+                        stored.residualCapacity(), layout.tokenBlock());
                 operators.add(spec);
                 replaced.put(c.output().getOutput(0), attentionNode(fusion.domain(), spec, l, c));
                 for (String kind : KINDS) {

@@ -13,8 +13,8 @@ import java.util.List;
  * decode bit for bit; a float16 model decodes in float16, as it computes (half the bytes of a float32 decode, which
  * matters since the whole history is decoded every step).
  *
- * <p>The stored tensors come token-major ({@code [T, B, heads, ...]}); they are transposed to {@code [B, heads, T,
- * ...]} while still packed, where it is cheapest. Only ops ONNX Runtime's CUDA execution provider implements for
+ * <p>The stored tensors come token-major ({@code [T, B, heads, ...]}, or in blocks of tokens: {@code [T / block, B,
+ * heads, block, ...]}); they are transposed to {@code [B, heads, T, ...]} while still packed, where it is cheapest. Only ops ONNX Runtime's CUDA execution provider implements for
  * these types: planes of 4- and 2-bit codes come out with integer {@code Div}, {@code Mul} and {@code Sub} (no
  * {@code BitShift} or {@code BitwiseAnd} there), then {@code Cast}, {@code Reshape}, {@code Concat}, {@code Shape},
  * {@code Slice}, {@code Transpose}, {@code Add} and {@code Mul}. Every reshape copies the dims that vary ({@code 0} in
@@ -24,6 +24,7 @@ import java.util.List;
 final class RunDecoder {
     private final NodeEmitter emit;
     private final int headDim;
+    private final int tokenBlock;
     private final int integerType;
     private final int computeType;
 
@@ -31,27 +32,50 @@ final class RunDecoder {
      * @param integerType element type the planes are split in: {@code UINT8} (the codes as they are; Div, Mul and Sub
      *     take uint8 from opset 14) or {@code INT32} (for older opsets)
      * @param computeType the model's K/V type, {@code FLOAT} or {@code FLOAT16}, in which values are decoded
+     * @param tokenBlock the layout's token block ({@link dev.kvq.generate.spi.QuantizedPastLayout#tokenBlock()})
      */
-    RunDecoder(NodeEmitter emit, int headDim, int integerType, int computeType) {
+    RunDecoder(NodeEmitter emit, int headDim, int tokenBlock, int integerType, int computeType) {
         this.emit = emit;
         this.headDim = headDim;
+        this.tokenBlock = tokenBlock;
         this.integerType = integerType;
         this.computeType = computeType;
     }
 
     /** The {@code [B, heads, T, headDim]} values of {@code run} from its graph inputs (scales and zeros unused if raw). */
     String decode(String scope, StoredRun run, String codes, String scales, String zeros) {
-        String packed = emit.transpose(scope, codes, 1, 2, 0, 3);
+        String packed = headMajor(scope, codes, true);
         if (run.raw()) {
             int stored = run.bits() == 16 ? TensorProto.DataType.FLOAT16_VALUE : TensorProto.DataType.FLOAT_VALUE;
             return stored == computeType ? packed : emit.cast(scope, packed, computeType);
         }
         String u = emit.cast(scope, unpack(scope, run, packed), computeType);
-        String s = toCompute(scope, run, emit.transpose(scope, scales, 1, 2, 0, 3));
-        String z = toCompute(scope, run, emit.transpose(scope, zeros, 1, 2, 0, 3));
+        boolean blocked = run.axis() == StoredRun.GroupAxis.TOKEN;
+        String s = toCompute(scope, run, headMajor(scope, scales, blocked));
+        String z = toCompute(scope, run, headMajor(scope, zeros, blocked));
         return run.axis() == StoredRun.GroupAxis.TOKEN
                 ? decodeTokenGroups(scope, run, u, s, z)
                 : decodeChannelGroups(scope, run, u, s, z);
+    }
+
+    /**
+     * {@code [B, heads, T, W]} from a stored {@code [T, B, heads, W]} tensor whose rows come in the layout's token
+     * blocks ({@code blocked}; parameters grouped along tokens have one row per group and no blocks).
+     */
+    private String headMajor(String scope, String stored, boolean blocked) {
+        if (!blocked || tokenBlock == 1) {
+            return emit.transpose(scope, stored, 1, 2, 0, 3);
+        }
+        // [T / block, B, heads, block, W], then [B, heads, T / block, block, W]; the shapes come from the tensor's
+        // own, so an empty history (T = 0) stays empty
+        String shape = emit.shape(scope, stored);
+        String tokens = emit.slice(scope, shape, 0, 1);
+        String width = emit.slice(scope, shape, 3, 4);
+        String blocks = emit.op(scope, "Div", List.of(tokens, emit.int64s(scope, tokenBlock)));
+        String split = emit.reshape(scope, stored, emit.concat(scope, List.of(blocks, emit.int64s(scope, 0, 0,
+                tokenBlock), width), 0));
+        String moved = emit.transpose(scope, split, 1, 2, 0, 3, 4);
+        return emit.reshape(scope, moved, emit.concat(scope, List.of(emit.int64s(scope, 0, 0), tokens, width), 0));
     }
 
     /** Unsigned codes {@code [B, heads, T, headDim]} from the packed bytes {@code [B, heads, T, rowBytes]}. */

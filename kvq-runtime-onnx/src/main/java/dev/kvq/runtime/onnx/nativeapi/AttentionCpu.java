@@ -89,8 +89,8 @@ final class AttentionCpu {
         StoredRun run = (key ? spec.keys() : spec.values()).get(r);
         int first = key ? spec.keyInput(r) : spec.valueInput(r);
         for (int j = 0; j < s.quantized; j++) {
-            decodeRow(run, in[first], run.raw() ? null : in[first + 1], run.raw() ? null : in[first + 2], s.batch, b,
-                    kvh - run.firstHead(), j, d, into, j * d);
+            decodeRow(run, spec.tokenBlock(), in[first], run.raw() ? null : in[first + 1],
+                    run.raw() ? null : in[first + 2], s.batch, b, kvh - run.firstHead(), j, d, into, j * d);
         }
         int residual = spec.residualInput();
         for (int j = 0; j < s.residual; j++) {
@@ -107,10 +107,13 @@ final class AttentionCpu {
         }
     }
 
-    /** Token {@code j} of head {@code hr} of a run ({@link StoredRun}'s layout and arithmetic). */
-    static void decodeRow(StoredRun run, MemorySegment codes, MemorySegment scales, MemorySegment zeros, int batch,
-                          int b, int hr, int j, int d, float[] into, int at) {
-        long row = ((long) j * batch + b) * run.heads() + hr;
+    /**
+     * Token {@code j} of head {@code hr} of a run ({@link StoredRun}'s layout and arithmetic, rows in blocks of
+     * {@code tokenBlock} tokens).
+     */
+    static void decodeRow(StoredRun run, int tokenBlock, MemorySegment codes, MemorySegment scales,
+                          MemorySegment zeros, int batch, int b, int hr, int j, int d, float[] into, int at) {
+        long row = rowIndex(j, tokenBlock, batch, b, run.heads(), hr);
         if (run.raw()) {
             for (int c = 0; c < d; c++) {
                 into[at + c] = read(codes, run.bits() == 16, row * d + c);
@@ -135,6 +138,12 @@ final class AttentionCpu {
             float zero = read(zeros, run.halfParams(), p);
             into[at + c] = scaleMin ? u * scale + zero : ((float) (u + run.codeOffset()) + zero) * scale;
         }
+    }
+
+    /** Row of token {@code j} of sequence {@code b}, head {@code hr}, in {@code [T / block, B, heads, block]} rows. */
+    static long rowIndex(int j, int tokenBlock, int batch, int b, int heads, int hr) {
+        int block = j / tokenBlock;
+        return (((long) block * batch + b) * heads + hr) * tokenBlock + j % tokenBlock;
     }
 
     static float read(MemorySegment s, boolean half, long index) {

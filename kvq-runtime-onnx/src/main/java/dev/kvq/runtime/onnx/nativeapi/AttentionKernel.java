@@ -26,8 +26,8 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
 final class AttentionKernel {
     static final String PTX_RESOURCE = "attention.ptx";
     /** Size of {@code struct KvqAttention}, the kernels' one parameter. */
-    static final int PARAMS_BYTES = 240;
-    private static final int RUN_BYTES = 56;
+    static final int PARAMS_BYTES = 256;
+    private static final int RUN_BYTES = 64;
     private static final int THREADS = 128;
     private static final int TILE_FLOATS = 8192;
     /** Blocks to aim for: a few per SM of a large GPU, so that small batches still fill it. */
@@ -40,8 +40,11 @@ final class AttentionKernel {
     private final MemorySegment attendFloat;
     private final MemorySegment combineHalf;
     private final MemorySegment combineFloat;
-    private final MemorySegment warpsHalf;
-    private final MemorySegment warpsFloat;
+    /** The warps variant for at most 4 and at most 8 query heads per KV head. */
+    private final MemorySegment warps4Half;
+    private final MemorySegment warps4Float;
+    private final MemorySegment warps8Half;
+    private final MemorySegment warps8Float;
     /** The variant launches take unless told otherwise. */
     private final Variant variant;
     /** Per thread: the parameter struct and the {@code void*} pointing at it. */
@@ -61,14 +64,17 @@ final class AttentionKernel {
         attendFloat = module.function("kvq_attention_f32");
         combineHalf = module.function("kvq_attention_combine_f16");
         combineFloat = module.function("kvq_attention_combine_f32");
-        warpsHalf = module.function("kvq_attention_warps_f16");
-        warpsFloat = module.function("kvq_attention_warps_f32");
+        warps4Half = module.function("kvq_attention_warps4_f16");
+        warps4Float = module.function("kvq_attention_warps4_f32");
+        warps8Half = module.function("kvq_attention_warps8_f16");
+        warps8Float = module.function("kvq_attention_warps8_f32");
     }
 
     /**
      * How a block works through its tokens: {@code BLOCK}, all threads on one tile at a time with the block
      * synchronized between its phases ({@code kvq_attention_*}); {@code WARPS}, each warp on tokens of its own with its
-     * own softmax, the warps joined at the end ({@code kvq_attention_warps_*}). Same grid, parameters and results.
+     * own softmax, the warps joined at the end ({@code kvq_attention_warps4_*} or {@code warps8_*}, by the query
+         * heads per KV head). Same grid, parameters and results.
      */
     enum Variant {
         BLOCK, WARPS;
@@ -159,40 +165,43 @@ final class AttentionKernel {
             module.makeCurrent();
             // locals, not conditionals in the call: invokeExact takes an argument's static type, and a conditional
             // there is typed by its target, Object
-            MemorySegment attend = variant == Variant.WARPS ? (spec.half() ? warpsHalf : warpsFloat)
-                    : spec.half() ? attendHalf : attendFloat;
+            MemorySegment warps4 = spec.half() ? warps4Half : warps4Float;
+            MemorySegment warps8 = spec.half() ? warps8Half : warps8Float;
+            MemorySegment warps = spec.group() <= 4 ? warps4 : warps8;
+            MemorySegment attend = variant == Variant.WARPS ? warps : spec.half() ? attendHalf : attendFloat;
             MemorySegment combine = spec.half() ? combineHalf : combineFloat;
             for (int i = 0; i < plan.perStretch().size(); i++) {
                 AttentionSpec.Stretch stretch = spec.stretches().get(i);
                 Split own = plan.perStretch().get(i);
                 long rows = own.rows();
                 p.fill((byte) 0);
-                writeRun(p, 0, spec.keys().get(stretch.keyRun()), inputs, spec.keyInput(stretch.keyRun()));
-                writeRun(p, RUN_BYTES, spec.values().get(stretch.valueRun()), inputs,
+                writeRun(p, 0, spec.keys().get(stretch.keyRun()), spec.tokenBlock(), inputs,
+                        spec.keyInput(stretch.keyRun()));
+                writeRun(p, RUN_BYTES, spec.values().get(stretch.valueRun()), spec.tokenBlock(), inputs,
                         spec.valueInput(stretch.valueRun()));
                 int residual = spec.residualInput();
-                p.set(ADDRESS, 112, inputs[0]);
-                p.set(ADDRESS, 120, inputs[1]);
-                p.set(ADDRESS, 128, inputs[2]);
-                p.set(ADDRESS, 136, residual < 0 ? MemorySegment.NULL : inputs[residual]);
-                p.set(ADDRESS, 144, residual < 0 ? MemorySegment.NULL : inputs[residual + 1]);
-                p.set(ADDRESS, 152, inputs[3]);
-                p.set(ADDRESS, 160, out);
-                p.set(ADDRESS, 168, scratch);
-                p.set(JAVA_LONG, 176, s.biasBatchStride());
-                p.set(JAVA_LONG, 184, s.biasHeadStride());
-                p.set(JAVA_INT, 192, s.batch());
-                p.set(JAVA_INT, 196, spec.kvHeads());
-                p.set(JAVA_INT, 200, stretch.firstHead());
-                p.set(JAVA_INT, 204, stretch.heads());
-                p.set(JAVA_INT, 208, spec.group());
-                p.set(JAVA_INT, 212, s.newTokens());
-                p.set(JAVA_INT, 216, s.quantized());
-                p.set(JAVA_INT, 220, s.residual());
-                p.set(JAVA_INT, 224, spec.headDim());
-                p.set(JAVA_INT, 228, own.splits());
-                p.set(JAVA_INT, 232, own.tokensPerSplit());
-                p.set(JAVA_FLOAT, 236, spec.scale());
+                p.set(ADDRESS, 128, inputs[0]);
+                p.set(ADDRESS, 136, inputs[1]);
+                p.set(ADDRESS, 144, inputs[2]);
+                p.set(ADDRESS, 152, residual < 0 ? MemorySegment.NULL : inputs[residual]);
+                p.set(ADDRESS, 160, residual < 0 ? MemorySegment.NULL : inputs[residual + 1]);
+                p.set(ADDRESS, 168, inputs[3]);
+                p.set(ADDRESS, 176, out);
+                p.set(ADDRESS, 184, scratch);
+                p.set(JAVA_LONG, 192, s.biasBatchStride());
+                p.set(JAVA_LONG, 200, s.biasHeadStride());
+                p.set(JAVA_INT, 208, s.batch());
+                p.set(JAVA_INT, 212, spec.kvHeads());
+                p.set(JAVA_INT, 216, stretch.firstHead());
+                p.set(JAVA_INT, 220, stretch.heads());
+                p.set(JAVA_INT, 224, spec.group());
+                p.set(JAVA_INT, 228, s.newTokens());
+                p.set(JAVA_INT, 232, s.quantized());
+                p.set(JAVA_INT, 236, s.residual());
+                p.set(JAVA_INT, 240, spec.headDim());
+                p.set(JAVA_INT, 244, own.splits());
+                p.set(JAVA_INT, 248, own.tokensPerSplit());
+                p.set(JAVA_FLOAT, 252, spec.scale());
                 if (rows > Integer.MAX_VALUE) {
                     throw new KvqException(ErrorCode.RUNTIME_FAILURE, "too many rows for one launch: " + rows);
                 }
@@ -212,7 +221,8 @@ final class AttentionKernel {
     }
 
     /** {@code struct KvqRun} at {@code offset}. */
-    private static void writeRun(MemorySegment p, long offset, StoredRun run, MemorySegment[] inputs, int first) {
+    private static void writeRun(MemorySegment p, long offset, StoredRun run, int tokenBlock, MemorySegment[] inputs,
+                                 int first) {
         p.set(ADDRESS, offset, inputs[first]);
         p.set(ADDRESS, offset + 8, run.raw() ? MemorySegment.NULL : inputs[first + 1]);
         p.set(ADDRESS, offset + 16, run.raw() ? MemorySegment.NULL : inputs[first + 2]);
@@ -224,5 +234,6 @@ final class AttentionKernel {
         p.set(JAVA_INT, offset + 44, run.form() == AffineForm.SCALE_MIN ? 1 : 0);
         p.set(JAVA_INT, offset + 48, run.codeOffset());
         p.set(JAVA_INT, offset + 52, run.halfParams() ? 1 : 0);
+        p.set(JAVA_INT, offset + 56, Integer.numberOfTrailingZeros(tokenBlock));
     }
 }

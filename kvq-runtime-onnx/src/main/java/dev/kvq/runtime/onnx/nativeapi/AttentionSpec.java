@@ -40,15 +40,19 @@ public final class AttentionSpec {
     private final List<StoredRun> keys;
     private final List<StoredRun> values;
     private final int residualCapacity;
+    private final int tokenBlock;
     private final List<Stretch> stretches;
 
     /**
      * @param name the operator's name in kvq's domain
      * @param half whether the model's K/V (and query, bias and output) are float16, else float32
+     * @param tokenBlock tokens a run keeps side by side per sequence and head ({@link
+     *     dev.kvq.generate.spi.QuantizedPastLayout#tokenBlock()}), a power of two
      */
     public AttentionSpec(String name, int kvHeads, int group, int headDim, float scale, boolean half,
-                         List<StoredRun> keys, List<StoredRun> values, int residualCapacity) {
+                         List<StoredRun> keys, List<StoredRun> values, int residualCapacity, int tokenBlock) {
         KvqException.require(kvHeads > 0 && group > 0 && headDim > 0, "invalid attention shape");
+        KvqException.require(tokenBlock > 0 && Integer.bitCount(tokenBlock) == 1, "a token block is a power of two");
         this.name = name;
         this.kvHeads = kvHeads;
         this.group = group;
@@ -58,6 +62,7 @@ public final class AttentionSpec {
         this.keys = List.copyOf(keys);
         this.values = List.copyOf(values);
         this.residualCapacity = residualCapacity;
+        this.tokenBlock = tokenBlock;
         this.stretches = stretches(kvHeads, this.keys, this.values);
     }
 
@@ -95,6 +100,10 @@ public final class AttentionSpec {
 
     public int residualCapacity() {
         return residualCapacity;
+    }
+
+    public int tokenBlock() {
+        return tokenBlock;
     }
 
     /**

@@ -46,7 +46,8 @@ class FusedAttentionTest {
         Path model = fixture(variant);
         try (OrtSession original = OrtRun.ENV.createSession(model.toString(), OrtRun.options())) {
             for (int residual : new int[] {0, 4}) {
-                QuantizedPastLayout layout = tinyLayout(residual);
+                // token blocks of 8 on the layout with a residual: rows as kvq lays them out for its operator
+                QuantizedPastLayout layout = tinyLayout(residual).withTokenBlock(residual > 0 ? 8 : 1);
                 try (Fused fused = Fused.of(model, layout, original)) {
                     // a merged decoder attends inside If branches, and a float16-KV export of a float32 model casts
                     // its past before attention: both keep the dequantizing path, which must still be right
@@ -85,6 +86,13 @@ class FusedAttentionTest {
             compare(original, fused.session, layout, 1, 0, -1, "shakespeare fused, residual only");
             compare(original, fused.session, layout, 2, 64, -1, "shakespeare fused, batch 2, 64 quantized tokens");
             compare(original, fused.session, layout, 2, 64, 0, "shakespeare fused, padded");
+        }
+        // rows in token blocks, as kvq lays the history out for its operator: the raw run and both group axes too
+        QuantizedPastLayout blocked = layout.withTokenBlock(32);
+        try (OrtSession original = OrtRun.ENV.createSession(model.toString(), OrtRun.options());
+             Fused fused = Fused.of(model, blocked, original)) {
+            compare(original, fused.session, blocked, 2, 64, -1, "shakespeare fused, token blocks of 32");
+            compare(original, fused.session, blocked, 2, 64, 0, "shakespeare fused, token blocks of 32, padded");
         }
     }
 

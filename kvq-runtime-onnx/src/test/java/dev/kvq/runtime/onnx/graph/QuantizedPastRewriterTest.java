@@ -71,14 +71,18 @@ class QuantizedPastRewriterTest {
         try (OrtSession original = OrtRun.ENV.createSession(model.toString(), OrtRun.options())) {
             // residual 0 and quantized 0 is a merged decoder's first step (use_cache_branch false); residual only,
             // then quantized tokens and a residual, are later steps
+            // rows one token at a time, then in token blocks of 8 (as kvq's attention operator reads them)
             for (int residual : new int[] {0, 4}) {
-                QuantizedPastLayout layout = tinyLayout(residual);
-                try (OrtSession rewritten = rewritten(model, layout, original, OrtRun.options())) {
-                    // batch, quantized tokens, which sequences are short (-1: none)
-                    for (int[] shape : new int[][] {{1, 0, -1}, {2, 8, -1}, {2, 8, 0}, {2, 0, 0}, {1, 16, 1}}) {
-                        compare(original, rewritten, layout, shape[0], shape[1], shape[2],
-                                variant + ", residual " + residual + ", batch " + shape[0] + ", " + shape[1]
-                                        + " quantized tokens" + (shape[2] < 0 ? "" : ", padded"));
+                for (int block : new int[] {1, 8}) {
+                    QuantizedPastLayout layout = tinyLayout(residual).withTokenBlock(block);
+                    try (OrtSession rewritten = rewritten(model, layout, original, OrtRun.options())) {
+                        // batch, quantized tokens, which sequences are short (-1: none)
+                        for (int[] shape : new int[][] {{1, 0, -1}, {2, 8, -1}, {2, 8, 0}, {2, 0, 0}, {1, 16, 1}}) {
+                            compare(original, rewritten, layout, shape[0], shape[1], shape[2],
+                                    variant + ", residual " + residual + ", token block " + block + ", batch "
+                                            + shape[0] + ", " + shape[1] + " quantized tokens"
+                                            + (shape[2] < 0 ? "" : ", padded"));
+                        }
                     }
                 }
             }

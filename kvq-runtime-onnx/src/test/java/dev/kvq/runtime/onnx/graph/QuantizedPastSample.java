@@ -140,7 +140,7 @@ final class QuantizedPastSample {
         for (int p = 0; p < tokens; p++) {
             for (int b = 0; b < batch; b++) {
                 for (int h = 0; h < hr; h++) {
-                    int row = (p * batch + b) * hr + h;
+                    int row = row(p, b, hr, h);
                     for (int d = 0; d < dim; d++) {
                         int param = run.axis() == StoredRun.GroupAxis.TOKEN
                                 ? row * (dim / run.groupSize()) + d / run.groupSize()
@@ -163,23 +163,34 @@ final class QuantizedPastSample {
         canonical.put(QuantizedPastLayout.zerosName(layer, kind, index), params(run, paramShape, zeros));
     }
 
+    /**
+     * Row of token {@code p} of sequence {@code b}, head {@code h} of a run of {@code hr} heads: {@code [T, B, hr]}
+     * rows, or {@code [T / block, B, hr, block]} in the layout's token blocks.
+     */
+    private int row(int p, int b, int hr, int h) {
+        int block = layout.tokenBlock();
+        return ((p / block * batch + b) * hr + h) * block + p % block;
+    }
+
     /** A raw run: its values themselves, float16 or float32 {@code [T, B, heads, D]}, and no scales or zeros. */
     private void addRawRun(String name, StoredRun run, float[] out, SplittableRandom random) {
         int dim = layout.headDim();
         int heads = layout.kvHeads();
         boolean half = run.bits() == 16;
-        ByteBuffer b = direct(tokens * batch * run.heads() * dim * (half ? 2 : 4));
+        int bytes = half ? 2 : 4;
+        ByteBuffer b = direct(tokens * batch * run.heads() * dim * bytes);
         for (int p = 0; p < tokens; p++) {
             for (int s = 0; s < batch; s++) {
                 for (int h = 0; h < run.heads(); h++) {
                     for (int d = 0; d < dim; d++) {
                         float v = (float) (random.nextDouble() * 5 - 2.5);
+                        int at = (row(p, s, run.heads(), h) * dim + d) * bytes;
                         if (half) {
                             short bits = Float.floatToFloat16(v);
-                            b.putShort(bits);
+                            b.putShort(at, bits);
                             v = Float.float16ToFloat(bits);
                         } else {
-                            b.putFloat(v);
+                            b.putFloat(at, v);
                         }
                         out[((s * heads + run.firstHead() + h) * pastLength() + p) * dim + d] = v;
                     }

@@ -23,37 +23,52 @@ public final class AttentionKernelBench {
         StoredRun kc = new StoredRun(0, 8, 4, GroupAxis.CHANNEL, 32, AffineForm.SCALE_MIN, 0, true);
         StoredRun v2 = new StoredRun(0, 8, 2, GroupAxis.TOKEN, 32, AffineForm.SCALE_MIN, 0, true);
         StoredRun raw = StoredRun.raw(8, true, 64);
+        // optional filters, for a profiler: batch x context (32x4096), cache (KV4), token block (32)
+        String onlyShape = args.length > 0 ? args[0] : null;
+        String onlyCache = args.length > 1 ? args[1] : null;
+        String onlyBlock = args.length > 2 ? args[2] : null;
         int[][] shapes = {{8, 4096}, {1, 16384}, {32, 4096}};
         for (int[] shape : shapes) {
             for (String cache : List.of("float16", "KV4", "KIVI K4V2")) {
-                List<StoredRun> keys = cache.equals("float16") ? List.of(raw) : cache.equals("KV4") ? List.of(k4)
-                        : List.of(kc);
-                List<StoredRun> values = cache.equals("float16") ? List.of(raw) : cache.equals("KV4") ? List.of(v4)
-                        : List.of(v2);
-                int residual = cache.equals("KIVI K4V2") ? 32 : 0;
-                var c = new AttentionKernelTest.Case(cache, true, 64, 8, 4, shape[0], 1, shape[1] - residual, residual,
-                        keys, values);
-                try (Arena arena = Arena.ofConfined(); CudaMemory device = new CudaMemory(0)) {
-                    var p = AttentionKernelTest.prepare(c, 1, arena, device);
-                    AttentionKernel kernel = AttentionKernel.forDevice(0);
-                    AttentionKernel.Plan plan = AttentionKernel.plan(p.spec(), p.dims());
-                    MemorySegment out = MemorySegment.ofAddress(device.allocate(p.outBytes()));
-                    MemorySegment scratch = MemorySegment.ofAddress(device.allocate(plan.scratchFloats() * 4));
-                    device.synchronize();
-                    long bytes = 0;
-                    for (int i = 4; i < p.host().length; i++) {
-                        bytes += p.host()[i].byteSize();
+                for (int tokenBlock : new int[] {1, 32}) {
+                    if ((onlyShape == null || onlyShape.equals(shape[0] + "x" + shape[1]))
+                            && (onlyCache == null || onlyCache.equals(cache.replace(" ", "-")))
+                            && (onlyBlock == null || onlyBlock.equals(String.valueOf(tokenBlock)))) {
+                        bench(cache, shape, tokenBlock, k4, v4, kc, v2, raw);
                     }
-                    StringBuilder line = new StringBuilder(String.format("%-10s batch %3d x %5d: %d split(s)", cache,
-                            shape[0], shape[1], plan.mostSplits()));
-                    for (AttentionKernel.Variant v : AttentionKernel.Variant.values()) {
-                        double us = time(kernel, p, plan, out, scratch, device, v);
-                        line.append(String.format(", %s %8.1f us per layer (%6.1f GB/s of cache)", v, us,
-                                bytes / us / 1e3));
-                    }
-                    System.out.println(line);
                 }
             }
+        }
+    }
+
+    private static void bench(String cache, int[] shape, int tokenBlock, StoredRun k4, StoredRun v4, StoredRun kc,
+                              StoredRun v2, StoredRun raw) {
+        List<StoredRun> keys = cache.equals("float16") ? List.of(raw) : cache.equals("KV4") ? List.of(k4)
+                : List.of(kc);
+        List<StoredRun> values = cache.equals("float16") ? List.of(raw) : cache.equals("KV4") ? List.of(v4)
+                : List.of(v2);
+        int residual = cache.equals("KIVI K4V2") ? 32 : 0;
+        var c = new AttentionKernelTest.Case(cache, true, 64, 8, 4, shape[0], 1, shape[1] - residual, residual,
+                keys, values, tokenBlock);
+        try (Arena arena = Arena.ofConfined(); CudaMemory device = new CudaMemory(0)) {
+            var p = AttentionKernelTest.prepare(c, 1, arena, device);
+            AttentionKernel kernel = AttentionKernel.forDevice(0);
+            AttentionKernel.Plan plan = AttentionKernel.plan(p.spec(), p.dims());
+            MemorySegment out = MemorySegment.ofAddress(device.allocate(p.outBytes()));
+            MemorySegment scratch = MemorySegment.ofAddress(device.allocate(plan.scratchFloats() * 4));
+            device.synchronize();
+            long bytes = 0;
+            for (int i = 4; i < p.host().length; i++) {
+                bytes += p.host()[i].byteSize();
+            }
+            StringBuilder line = new StringBuilder(String.format("%-10s batch %3d x %5d, token block %2d: %d "
+                    + "split(s)", cache, shape[0], shape[1], tokenBlock, plan.mostSplits()));
+            for (AttentionKernel.Variant v : AttentionKernel.Variant.values()) {
+                double us = time(kernel, p, plan, out, scratch, device, v);
+                line.append(String.format(", %s %8.1f us per layer (%6.1f GB/s of cache)", v, us,
+                        bytes / us / 1e3));
+            }
+            System.out.println(line);
         }
     }
 

@@ -13,7 +13,7 @@ import java.util.regex.Pattern;
 import org.junit.jupiter.api.Test;
 
 /**
- * The shipped attention PTX declares its six kernels at ISA 7.0 with the one parameter struct the launcher writes
+ * The shipped attention PTX declares its eight kernels at ISA 7.0 with the one parameter struct the launcher writes
  * ({@link AttentionKernel#PARAMS_BYTES} bytes); the launcher splits work so every split holds whole tiles; and layers
  * the kernel cannot read stay with the CPU's operator or the dequantizing graph. (That the PTX is what its source
  * compiles to is checked with {@link ScatterKernelSourceTest}'s run of tools/build_kernels.sh --check.)
@@ -24,7 +24,8 @@ class AttentionKernelSourceTest {
         String ptx = CudaModule.source(AttentionKernel.PTX_RESOURCE);
         assertTrue(ptx.startsWith(".version 7.0\n"), "ISA version: " + ptx.lines().findFirst().orElse(""));
         for (String kernel : List.of("kvq_attention_f16", "kvq_attention_f32", "kvq_attention_combine_f16",
-                "kvq_attention_combine_f32", "kvq_attention_warps_f16", "kvq_attention_warps_f32")) {
+                "kvq_attention_combine_f32", "kvq_attention_warps4_f16", "kvq_attention_warps4_f32",
+                "kvq_attention_warps8_f16", "kvq_attention_warps8_f32")) {
             Matcher m = Pattern.compile("\\.entry " + kernel + "\\(\\s*\\.param \\.align 8 \\.b8 " + kernel
                     + "_param_0\\[(\\d+)]\\s*\\)").matcher(ptx);
             assertTrue(m.find(), kernel + " with one struct parameter");
@@ -36,7 +37,7 @@ class AttentionKernelSourceTest {
     void splitsHoldWholeTilesAndCoverEveryToken() {
         StoredRun k4 = new StoredRun(0, 8, 4, GroupAxis.TOKEN, 32, AffineForm.ZERO_POINT, -8, true);
         for (int headDim : new int[] {64, 128}) {
-            AttentionSpec spec = new AttentionSpec("a", 8, 4, headDim, 0.125f, true, List.of(k4), List.of(k4), 0);
+            AttentionSpec spec = new AttentionSpec("a", 8, 4, headDim, 0.125f, true, List.of(k4), List.of(k4), 0, 1);
             int tile = Math.min(128, 8192 / headDim);
             for (long rows : new long[] {1, 8, 64, 527, 528, 100_000}) {
                 for (int quantized : new int[] {0, 1, 127, 4096, 16_383}) {
@@ -58,7 +59,7 @@ class AttentionKernelSourceTest {
         // on CUDA the operator asks ONNX Runtime for the shapes of shapeRead inputs only; the plan needs no other
         StoredRun kc = new StoredRun(0, 2, 4, GroupAxis.CHANNEL, 32, AffineForm.SCALE_MIN, 0, true);
         StoredRun v2 = new StoredRun(0, 2, 2, GroupAxis.TOKEN, 32, AffineForm.SCALE_MIN, 0, true);
-        AttentionSpec spec = new AttentionSpec("a", 2, 4, 64, 0.125f, true, List.of(kc), List.of(v2), 32);
+        AttentionSpec spec = new AttentionSpec("a", 2, 4, 64, 0.125f, true, List.of(kc), List.of(v2), 32, 1);
         long[][] dims = new long[spec.inputCount()][];
         dims[0] = new long[] {3, 8, 1, 64};
         dims[1] = new long[] {3, 2, 1, 64};

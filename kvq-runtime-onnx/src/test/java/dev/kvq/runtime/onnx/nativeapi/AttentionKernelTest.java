@@ -20,13 +20,18 @@ import org.junit.jupiter.params.provider.MethodSource;
 /**
  * kvq's CUDA attention kernel computes what {@link AttentionCpu} computes, on random histories: float16 and float32
  * models, head sizes 64 and 128, 2 to 8 query heads per KV head, 2-, 4- and 8-bit and raw runs, both group axes,
- * heads of one layer in runs of different bits, residual windows, several new tokens, masked positions, and both a
- * single block per row and work split over the tokens. Needs a GPU: runs only with {@code -Dkvq.cuda=true}.
+ * heads of one layer in runs of different bits, residual windows, several new tokens, masked positions, rows one
+ * token at a time and in token blocks, and both a single block per row and work split over the tokens. Needs a GPU:
+ * runs only with {@code -Dkvq.cuda=true}.
  */
 @EnabledIfSystemProperty(named = "kvq.cuda", matches = "true")
 class AttentionKernelTest {
     record Case(String name, boolean half, int headDim, int kvHeads, int group, int batch, int tokens,
-                        int quantized, int residual, List<StoredRun> keys, List<StoredRun> values) {
+                        int quantized, int residual, List<StoredRun> keys, List<StoredRun> values, int tokenBlock) {
+        Case(String name, boolean half, int headDim, int kvHeads, int group, int batch, int tokens, int quantized,
+             int residual, List<StoredRun> keys, List<StoredRun> values) {
+            this(name, half, headDim, kvHeads, group, batch, tokens, quantized, residual, keys, values, 1);
+        }
     }
 
     static List<Case> cases() {
@@ -52,6 +57,12 @@ class AttentionKernelTest {
         cases.add(new Case("full precision float16, split", true, 128, 8, 4, 4, 1, 2048, 0,
                 List.of(StoredRun.raw(8, true, 128)), List.of(StoredRun.raw(8, true, 128))));
         cases.add(new Case("empty history", true, 64, 8, 4, 2, 4, 0, 0, List.of(k4), List.of(v4)));
+        cases.add(new Case("KV4 decode, batch 8, 4k, token blocks of 32", true, 64, 8, 4, 8, 1, 4096, 0, List.of(k4),
+                List.of(v4), 32));
+        cases.add(new Case("KIVI K4V2, residual 32, head 128, token blocks of 32", true, 128, 4, 2, 3, 2, 256, 32,
+                List.of(kc), List.of(v2), 32));
+        cases.add(new Case("per-head runs, raw values, token blocks of 16", false, 64, 4, 8, 2, 3, 640, 16,
+                List.of(k8, k2), List.of(v16a, v8b), 16));
         return cases;
     }
 
@@ -61,7 +72,7 @@ class AttentionKernelTest {
 
     static Prepared prepare(Case c, int seed, Arena arena, CudaMemory device) {
         AttentionSpec spec = new AttentionSpec("test", c.kvHeads(), c.group(), c.headDim(), 0.125f, c.half(),
-                c.keys(), c.values(), c.residual());
+                c.keys(), c.values(), c.residual(), c.tokenBlock());
         SplittableRandom random = new SplittableRandom(seed);
         int heads = c.kvHeads() * c.group();
         int d = c.headDim();

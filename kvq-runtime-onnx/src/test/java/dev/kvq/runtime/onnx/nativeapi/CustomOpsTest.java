@@ -32,7 +32,7 @@ class CustomOpsTest {
             driver = false;
         }
         assumeFalse(driver, "this machine has CUDA's driver (libcuda.so.1): the kernel would load");
-        AttentionSpec spec = new AttentionSpec("Attention0", 2, 2, 64, 0.125f, false, List.of(K4), List.of(K4), 0);
+        AttentionSpec spec = new AttentionSpec("Attention0", 2, 2, 64, 0.125f, false, List.of(K4), List.of(K4), 0, 1);
         try (OrtSession.SessionOptions options = new OrtSession.SessionOptions()) {
             KvqException e = assertThrows(KvqException.class, () -> CustomOps.register(options, "dev.kvq.test",
                     List.of(spec), new CustomOps.Device(true, 0)));
