@@ -18,6 +18,9 @@
 #   capacity-jfr: JFR over the capacity mode's full-precision and mixed rows, $STEPS (default 256) decode steps
 #   kernel-alone: AttentionKernelTest on the GPU (both kernel variants, -Dkvq.cuda.attention=block|warps) and
 #      AttentionKernelBench (each variant timed alone on the same inputs)
+#   ppl: the demo model's perplexity on CUDA under placement host and device (per-token and KIVI, KV4 and K4V2)
+#   kernel-ncu: Nsight Compute (ncu --set full) on one launch of the warps kernel at $NCU_SHAPE (32x4096) for each of
+#      $NCU_CACHES (float16 KV4), token block $NCU_BLOCK (32), with the kernel's SASS for sm_90
 #   kernel: the capacity mode (--kv-memory $KV_MEMORY, default 2GiB) through kvq's attention operator, then one layer's
 #      attention through the kernel timed alone (AttentionKernelBench)
 #   fused: attention over the codes (kvq's operator and CUDA kernel) against dequantizing before attention:
@@ -48,7 +51,7 @@
 #   final: a's device rows, capacity and big in one go
 set -uo pipefail
 export PYTHONUNBUFFERED=1
-phase=${1:?a phase: a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long, big, fused, step, warm, capacity-jfr, serve-fused, kernel-alone or kernel}
+phase=${1:?a phase: a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long, big, fused, step, warm, capacity-jfr, serve-fused, kernel-alone, kernel-ncu, ppl or kernel}
 source .gpu/boot/unpack.sh >/dev/null
 case "$phase" in runtimes|big) source .gpu-djl/boot/unpack-djl.sh >/dev/null ;; esac
 app=${KVQ_APP:-.gpu-app}
@@ -274,6 +277,29 @@ if [ "$phase" = kernel-alone ]; then  # both kernel variants checked against the
   "$KVQ_JAVA" -Xss16m --enable-native-access=ALL-UNNAMED -Donnxruntime.native.path="$KVQ_ORT_NATIVE" \
     ${KVQ_JVM_OPTS:-} -cp ".gpu-test/test-classes:$(ls "$app"/lib/*.jar | paste -sd:):$KVQ_ORT_CLASSES" \
     dev.kvq.runtime.onnx.nativeapi.AttentionKernelBench 2>&1 | tee "$OUT/attention-kernel-bench.txt"
+  exit 0
+fi
+if [ "$phase" = ppl ]; then  # the demo model's perplexity on CUDA, placement host against device (kvq's operator)
+  for placement in host device; do
+    kvq eval ppl --model models/kvq-demo-char --device cuda --placement $placement --data models/kvq-demo-char/sample.txt \
+      --length 4000 --sweep pertoken,kivi --pairs 4-4,4-2 2>>"$OUT/log.txt"
+  done | tee "$OUT/ppl-demo-cuda.txt"
+  exit 0
+fi
+if [ "$phase" = kernel-ncu ]; then  # Nsight Compute on one launch of the warps kernel per cache, and its SASS
+  ncu=/usr/local/cuda/bin/ncu
+  ptxas -arch=sm_90 kvq-runtime-onnx/src/main/resources/dev/kvq/runtime/onnx/nativeapi/attention.ptx -o "$OUT/attention.cubin"
+  cuobjdump -sass "$OUT/attention.cubin" > "$OUT/attention.sass" || true
+  for cache in ${NCU_CACHES:-float16 KV4}; do
+    "$ncu" --set full -k regex:kvq_attention_warps -s 20 -c 1 -f -o "$OUT/ncu-$cache" \
+      "$KVQ_JAVA" -Xss16m --enable-native-access=ALL-UNNAMED -Donnxruntime.native.path="$KVQ_ORT_NATIVE" \
+      -cp ".gpu-test/test-classes:$(ls "$app"/lib/*.jar | paste -sd:):$KVQ_ORT_CLASSES" \
+      dev.kvq.runtime.onnx.nativeapi.AttentionKernelBench ${NCU_SHAPE:-32x4096} "$cache" ${NCU_BLOCK:-32} \
+      > "$OUT/ncu-$cache.log" 2>&1
+    "$ncu" -i "$OUT/ncu-$cache.ncu-rep" --page details > "$OUT/ncu-$cache.txt" 2>&1
+    "$ncu" -i "$OUT/ncu-$cache.ncu-rep" --page source --csv --print-source sass > "$OUT/ncu-$cache-sass.csv" 2>&1
+    tail -3 "$OUT/ncu-$cache.log"
+  done
   exit 0
 fi
 if [ "$phase" = kernel ]; then  # the capacity mode through kvq's operator, then the kernel timed alone
