@@ -18,6 +18,8 @@
 #   capacity-jfr: JFR over the capacity mode's full-precision and mixed rows, $STEPS (default 256) decode steps
 #   kernel-alone: AttentionKernelTest on the GPU (both kernel variants, -Dkvq.cuda.attention=block|warps) and
 #      AttentionKernelBench (each variant timed alone on the same inputs)
+#   capacity-fused: the capacity mode through kvq's operator at each of $KV_MEMORIES (default "4GiB 2GiB"), one
+#      kvq-1b-capacity-$mem.json each
 #   ppl: the demo model's perplexity on CUDA under placement host and device (per-token and KIVI, KV4 and K4V2)
 #   kernel-ncu: Nsight Compute (ncu --set full) on one launch of the warps kernel at $NCU_SHAPE (32x4096) for each of
 #      $NCU_CACHES (float16 KV4), token block $NCU_BLOCK (32), with the kernel's SASS for sm_90
@@ -51,7 +53,7 @@
 #   final: a's device rows, capacity and big in one go
 set -uo pipefail
 export PYTHONUNBUFFERED=1
-phase=${1:?a phase: a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long, big, fused, step, warm, capacity-jfr, serve-fused, kernel-alone, kernel-ncu, ppl or kernel}
+phase=${1:?a phase: a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long, big, fused, step, warm, capacity-jfr, serve-fused, kernel-alone, kernel-ncu, ppl, capacity-fused or kernel}
 source .gpu/boot/unpack.sh >/dev/null
 case "$phase" in runtimes|big) source .gpu-djl/boot/unpack-djl.sh >/dev/null ;; esac
 app=${KVQ_APP:-.gpu-app}
@@ -277,6 +279,14 @@ if [ "$phase" = kernel-alone ]; then  # both kernel variants checked against the
   "$KVQ_JAVA" -Xss16m --enable-native-access=ALL-UNNAMED -Donnxruntime.native.path="$KVQ_ORT_NATIVE" \
     ${KVQ_JVM_OPTS:-} -cp ".gpu-test/test-classes:$(ls "$app"/lib/*.jar | paste -sd:):$KVQ_ORT_CLASSES" \
     dev.kvq.runtime.onnx.nativeapi.AttentionKernelBench 2>&1 | tee "$OUT/attention-kernel-bench.txt"
+  exit 0
+fi
+if [ "$phase" = capacity-fused ]; then  # the capacity mode through kvq's operator at each of $KV_MEMORIES (4GiB 2GiB)
+  make_small
+  for mem in ${KV_MEMORIES:-4GiB 2GiB}; do
+    KV_MEMORY=$mem capacity_fused
+    mv "$OUT/kvq-1b-capacity-fused.json" "$OUT/kvq-1b-capacity-$mem.json"
+  done
   exit 0
 fi
 if [ "$phase" = ppl ]; then  # the demo model's perplexity on CUDA, placement host against device (kvq's operator)
