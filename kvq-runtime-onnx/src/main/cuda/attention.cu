@@ -134,40 +134,48 @@ __device__ __forceinline__ float2 affineOf(const KvqRun& r, float s, float z) {
     return r.scaleMin ? make_float2(s, z) : make_float2(s, ((float) r.codeOffset + z) * s);
 }
 
-// Codes [d0, d0 + count) of one row, BITS wide in kvq's planar layout: each 16-byte chunk holds 16 * (8 / BITS) codes,
-// byte k holding codes k + 16 p at bit offset p * BITS. Sixteen consecutive codes share one token-axis group (the
-// host admits group sizes that are multiples of 16), so their parameters are loaded once. CHANNEL: groups along
-// tokens, each code with its channel's parameters (a template parameter, so no code pays for a branch on it).
-template <int BITS, bool CHANNEL, typename Sink>
-__device__ __forceinline__ void codeRow(const KvqRun& r, const unsigned char* row, long long paramRow, int d0,
-                                        int count, Sink sink) {
+// The sixteen-code planes of codes [d0, d0 + count) of one row, BITS wide in kvq's planar layout: each 16-byte chunk
+// holds 16 * (8 / BITS) codes, byte k holding codes k + 16 p at bit offset p * BITS. Calls plane(base, words, p) for
+// the plane of codes [base, base + 16): code k of it is codeAt<BITS>(words, p, k).
+template <int BITS, typename Plane>
+__device__ __forceinline__ void forEachPlane(const unsigned char* row, int d0, int count, Plane plane) {
     constexpr int PLANES = 8 / BITS;
     constexpr int PER_CHUNK = 16 * PLANES;
-    const float offset = (float) r.codeOffset;
     for (int c = d0 / PER_CHUNK; c < (d0 + count) / PER_CHUNK; c++) {
         unsigned int words[4];
         chunkWords(row, c, words);
 #pragma unroll
         for (int p = 0; p < PLANES; p++) {
-            const int base = c * PER_CHUNK + p * 16;
-            if (CHANNEL) {
-#pragma unroll
-                for (int k = 0; k < 16; k++) {
-                    float u = codeAt<BITS>(words, p, k);
-                    float s = param(r, paramRow + base + k, true);
-                    float z = param(r, paramRow + base + k, false);
-                    sink(base + k, r.scaleMin ? u * s + z : ((u + offset) + z) * s);
-                }
-            } else {
-                long long pi = paramRow + base / r.groupSize;
-                float2 f = affineOf(r, param(r, pi, true), param(r, pi, false));
-#pragma unroll
-                for (int k = 0; k < 16; k++) {
-                    sink(base + k, fmaf(codeAt<BITS>(words, p, k), f.x, f.y));
-                }
-            }
+            plane(c * PER_CHUNK + p * 16, words, p);
         }
     }
+}
+
+// Codes [d0, d0 + count) of one row through sink(d, value). Sixteen consecutive codes share one token-axis group (the
+// host admits group sizes that are multiples of 16), so their parameters are loaded once. CHANNEL: groups along
+// tokens, each code with its channel's parameters (a template parameter, so no code pays for a branch on it).
+template <int BITS, bool CHANNEL, typename Sink>
+__device__ __forceinline__ void codeRow(const KvqRun& r, const unsigned char* row, long long paramRow, int d0,
+                                        int count, Sink sink) {
+    const float offset = (float) r.codeOffset;
+    forEachPlane<BITS>(row, d0, count, [&](int base, const unsigned int (&words)[4], int p) {
+        if (CHANNEL) {
+#pragma unroll
+            for (int k = 0; k < 16; k++) {
+                float u = codeAt<BITS>(words, p, k);
+                float s = param(r, paramRow + base + k, true);
+                float z = param(r, paramRow + base + k, false);
+                sink(base + k, r.scaleMin ? u * s + z : ((u + offset) + z) * s);
+            }
+        } else {
+            long long pi = paramRow + base / r.groupSize;
+            float2 f = affineOf(r, param(r, pi, true), param(r, pi, false));
+#pragma unroll
+            for (int k = 0; k < 16; k++) {
+                sink(base + k, fmaf(codeAt<BITS>(words, p, k), f.x, f.y));
+            }
+        }
+    });
 }
 
 // Row index of token j of head `head` of a run: [T, B, heads] rows, or [T / block, B, heads, block] with token blocks.
@@ -316,29 +324,21 @@ __device__ __forceinline__ void addProducts(const float* q, float x, float (&acc
 template <int BITS, int G>
 __device__ __forceinline__ void codeDots(const KvqRun& r, const unsigned char* row, long long paramRow, int d0,
                                          int count, const float* queries, const float* querySums, float (&dots)[G]) {
-    constexpr int PLANES = 8 / BITS;
-    constexpr int PER_CHUNK = 16 * PLANES;
-    for (int c = d0 / PER_CHUNK; c < (d0 + count) / PER_CHUNK; c++) {
-        unsigned int words[4];
-        chunkWords(row, c, words);
+    forEachPlane<BITS>(row, d0, count, [&](int base, const unsigned int (&words)[4], int p) {
+        float part[G];
 #pragma unroll
-        for (int p = 0; p < PLANES; p++) {
-            const int base = c * PER_CHUNK + p * 16;
-            float part[G];
+        for (int k = 0; k < G; k++) part[k] = 0.f;
 #pragma unroll
-            for (int k = 0; k < G; k++) part[k] = 0.f;
+        for (int k = 0; k < 16; k++) addProducts<G>(queries + 8 * (base + k), codeAt<BITS>(words, p, k), part);
+        long long pi = paramRow + base / r.groupSize;
+        float2 f = affineOf(r, param(r, pi, true), param(r, pi, false));
+        float sums[G];
 #pragma unroll
-            for (int k = 0; k < 16; k++) addProducts<G>(queries + 8 * (base + k), codeAt<BITS>(words, p, k), part);
-            long long pi = paramRow + base / r.groupSize;
-            float2 f = affineOf(r, param(r, pi, true), param(r, pi, false));
-            float sums[G];
+        for (int k = 0; k < G; k++) sums[k] = 0.f;
+        addProducts<G>(querySums + 8 * (base / 16), f.y, sums);
 #pragma unroll
-            for (int k = 0; k < G; k++) sums[k] = 0.f;
-            addProducts<G>(querySums + 8 * (base / 16), f.y, sums);
-#pragma unroll
-            for (int k = 0; k < G; k++) dots[k] += f.x * part[k] + sums[k];
-        }
-    }
+        for (int k = 0; k < G; k++) dots[k] += f.x * part[k] + sums[k];
+    });
 }
 
 // Token j's channels [d0, d0 + span): their products with the group's queries added to dots (G of them: queries past
