@@ -18,7 +18,8 @@ import dev.kvq.spi.AffineForm;
  * A code {@code u} decodes, in float32, to {@code ((u + codeOffset) + zero) * scale} ({@link AffineForm#ZERO_POINT})
  * or {@code u * scale + zero} ({@link AffineForm#SCALE_MIN}), exactly as {@link dev.kvq.spi.PackedBlock} does.
  * Tokens are on the outer axis so that the first {@code T} tokens of a buffer of larger capacity are one
- * contiguous tensor.
+ * contiguous tensor. A layout may keep rows in blocks of tokens instead ({@link QuantizedPastLayout#tokenBlock()}):
+ * {@code [T / block, B, heads, block, ...]} for codes, raw values and per-token parameters.
  *
  * @param firstHead the run's first KV head
  * @param heads KV heads in the run
