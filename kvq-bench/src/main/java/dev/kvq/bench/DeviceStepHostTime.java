@@ -34,9 +34,12 @@ import java.util.SplittableRandom;
  * per step, which on a GPU adds to the forward pass.
  *
  * <pre>java -cp kvq-bench/target/benchmarks.jar dev.kvq.bench.DeviceStepHostTime [batch=56] [context=1024]
- *     [steps=64] [layers=16] [heads=8] [dim=64] [configs=fp16,kv4,mixed,kivi-kv8] [warm=true] [trace=false]</pre>
+ *     [steps=64] [layers=16] [heads=8] [dim=64] [configs=fp16,kv4,mixed,kivi-kv8] [warm=true] [trace=false]
+ *     [block=32]</pre>
  * With {@code warm=false} the steps are timed in the JVM's first run (as {@code kvq bench --warmup-steps 0
- * --repeats 0} times them); {@code trace=true} prints every timed step's milliseconds.
+ * --repeats 0} times them); {@code trace=true} prints every timed step's milliseconds; {@code block} is the token
+ * block the stand-in reads the history in (32, as ONNX Runtime's decoder where kvq's operator attends; 1, one token
+ * per row).
  */
 public final class DeviceStepHostTime {
     private static final String KV4 = "axis_key: 0\naxis_value: 0\nq_group_size: -1\nresidual_length: 0\nasym: true\n"
@@ -57,6 +60,7 @@ public final class DeviceStepHostTime {
         String configs = "fp16,kv4,mixed,kivi-kv8";
         boolean warm = true;
         boolean trace = false;
+        int block = 32;
         for (String a : args) {
             String[] kv = a.split("=", 2);
             switch (kv[0]) {
@@ -69,20 +73,21 @@ public final class DeviceStepHostTime {
                 case "configs" -> configs = kv[1];
                 case "warm" -> warm = Boolean.parseBoolean(kv[1]);
                 case "trace" -> trace = Boolean.parseBoolean(kv[1]);
+                case "block" -> block = Integer.parseInt(kv[1]);
                 default -> throw new IllegalArgumentException("unknown argument " + a);
             }
         }
         ModelShape shape = new ModelShape(layers, heads, dim);
         System.out.printf(Locale.ROOT, "# host time per decode step, placement device: %d layers x %d KV heads x %d, "
-                + "batch %d, context %d, %d steps, %d cores%n", layers, heads, dim, batch, context, steps,
-                Runtime.getRuntime().availableProcessors());
+                + "batch %d, context %d, %d steps, token block %d, %d cores%n", layers, heads, dim, batch, context,
+                steps, block, Runtime.getRuntime().availableProcessors());
         for (String name : configs.split(",")) {
             CacheFactory factory = factory(name, shape);
             if (warm) {
                 // the first run warms the JIT up
-                measure(factory, shape, batch, context, steps, false);
+                measure(factory, shape, batch, context, steps, block, false);
             }
-            double ms = measure(factory, shape, batch, context, steps, trace);
+            double ms = measure(factory, shape, batch, context, steps, block, trace);
             System.out.printf(Locale.ROOT, "%-9s append+sync %.3f ms/step, %.2f us per sequence%n", name, ms,
                     ms * 1000 / batch);
         }
@@ -118,12 +123,12 @@ public final class DeviceStepHostTime {
 
     /** Prefills every sequence with {@code context} tokens, then returns the mean host time of one decode step. */
     private static double measure(CacheFactory factory, ModelShape shape, int batch, int context, int steps,
-                                  boolean trace) {
+                                  int block, boolean trace) {
         List<KvCache> caches = new ArrayList<>();
         for (int b = 0; b < batch; b++) {
             caches.add(factory.newCache());
         }
-        try (StandIn model = new StandIn(shape, Math.min(context, 1024));
+        try (StandIn model = new StandIn(shape, Math.min(context, 1024), block);
              DecodeSession session = new DecodeSession(model, caches, Placement.DEVICE)) {
             session.reserve(context + steps);
             for (int done = 0; done < context; ) {
@@ -168,10 +173,12 @@ public final class DeviceStepHostTime {
         private final int heads;
         private final int dim;
         private final DroppedUploads memory = new DroppedUploads();
+        private final int block;
         private QuantizedPastLayout layout;
         private int tokens;
 
-        StandIn(ModelShape shape, int maxTokens) {
+        StandIn(ModelShape shape, int maxTokens, int block) {
+            this.block = block;
             this.heads = shape.kvHeads();
             this.dim = shape.headDim();
             this.config = new ModelConfig("stand-in", shape.layers(), heads, heads, dim, heads * dim, 2, 0, List.of(),
@@ -210,7 +217,7 @@ public final class DeviceStepHostTime {
 
         @Override
         public QuantizedDecoder quantized(QuantizedPastLayout layout) {
-            this.layout = layout;
+            this.layout = layout.withTokenBlock(block);
             return this;
         }
 
