@@ -23,7 +23,6 @@ import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
-import java.util.OptionalLong;
 import java.util.SplittableRandom;
 
 /**
@@ -320,11 +319,6 @@ public final class DeviceStepHostTime {
         @Override
         public long peakBytesAllocated() {
             return allocated;
-        }
-
-        @Override
-        public OptionalLong deviceBytesInUse() {
-            return OptionalLong.empty();
         }
     }
 }

@@ -66,8 +66,10 @@ public interface DeviceMemory {
     /** The most bytes it held at once. */
     long peakBytesAllocated();
 
-    /** Bytes in use on the whole device, where the runtime can tell (CUDA). */
-    OptionalLong deviceBytesInUse();
+    /** Bytes in use on the whole device, where the runtime can tell (CUDA); by default it cannot. */
+    default OptionalLong deviceBytesInUse() {
+        return OptionalLong.empty();
+    }
 
     /** What an allocation holds. */
     enum Element {

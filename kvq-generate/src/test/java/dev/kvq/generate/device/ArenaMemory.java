@@ -6,7 +6,6 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.HashMap;
 import java.util.Map;
-import java.util.OptionalLong;
 
 /**
  * Device memory that is host memory, for testing the store without a runtime. Uploads are queued and read their
@@ -108,11 +107,6 @@ final class ArenaMemory implements DeviceMemory, AutoCloseable {
     @Override
     public long peakBytesAllocated() {
         return peak;
-    }
-
-    @Override
-    public OptionalLong deviceBytesInUse() {
-        return OptionalLong.empty();
     }
 
     @Override

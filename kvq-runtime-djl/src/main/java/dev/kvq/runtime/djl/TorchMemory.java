@@ -21,7 +21,6 @@ import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
-import java.util.OptionalLong;
 
 /**
  * kvq's device memory as PyTorch tensors on the model's device: each allocation is a tensor of its element type
@@ -183,11 +182,6 @@ final class TorchMemory implements DeviceMemory, AutoCloseable {
     @Override
     public long peakBytesAllocated() {
         return peak;
-    }
-
-    @Override
-    public OptionalLong deviceBytesInUse() {
-        return OptionalLong.empty();
     }
 
     /**
