@@ -32,6 +32,14 @@ public record QuantizedPastLayout(int kvHeads, int headDim, List<StoredLayer> la
         this(kvHeads, headDim, layers, 1);
     }
 
+    /**
+     * Row of token {@code token} of sequence {@code sequence}, head {@code head} of a run of {@code heads} heads, in a
+     * batch of {@code batch}: {@code [T, B, heads]} rows, or {@code [T / tokenBlock, B, heads, tokenBlock]}.
+     */
+    public static long row(int token, int tokenBlock, int batch, int sequence, int heads, int head) {
+        return (((long) (token / tokenBlock) * batch + sequence) * heads + head) * tokenBlock + token % tokenBlock;
+    }
+
     /** This layout with rows in blocks of {@code tokens} tokens. */
     public QuantizedPastLayout withTokenBlock(int tokens) {
         return new QuantizedPastLayout(kvHeads, headDim, layers, tokens);

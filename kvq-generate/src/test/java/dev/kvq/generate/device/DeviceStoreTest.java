@@ -146,7 +146,7 @@ class DeviceStoreTest {
                             for (int h = 0; h < heads; h++) {
                                 for (int d = 0; d < dim; d++) {
                                     float device = Float.float16ToFloat(keys.get(F16,
-                                            (row(p, tokenBlock, 2, b, heads, h) * dim + d) * 2));
+                                            (QuantizedPastLayout.row(p, tokenBlock, 2, b, heads, h) * dim + d) * 2));
                                     assertEquals(Float.float16ToFloat(Float.floatToFloat16(expected.get(h, p, d))),
                                             device, 0f);
                                 }
@@ -424,11 +424,6 @@ class DeviceStoreTest {
         }
     }
 
-    /** Row of token {@code p} of sequence {@code b}, head {@code h}: {@code [T / block, B, heads, block]} rows. */
-    private static long row(int p, int tokenBlock, int batch, int b, int heads, int h) {
-        return (((long) (p / tokenBlock) * batch + b) * heads + h) * tokenBlock + p % tokenBlock;
-    }
-
     private static void decodeRun(ArenaMemory memory, StoredRun run, int tokenBlock, long codesAt, long scalesAt,
                                   long zerosAt, int batch, int t, int dim, float[][][][] out) {
         int hr = run.heads();
@@ -441,11 +436,11 @@ class DeviceStoreTest {
         for (int p = 0; p < t; p++) {
             for (int b = 0; b < batch; b++) {
                 for (int h = 0; h < hr; h++) {
-                    long rowStart = row(p, tokenBlock, batch, b, hr, h) * rowBytes;
+                    long rowStart = QuantizedPastLayout.row(p, tokenBlock, batch, b, hr, h) * rowBytes;
                     for (int d = 0; d < dim; d++) {
                         int u = code(codes, rowStart, d, run.bits());
                         long param = run.axis() == StoredRun.GroupAxis.TOKEN
-                                ? row(p, tokenBlock, batch, b, hr, h) * (dim / g) + d / g
+                                ? QuantizedPastLayout.row(p, tokenBlock, batch, b, hr, h) * (dim / g) + d / g
                                 : (((long) (p / g) * batch + b) * hr + h) * dim + d;
                         float s = pb == 2 ? Float.float16ToFloat(scales.get(F16, param * 2)) : scales.get(F32, param * 4);
                         float z = pb == 2 ? Float.float16ToFloat(zeros.get(F16, param * 2)) : zeros.get(F32, param * 4);

@@ -1,5 +1,6 @@
 package dev.kvq.runtime.onnx.nativeapi;
 
+import dev.kvq.generate.spi.QuantizedPastLayout;
 import dev.kvq.generate.spi.StoredRun;
 import dev.kvq.spi.AffineForm;
 import java.lang.foreign.MemorySegment;
@@ -113,7 +114,7 @@ final class AttentionCpu {
      */
     static void decodeRow(StoredRun run, int tokenBlock, MemorySegment codes, MemorySegment scales,
                           MemorySegment zeros, int batch, int b, int hr, int j, int d, float[] into, int at) {
-        long row = rowIndex(j, tokenBlock, batch, b, run.heads(), hr);
+        long row = QuantizedPastLayout.row(j, tokenBlock, batch, b, run.heads(), hr);
         if (run.raw()) {
             for (int c = 0; c < d; c++) {
                 into[at + c] = read(codes, run.bits() == 16, row * d + c);
@@ -138,12 +139,6 @@ final class AttentionCpu {
             float zero = read(zeros, run.halfParams(), p);
             into[at + c] = scaleMin ? u * scale + zero : ((float) (u + run.codeOffset()) + zero) * scale;
         }
-    }
-
-    /** Row of token {@code j} of sequence {@code b}, head {@code hr}, in {@code [T / block, B, heads, block]} rows. */
-    static long rowIndex(int j, int tokenBlock, int batch, int b, int heads, int hr) {
-        int block = j / tokenBlock;
-        return (((long) block * batch + b) * heads + hr) * tokenBlock + j % tokenBlock;
     }
 
     static float read(MemorySegment s, boolean half, long index) {

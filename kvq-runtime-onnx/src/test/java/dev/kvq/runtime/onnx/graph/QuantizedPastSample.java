@@ -168,8 +168,7 @@ final class QuantizedPastSample {
      * rows, or {@code [T / block, B, hr, block]} in the layout's token blocks.
      */
     private int row(int p, int b, int hr, int h) {
-        int block = layout.tokenBlock();
-        return ((p / block * batch + b) * hr + h) * block + p % block;
+        return (int) QuantizedPastLayout.row(p, layout.tokenBlock(), batch, b, hr, h);
     }
 
     /** A raw run: its values themselves, float16 or float32 {@code [T, B, heads, D]}, and no scales or zeros. */
