@@ -28,10 +28,10 @@ import java.util.stream.IntStream;
  */
 public final class DecodeSession implements AutoCloseable {
     /**
-     * Values (token x layer x KV head x channel, keys and values counted once) in one feed of two or more sequences from
-     * which their caches take them in parallel: quantizing on the host is most of what a step costs besides the model
-     * once the cache lives on the device, and a decode step of the 1B shape (16 layers of 8 heads of 64) already holds
-     * 8,192 per sequence.
+     * Values (token x layer x KV head x channel, keys and values counted once) in one feed of two or more sequences
+     * from which their caches take them in parallel: quantizing on the host is most of what a step costs besides the
+     * model once the cache lives on the device, and a decode step of the 1B shape (16 layers of 8 heads of 64) already
+     * holds 8,192 per sequence.
      */
     static final long PARALLEL_APPEND_VALUES = 8192;
 
@@ -47,8 +47,6 @@ public final class DecodeSession implements AutoCloseable {
      * sequence on). */
     private QuantizedDecoder quantized;
     private DeviceStore store;
-    /** The layout of the members' caches as configured; every sequence that joins must have it. */
-    private QuantizedPastLayout configuredLayout;
     private long materializeNanos;
     private long forwardNanos;
     private long appendNanos;
@@ -111,7 +109,6 @@ public final class DecodeSession implements AutoCloseable {
     /** The quantized decoder for {@code layout} and the device store mirroring {@code members}. */
     private void openStore(QuantizedPastLayout layout, List<KvCache> members) {
         this.quantized = decoder.quantized(layout);
-        this.configuredLayout = layout;
         // the store lays the history out as the decoder reads it (its rows may come in token blocks)
         this.store = new DeviceStore(quantized.memory(), quantized.layout(), members, quantized.halfKv());
     }
@@ -201,7 +198,8 @@ public final class DecodeSession implements AutoCloseable {
             QuantizedPastLayout layout = layoutOf(cache);
             if (store == null) {
                 openStore(layout, List.of());
-            } else if (!layout.equals(configuredLayout)) {
+            } else if (!layout.withTokenBlock(store.layout().tokenBlock()).equals(store.layout())) {
+                // the store's layout is the members' as configured, in the token blocks the decoder reads
                 throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "under placement device every sequence's cache "
                         + "must be configured as the first one's (one layout of the quantized history on the device)");
             }
