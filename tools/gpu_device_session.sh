@@ -168,6 +168,11 @@ gpu_test() {  # $1 = a test class of kvq-runtime-onnx's nativeapi package, run o
     --select-class "dev.kvq.runtime.onnx.nativeapi.$1" > "$log" 2>&1
   echo "$1: exit $?, $(grep -c 'status: ✔ SUCCESSFUL' "$log") successful, $(grep -c 'status: ✘' "$log") failed" | tee -a "$log"
 }
+kernel_bench() {  # AttentionKernelBench [shape cache block], run by $WRAP (a profiler's command line) where set
+  ${WRAP:-} "$KVQ_JAVA" -Xss16m --enable-native-access=ALL-UNNAMED -Donnxruntime.native.path="$KVQ_ORT_NATIVE" \
+    ${KVQ_JVM_OPTS:-} -cp ".gpu-test/test-classes:$(ls "$app"/lib/*.jar | paste -sd:):$KVQ_ORT_CLASSES" \
+    dev.kvq.runtime.onnx.nativeapi.AttentionKernelBench "$@"
+}
 if [ "$phase" = profile ]; then  # where a served step's time goes: JFR over kvq serve-bench on the 1B shape
   make_small
   sample_text
@@ -276,9 +281,7 @@ if [ "$phase" = kernel-alone ]; then  # both kernel variants checked against the
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
   gpu_test AttentionKernelTest
   grep -E "split\(s\)" "$OUT/attention-kernel-test.txt" | sed 's/^ *//' | head -20
-  "$KVQ_JAVA" -Xss16m --enable-native-access=ALL-UNNAMED -Donnxruntime.native.path="$KVQ_ORT_NATIVE" \
-    ${KVQ_JVM_OPTS:-} -cp ".gpu-test/test-classes:$(ls "$app"/lib/*.jar | paste -sd:):$KVQ_ORT_CLASSES" \
-    dev.kvq.runtime.onnx.nativeapi.AttentionKernelBench 2>&1 | tee "$OUT/attention-kernel-bench.txt"
+  kernel_bench 2>&1 | tee "$OUT/attention-kernel-bench.txt"
   exit 0
 fi
 if [ "$phase" = capacity-fused ]; then  # the capacity mode through kvq's operator at each of $KV_MEMORIES (4GiB 2GiB)
@@ -301,11 +304,8 @@ if [ "$phase" = kernel-ncu ]; then  # Nsight Compute on one launch of the warps 
   ptxas -arch=sm_90 kvq-runtime-onnx/src/main/resources/dev/kvq/runtime/onnx/nativeapi/attention.ptx -o "$OUT/attention.cubin"
   cuobjdump -sass "$OUT/attention.cubin" > "$OUT/attention.sass" || true
   for cache in ${NCU_CACHES:-float16 KV4}; do
-    "$ncu" --set full -k regex:kvq_attention_warps -s 20 -c 1 -f -o "$OUT/ncu-$cache" \
-      "$KVQ_JAVA" -Xss16m --enable-native-access=ALL-UNNAMED -Donnxruntime.native.path="$KVQ_ORT_NATIVE" \
-      -cp ".gpu-test/test-classes:$(ls "$app"/lib/*.jar | paste -sd:):$KVQ_ORT_CLASSES" \
-      dev.kvq.runtime.onnx.nativeapi.AttentionKernelBench ${NCU_SHAPE:-32x4096} "$cache" ${NCU_BLOCK:-32} \
-      > "$OUT/ncu-$cache.log" 2>&1
+    WRAP="$ncu --set full -k regex:kvq_attention_warps -s 20 -c 1 -f -o $OUT/ncu-$cache" \
+      kernel_bench ${NCU_SHAPE:-32x4096} "$cache" ${NCU_BLOCK:-32} > "$OUT/ncu-$cache.log" 2>&1
     "$ncu" -i "$OUT/ncu-$cache.ncu-rep" --page details > "$OUT/ncu-$cache.txt" 2>&1
     "$ncu" -i "$OUT/ncu-$cache.ncu-rep" --page source --csv --print-source sass > "$OUT/ncu-$cache-sass.csv" 2>&1
     tail -3 "$OUT/ncu-$cache.log"
@@ -316,9 +316,7 @@ if [ "$phase" = kernel ]; then  # the capacity mode through kvq's operator, then
   make_small
   capacity_fused
   tail -20 "$OUT/log.txt" > "$OUT/log-tail.txt"
-  "$KVQ_JAVA" -Xss16m --enable-native-access=ALL-UNNAMED -Donnxruntime.native.path="$KVQ_ORT_NATIVE" \
-    ${KVQ_JVM_OPTS:-} -cp ".gpu-test/test-classes:$(ls "$app"/lib/*.jar | paste -sd:):$KVQ_ORT_CLASSES" \
-    dev.kvq.runtime.onnx.nativeapi.AttentionKernelBench 2>&1 | tee "$OUT/attention-kernel-bench.txt"
+  kernel_bench 2>&1 | tee "$OUT/attention-kernel-bench.txt"
   exit 0
 fi
 if [ "$phase" = warm ]; then  # the capacity mode and 8 x 4k beside PyTorch, timed after kvq bench's warm-up steps
