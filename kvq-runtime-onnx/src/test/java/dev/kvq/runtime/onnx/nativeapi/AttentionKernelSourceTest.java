@@ -45,6 +45,7 @@ class AttentionKernelSourceTest {
                     AttentionKernel.Split plan = AttentionKernel.split(spec, shape, rows);
                     int total = shape.total();
                     assertEquals(0, plan.tokensPerSplit() % tile, "whole tiles");
+                    assertTrue(plan.tokensPerSplit() <= AttentionKernel.MOST_TOKENS_PER_SPLIT, "short blocks");
                     assertTrue((long) plan.splits() * plan.tokensPerSplit() >= total, "every token in a split");
                     assertTrue((long) (plan.splits() - 1) * plan.tokensPerSplit() < total, "no empty split");
                     assertEquals(plan.splits() == 1 ? 1 : rows * plan.splits() * 4 * (headDim + 2),
