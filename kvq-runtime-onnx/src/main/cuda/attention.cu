@@ -137,13 +137,22 @@ __device__ __forceinline__ float2 affineOf(const KvqRun& r, float s, float z) {
 // The sixteen-code planes of codes [d0, d0 + count) of one row, BITS wide in kvq's planar layout: each 16-byte chunk
 // holds 16 * (8 / BITS) codes, byte k holding codes k + 16 p at bit offset p * BITS. Calls plane(base, words, p) for
 // the plane of codes [base, base + 16): code k of it is codeAt<BITS>(words, p, k).
-template <int BITS, typename Plane>
+// ALIGNED: the row is 16-byte aligned, so chunks load without checking.
+template <int BITS, bool ALIGNED = false, typename Plane>
 __device__ __forceinline__ void forEachPlane(const unsigned char* row, int d0, int count, Plane plane) {
     constexpr int PLANES = 8 / BITS;
     constexpr int PER_CHUNK = 16 * PLANES;
     for (int c = d0 / PER_CHUNK; c < (d0 + count) / PER_CHUNK; c++) {
         unsigned int words[4];
-        chunkWords(row, c, words);
+        if (ALIGNED) {
+            uint4 v = *(const uint4*) (row + 16 * c);
+            words[0] = v.x;
+            words[1] = v.y;
+            words[2] = v.z;
+            words[3] = v.w;
+        } else {
+            chunkWords(row, c, words);
+        }
 #pragma unroll
         for (int p = 0; p < PLANES; p++) {
             plane(c * PER_CHUNK + p * 16, words, p);
@@ -498,11 +507,41 @@ __device__ void attend(const KvqAttention& a) {
     }
 }
 
+#define KVQ_WARPS (KVQ_THREADS / 32)
+
+// Joins the block's warps: warp w left, for query head h of the group, its maximum and sum at rows[(w * g + h) *
+// (D + 2)] and its unnormalized output after them; every output is combined from those and emitted.
+template <typename T>
+__device__ __forceinline__ void joinWarps(const KvqAttention& a, const KvqRow& r, const float* rows) {
+    const int D = a.headDim;
+    const int g = a.group;
+    for (int o = threadIdx.x; o < g * D; o += KVQ_THREADS) {
+        int h = o / D, d = o % D;
+        // each warp's maximum and sum, read as one pair (D + 2 is even)
+        float2 ml[KVQ_WARPS];
+        float m = -INFINITY;
+#pragma unroll
+        for (int wi = 0; wi < KVQ_WARPS; wi++) {
+            ml[wi] = *(const float2*) (rows + (wi * g + h) * (D + 2));
+            m = fmaxf(m, ml[wi].x);
+        }
+        float l = 0.f, x = 0.f;
+        if (m != -INFINITY) {
+#pragma unroll
+            for (int wi = 0; wi < KVQ_WARPS; wi++) {
+                float f = ml[wi].x == -INFINITY ? 0.f : __expf(ml[wi].x - m);
+                l += ml[wi].y * f;
+                x += rows[(wi * g + h) * (D + 2) + 2 + d] * f;
+            }
+        }
+        emit<T>(a, r, h, d, m, l, x);
+    }
+}
+
 // The same attention with each of the block's warps working through tokens of its own: a lane decodes one token's key
 // (its dot products with the group's queries) and value (into the warp's rows of shared memory), and each warp keeps
 // its own online softmax, so the block synchronizes only to join its warps at the end. A lane accumulates its output
 // channels for every query head of the group, so a value read from shared memory serves all of them.
-#define KVQ_WARPS (KVQ_THREADS / 32)
 #define KVQ_WARP_FLOATS 2080    // a warp's values: 32 tokens of headDim + 1 floats for head sizes up to 64, 16 of 129
 
 template <int G, typename T>
@@ -605,27 +644,401 @@ __device__ void attendWarps(const KvqAttention& a) {
         }
     }
     __syncthreads();
-    for (int o = tid; o < g * D; o += KVQ_THREADS) {
-        int h = o / D, d = o % D;
-        // each warp's maximum and sum, read as one pair (D + 2 is even)
-        float2 ml[KVQ_WARPS];
-        float m = -INFINITY;
+    joinWarps<T>(a, r, rows);
+}
+
+// The tensor-core variant: each warp works through 16 tokens at a time, as attendWarps does through 32, but takes its
+// products with mma.m16n8k8 (float16 in, float32 sums). The group's query heads are the rows of A (at most 8 of its
+// 16; the other 8 are zeros), a tile's tokens the columns of the scores and the channels those of the output. Lanes
+// 0-15 write the tile's keys and lanes 16-31 its values into shared memory as float16, one token each, and ldmatrix
+// reads them as fragments. Keys are never rounded, since a score's error grows with its size and the softmax
+// exponentiates it: codes grouped along channels go in as the codes themselves (small integers, exact in float16) and
+// each group's products are scaled afterwards, q . k = s (q . u) + shift sum(q); codes grouped along tokens go in as
+// codes too, the token group's scales multiplying the queries instead, held as a float16 pair hi + lo so that the
+// product keeps float32's precision. Values are decoded to float16, as are the softmax weights that multiply them:
+// their rounding averages out in the output (float16 models hold them so anyway).
+#define KVQ_MMA_TILE 16
+#define KVQ_KEYS_RAW 0        // the key run holds float16 values
+#define KVQ_KEYS_TOKEN 1      // codes in groups of channels within a token
+#define KVQ_KEYS_CHANNEL 2    // codes in groups of tokens within a channel
+
+__device__ __forceinline__ unsigned int bitsOf(__half2 h) {
+    unsigned int u;
+    memcpy(&u, &h, 4);
+    return u;
+}
+__device__ __forceinline__ __half2 half2Of(unsigned int u) {
+    __half2 h;
+    memcpy(&h, &u, 4);
+    return h;
+}
+__device__ __forceinline__ unsigned int pairOf(float lo, float hi) {
+    return bitsOf(__floats2half2_rn(lo, hi));
+}
+
+// d += A b for one m16n8k8 step whose A has zeros in rows 8-15: a holds row lane / 4, columns 2 (lane % 4) and + 1;
+// b holds rows 2 (lane % 4) and + 1 of column lane / 4; d the first row's two outputs (the others stay zeros).
+__device__ __forceinline__ void mma(float (&d)[2], unsigned int a, unsigned int b) {
+    asm("{\n\t.reg .f32 unused0, unused1;\n\t"
+        "mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0, %1, unused0, unused1}, {%2, %3}, {%4}, "
+        "{%0, %1, %5, %5};\n\t}"
+        : "+f"(d[0]), "+f"(d[1]) : "r"(a), "r"(0u), "r"(b), "f"(0.f));
+}
+
+// Four 8x8 float16 matrices from shared memory: lanes 8i to 8i + 7 name the rows of matrix i, and each lane receives
+// of matrix i row lane / 4, columns 2 (lane % 4) and + 1 (TRANS: column lane / 4, rows 2 (lane % 4) and + 1).
+template <bool TRANS>
+__device__ __forceinline__ void ldmatrix4(unsigned int (&f)[4], const __half* row) {
+    unsigned int at = (unsigned int) __cvta_generic_to_shared(row);
+    if (TRANS) {
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
+                     : "=r"(f[0]), "=r"(f[1]), "=r"(f[2]), "=r"(f[3]) : "r"(at) : "memory");
+    } else {
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+                     : "=r"(f[0]), "=r"(f[1]), "=r"(f[2]), "=r"(f[3]) : "r"(at) : "memory");
+    }
+}
+
+// The codes of plane p of a chunk's words (see forEachPlane) as exact float16: u[i] holds codes 2i and 2i + 1 of the
+// plane. A byte under 0x64 is the float16 1024 + byte; subtracting 1024 leaves the byte, exactly.
+template <int BITS>
+__device__ __forceinline__ void planeHalves(const unsigned int (&words)[4], int p, __half2 (&u)[8]) {
+    constexpr unsigned int MASK = BITS == 8 ? 0xFFFFFFFFu : BITS == 4 ? 0x0F0F0F0Fu : 0x03030303u;
+    const __half2 bias = half2Of(0x64006400u);
 #pragma unroll
-        for (int wi = 0; wi < KVQ_WARPS; wi++) {
-            ml[wi] = *(const float2*) (rows + (wi * g + h) * (D + 2));
-            m = fmaxf(m, ml[wi].x);
+    for (int w = 0; w < 4; w++) {
+        unsigned int t = (words[w] >> (p * BITS)) & MASK;
+        u[2 * w] = __hsub2(half2Of(__byte_perm(t, 0x64646464u, 0x4140)), bias);
+        u[2 * w + 1] = __hsub2(half2Of(__byte_perm(t, 0x64646464u, 0x4342)), bias);
+    }
+}
+
+// Sixteen float16 to shared memory (32-byte aligned), as two 16-byte stores.
+__device__ __forceinline__ void storeHalves(__half* dst, const __half2 (&x)[8]) {
+    uint4* d = (uint4*) dst;
+    d[0] = make_uint4(bitsOf(x[0]), bitsOf(x[1]), bitsOf(x[2]), bitsOf(x[3]));
+    d[1] = make_uint4(bitsOf(x[4]), bitsOf(x[5]), bitsOf(x[6]), bitsOf(x[7]));
+}
+
+template <int D>
+__device__ __forceinline__ void copyHalves(__half* dst, const __half* src) {
+#pragma unroll
+    for (int d = 0; d < D; d += 8) *(uint4*) (dst + d) = *(const uint4*) (src + d);
+}
+
+// A row of codes (channels [0, D)) as float16, with each channel group's (scale, shift) where loadParams: decoded
+// (values), or left as codes (keys: scale 1, shift 0, exact) with the parameters into params where keyParams. Key
+// and value lanes take this one path, the choice between them in selects and a predicated store: with branches the
+// compiler gave each its own copy of the loop and a tile paid for both. Channel groups are 2^groupShift channels (a
+// divisor of D and a multiple of 16, so a power of two): a shift, where a division cost a tile hundreds of
+// instructions.
+template <int BITS, int D>
+__device__ __forceinline__ void rowHalves(const KvqRun& r, const unsigned char* row, long long paramRow, bool decode,
+                                          bool loadParams, bool keyParams, int groupShift, __half* dst,
+                                          float2* params) {
+    __half2 scale = __float2half2_rn(1.f), shift = __float2half2_rn(0.f);
+    forEachPlane<BITS, true>(row, 0, D, [&](int base, const unsigned int (&words)[4], int p) {
+        __half2 u[8];
+        planeHalves<BITS>(words, p, u);
+        if (loadParams && (base & ((1 << groupShift) - 1)) == 0) {
+            long long pi = paramRow + (base >> groupShift);
+            float2 f = affineOf(r, param(r, pi, true), param(r, pi, false));
+            if (keyParams) params[base >> groupShift] = f;
+            scale = __float2half2_rn(decode ? f.x : 1.f);
+            shift = __float2half2_rn(decode ? f.y : 0.f);
         }
-        float l = 0.f, x = 0.f;
-        if (m != -INFINITY) {
 #pragma unroll
-            for (int wi = 0; wi < KVQ_WARPS; wi++) {
-                float f = ml[wi].x == -INFINITY ? 0.f : __expf(ml[wi].x - m);
-                l += ml[wi].y * f;
-                x += rows[(wi * g + h) * (D + 2) + 2 + d] * f;
+        for (int i = 0; i < 8; i++) u[i] = __hfma2(u[i], scale, shift);
+        storeHalves(dst + base, u);
+    });
+}
+
+// A row of values grouped along tokens (each channel its own scale and shift), decoded to float16.
+template <int BITS, int D>
+__device__ __forceinline__ void channelValueHalves(const KvqRun& r, const unsigned char* row, long long paramRow,
+                                                   __half* dst) {
+    forEachPlane<BITS, true>(row, 0, D, [&](int base, const unsigned int (&words)[4], int p) {
+        __half2 u[8];
+        planeHalves<BITS>(words, p, u);
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            long long c = paramRow + base + 2 * i;
+            float2 f0 = affineOf(r, param(r, c, true), param(r, c, false));
+            float2 f1 = affineOf(r, param(r, c + 1, true), param(r, c + 1, false));
+            u[i] = __hfma2(u[i], __floats2half2_rn(f0.x, f1.x), __floats2half2_rn(f0.y, f1.y));
+        }
+        storeHalves(dst + base, u);
+    });
+}
+
+// Token j's row of the tile, by one lane: its keys (KEYS_TOKEN: codes, each channel group's (scale, shift) into
+// params; KEYS_CHANNEL: codes) or values (decoded), float16 rows copied; zeros past the warp's tokens.
+template <int D, int KEYS>
+__device__ __forceinline__ void tileRow(const KvqAttention& a, const KvqRow& r, bool value, int j, int end,
+                                        int groupShift, __half* dst, float2* params) {
+    const bool keyParams = !value && KEYS == KVQ_KEYS_TOKEN;
+    if (j >= end) {
+#pragma unroll
+        for (int d = 0; d < D; d += 8) *(uint4*) (dst + d) = make_uint4(0u, 0u, 0u, 0u);
+        if (keyParams) {
+            for (int g = 0; g < D / 16; g++) params[g] = make_float2(0.f, 0.f);
+        }
+        return;
+    }
+    if (j >= a.quantized) {
+        long long base = (long long) r.b * a.kvHeads + r.kvh;
+        const __half* src = j < a.quantized + a.residual
+                ? (const __half*) (value ? a.residualValue : a.residualKey)
+                        + (base * a.residual + (j - a.quantized)) * D
+                : (const __half*) (value ? a.newValue : a.newKey)
+                        + (base * a.newTokens + (j - a.quantized - a.residual)) * D;
+        copyHalves<D>(dst, src);
+        if (keyParams) {
+            for (int g = 0; g < D / 16; g++) params[g] = make_float2(1.f, 0.f);
+        }
+        return;
+    }
+    const KvqRun& run = value ? a.value : a.key;
+    const long long rowIndex = rowIndexOf(run, a.batch, r.b, r.kvh, j);
+    if (run.bits == 16) {
+        copyHalves<D>(dst, (const __half*) run.codes + rowIndex * D);
+        return;
+    }
+    const unsigned char* codes = run.codes + rowIndex * (D * run.bits / 8);
+    const long long paramRow = run.channelAxis
+            ? (((long long) (j / run.groupSize) * a.batch + r.b) * run.heads + (r.kvh - run.firstHead)) * D
+            : rowIndex * (D >> groupShift);
+    if (value && run.channelAxis) {
+        if (run.bits == 4) {
+            channelValueHalves<4, D>(run, codes, paramRow, dst);
+        } else if (run.bits == 2) {
+            channelValueHalves<2, D>(run, codes, paramRow, dst);
+        } else {
+            channelValueHalves<8, D>(run, codes, paramRow, dst);
+        }
+        return;
+    }
+    const bool loadParams = value || keyParams;     // keys grouped along tokens take their scales in the queries
+    if (run.bits == 4) {
+        rowHalves<4, D>(run, codes, paramRow, value, loadParams, keyParams, groupShift, dst, params);
+    } else if (run.bits == 2) {
+        rowHalves<2, D>(run, codes, paramRow, value, loadParams, keyParams, groupShift, dst, params);
+    } else {
+        rowHalves<8, D>(run, codes, paramRow, value, loadParams, keyParams, groupShift, dst, params);
+    }
+}
+
+// KEYS_CHANNEL: the A fragments of the queries times token group `group`'s scales (hi + lo), and head h's product
+// with the group's shifts, which every quantized token's score adds.
+template <int D>
+__device__ __forceinline__ void scaleQueries(const KvqAttention& a, const KvqRow& r, int group, int quad,
+                                             const unsigned int (&q)[D / 8], unsigned int (&hi)[D / 8],
+                                             unsigned int (&lo)[D / 8], float& shift) {
+    const KvqRun& key = a.key;
+    const long long row = (((long long) group * a.batch + r.b) * key.heads + (r.kvh - key.firstHead)) * D;
+    float sum = 0.f;
+#pragma unroll
+    for (int s = 0; s < D / 8; s++) {
+        long long c = row + 8 * s + 2 * quad;
+        float2 qf = __half22float2(half2Of(q[s]));
+        float2 f0 = affineOf(key, param(key, c, true), param(key, c, false));
+        float2 f1 = affineOf(key, param(key, c + 1, true), param(key, c + 1, false));
+        float x0 = qf.x * f0.x, x1 = qf.y * f1.x;
+        __half2 h = __floats2half2_rn(x0, x1);
+        float2 hf = __half22float2(h);
+        hi[s] = bitsOf(h);
+        lo[s] = pairOf(x0 - hf.x, x1 - hf.y);
+        sum += qf.x * f0.y + qf.y * f1.y;
+    }
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    shift = sum;
+}
+
+// e^x by ex2.approx.ftz: __expf's own form also checks for a result below float's normal range, which costs a tile's
+// softmax a few instructions per weight and changes nothing a float16 weight can hold
+__device__ __forceinline__ float expFlush(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x * 1.4426950408889634f));
+    return y;
+}
+
+template <int D, int KEYS>
+__device__ void attendMma(const KvqAttention& a) {
+    constexpr int PITCH = D + 8;     // halves a row: rows 16 bytes apart modulo 128, so ldmatrix's 8 rows miss each other's banks
+    constexpr int STEPS = D / 8;     // k-steps of the scores, n-tiles of the output
+    constexpr int MOST_GROUPS = D / 16;
+    constexpr int TILE_HALVES = KVQ_MMA_TILE * PITCH;
+    constexpr int TILE_BYTES = KVQ_WARPS * 2 * TILE_HALVES * 2;
+    constexpr int JOIN_BYTES = KVQ_WARPS * 8 * (D + 2) * 4;
+    __shared__ __align__(16) unsigned char shared[TILE_BYTES > JOIN_BYTES ? TILE_BYTES : JOIN_BYTES];
+    __shared__ float2 keyParams[KVQ_WARPS * KVQ_MMA_TILE * MOST_GROUPS];
+
+    const int g = a.group;
+    const KvqRow r = rowOf(a);
+    const int tid = threadIdx.x;
+    const int warp = tid / 32;
+    const int lane = tid % 32;
+    const int h = lane / 4;          // the query head of the fragments' first row
+    const int quad = lane % 4;       // their column pair
+    __half* keys = (__half*) shared + warp * 2 * TILE_HALVES;
+    __half* values = keys + TILE_HALVES;
+    float2* params = keyParams + warp * KVQ_MMA_TILE * MOST_GROUPS;
+    // log2 of the runs' channel groups (token-axis runs; see rowHalves)
+    const int keyShift = 31 - __clz(a.key.groupSize);
+    const int valueShift = 31 - __clz(a.value.groupSize);
+
+    // head h's queries, channels 8s + 2 quad and + 1 (zeros past the group), and their sums over each eight channels
+    unsigned int q[STEPS];
+    float eights[STEPS];
+#pragma unroll
+    for (int s = 0; s < STEPS; s++) {
+        q[s] = h < g ? *(const unsigned int*) ((const __half*) a.query + outIndex(a, r, h, 8 * s + 2 * quad)) : 0u;
+        float2 f = __half22float2(half2Of(q[s]));
+        float sum = f.x + f.y;
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        eights[s] = sum;
+    }
+    unsigned int scaledHi[STEPS], scaledLo[STEPS];
+    float scaledShift = 0.f;
+    int scaledGroup = -1;
+
+    // the split's tokens, a whole number of tiles to each warp
+    const int start = blockIdx.y * a.tokensPerSplit;
+    const int end = min(start + a.tokensPerSplit, r.total);
+    const int per = ((end - start + KVQ_WARPS - 1) / KVQ_WARPS + KVQ_MMA_TILE - 1) / KVQ_MMA_TILE * KVQ_MMA_TILE;
+    const int from = start + warp * per;
+    const int to = min(from + per, end);
+
+    float m = -INFINITY, l = 0.f;
+    float acc[STEPS][2];
+#pragma unroll
+    for (int n = 0; n < STEPS; n++) acc[n][0] = acc[n][1] = 0.f;
+    for (int first = from; first < to; first += KVQ_MMA_TILE) {
+        const bool value = lane >= 16;
+        const int row = lane % 16;
+        tileRow<D, KEYS>(a, r, value, first + row, to, value ? valueShift : keyShift,
+                         (value ? values : keys) + row * PITCH, params + row * MOST_GROUPS);
+        __syncwarp();
+        const bool quantizedTile = first < a.quantized;
+        if (KEYS == KVQ_KEYS_CHANNEL && quantizedTile && first / a.key.groupSize != scaledGroup) {
+            scaledGroup = first / a.key.groupSize;
+            scaleQueries<D>(a, r, scaledGroup, quad, q, scaledHi, scaledLo, scaledShift);
+        }
+        // the scores of head h for tokens first + 8 nt + 2 quad and + 1
+        float sc[2][2];
+#pragma unroll
+        for (int nt = 0; nt < 2; nt++) {
+            sc[nt][0] = sc[nt][1] = 0.f;
+            float part[2] = {0.f, 0.f};      // KEYS_TOKEN: the products of the current channel group
+            float sum = 0.f;                 // KEYS_TOKEN: its queries' sum
+            float plain[2] = {0.f, 0.f};     // KEYS_CHANNEL: the products with float16 keys (rows past the history)
+            const bool plainRows = KEYS == KVQ_KEYS_CHANNEL && first + KVQ_MMA_TILE > a.quantized;
+#pragma unroll
+            for (int s4 = 0; s4 < STEPS; s4 += 4) {
+                unsigned int k[4];     // the keys of tokens 8 nt to 8 nt + 7, channels 8 (s4 + i) to + 7
+                ldmatrix4<false>(k, keys + (8 * nt + lane % 8) * PITCH + 8 * (s4 + lane / 8));
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    const int s = s4 + i;
+                    if (KEYS == KVQ_KEYS_RAW) {
+                        mma(sc[nt], q[s], k[i]);
+                    } else if (KEYS == KVQ_KEYS_TOKEN) {
+                        mma(part, q[s], k[i]);
+                        sum += eights[s];
+                        if ((8 * (s + 1) & ((1 << keyShift) - 1)) == 0) {
+                            const int group = (8 * (s + 1) >> keyShift) - 1;
+#pragma unroll
+                            for (int e = 0; e < 2; e++) {
+                                float2 f = params[(8 * nt + 2 * quad + e) * MOST_GROUPS + group];
+                                sc[nt][e] += f.x * part[e] + f.y * sum;
+                            }
+                            part[0] = part[1] = 0.f;
+                            sum = 0.f;
+                        }
+                    } else {
+                        if (quantizedTile) {
+                            mma(sc[nt], scaledHi[s], k[i]);
+                            mma(sc[nt], scaledLo[s], k[i]);
+                        }
+                        if (plainRows) mma(plain, q[s], k[i]);
+                    }
+                }
+            }
+            if (KEYS == KVQ_KEYS_CHANNEL) {
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    sc[nt][e] = first + 8 * nt + 2 * quad + e < a.quantized ? sc[nt][e] + scaledShift : plain[e];
+                }
             }
         }
-        emit<T>(a, r, h, d, m, l, x);
+        // online softmax of head h over the tile (its four lanes hold its sixteen scores)
+        float most = -INFINITY;
+#pragma unroll
+        for (int nt = 0; nt < 2; nt++) {
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                int j = first + 8 * nt + 2 * quad + e;
+                float x = -INFINITY;
+                if (j < to && h < g) x = sc[nt][e] * a.scale + biasAt<__half>(a, r, h, j);
+                sc[nt][e] = x;
+                most = fmaxf(most, x);
+            }
+        }
+        most = fmaxf(most, __shfl_xor_sync(0xffffffffu, most, 1));
+        most = fmaxf(most, __shfl_xor_sync(0xffffffffu, most, 2));
+        const float now = fmaxf(m, most);
+        const float alpha = m == -INFINITY ? 0.f : expFlush(m - now);
+        unsigned int weights[2];
+        float sum = 0.f;
+#pragma unroll
+        for (int nt = 0; nt < 2; nt++) {
+            float p0 = now == -INFINITY ? 0.f : expFlush(sc[nt][0] - now);
+            float p1 = now == -INFINITY ? 0.f : expFlush(sc[nt][1] - now);
+            sum += p0 + p1;
+            weights[nt] = pairOf(p0, p1);
+        }
+        l = l * alpha + sum;
+        m = now;
+        // the weights (A: head h, tokens 8 ks + 2 quad and + 1) times the values (B: tokens by channels)
+        if (__any_sync(0xffffffffu, alpha != 1.f)) {    // after the first tiles a maximum seldom moves
+#pragma unroll
+            for (int n = 0; n < STEPS; n++) {
+                acc[n][0] *= alpha;
+                acc[n][1] *= alpha;
+            }
+        }
+#pragma unroll
+        for (int n = 0; n < STEPS; n += 2) {
+            unsigned int f[4];
+            ldmatrix4<true>(f, values + (8 * ((lane / 8) & 1) + lane % 8) * PITCH + 8 * (n + lane / 16));
+            mma(acc[n], weights[0], f[0]);
+            mma(acc[n], weights[1], f[1]);
+            mma(acc[n + 1], weights[0], f[2]);
+            mma(acc[n + 1], weights[1], f[3]);
+        }
+        __syncwarp();
     }
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+
+    __syncthreads();     // every warp is done with its tiles, whose memory the join takes
+    float* rows = (float*) shared;
+    if (h < g) {
+        float* p = rows + (warp * g + h) * (D + 2);
+        if (quad == 0) {
+            p[0] = m;
+            p[1] = l;
+        }
+#pragma unroll
+        for (int n = 0; n < STEPS; n++) {
+            p[2 + 8 * n + 2 * quad] = acc[n][0];
+            p[2 + 8 * n + 2 * quad + 1] = acc[n][1];
+        }
+    }
+    __syncthreads();
+    joinWarps<__half>(a, r, rows);
 }
 
 template <typename T>
@@ -669,6 +1082,26 @@ extern "C" __global__ void __launch_bounds__(KVQ_THREADS) kvq_attention_warps8_f
 }
 extern "C" __global__ void __launch_bounds__(KVQ_THREADS) kvq_attention_warps8_f32(const KvqAttention a) {
     attendWarps<8, float>(a);
+}
+// the same grid and parameters on the tensor cores (attendMma), float16 models: head size 64 or 128, by how the keys
+// are held
+extern "C" __global__ void __launch_bounds__(KVQ_THREADS) kvq_attention_mma64_raw_f16(const KvqAttention a) {
+    attendMma<64, KVQ_KEYS_RAW>(a);
+}
+extern "C" __global__ void __launch_bounds__(KVQ_THREADS) kvq_attention_mma64_token_f16(const KvqAttention a) {
+    attendMma<64, KVQ_KEYS_TOKEN>(a);
+}
+extern "C" __global__ void __launch_bounds__(KVQ_THREADS) kvq_attention_mma64_channel_f16(const KvqAttention a) {
+    attendMma<64, KVQ_KEYS_CHANNEL>(a);
+}
+extern "C" __global__ void __launch_bounds__(KVQ_THREADS) kvq_attention_mma128_raw_f16(const KvqAttention a) {
+    attendMma<128, KVQ_KEYS_RAW>(a);
+}
+extern "C" __global__ void __launch_bounds__(KVQ_THREADS) kvq_attention_mma128_token_f16(const KvqAttention a) {
+    attendMma<128, KVQ_KEYS_TOKEN>(a);
+}
+extern "C" __global__ void __launch_bounds__(KVQ_THREADS) kvq_attention_mma128_channel_f16(const KvqAttention a) {
+    attendMma<128, KVQ_KEYS_CHANNEL>(a);
 }
 // grid (B * launchKvHeads * t), any block size
 extern "C" __global__ void kvq_attention_combine_f16(const KvqAttention a) { combine<__half>(a); }

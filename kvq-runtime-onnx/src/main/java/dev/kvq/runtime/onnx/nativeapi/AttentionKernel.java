@@ -50,6 +50,9 @@ final class AttentionKernel {
     private final MemorySegment warps4Float;
     private final MemorySegment warps8Half;
     private final MemorySegment warps8Float;
+    /** The tensor-core variant for float16 models, by head size (64, 128) and how the keys are held ({@link Keys}). */
+    private final MemorySegment[] mma64 = new MemorySegment[Keys.values().length];
+    private final MemorySegment[] mma128 = new MemorySegment[Keys.values().length];
     /** The variant launches take unless told otherwise. */
     private final Variant variant;
     /** Per thread: the parameter struct and the {@code void*} pointing at it. */
@@ -73,30 +76,70 @@ final class AttentionKernel {
         warps4Float = module.function("kvq_attention_warps4_f32");
         warps8Half = module.function("kvq_attention_warps8_f16");
         warps8Float = module.function("kvq_attention_warps8_f32");
+        for (Keys keys : Keys.values()) {
+            mma64[keys.ordinal()] = module.function("kvq_attention_mma64_" + keys.suffix + "_f16");
+            mma128[keys.ordinal()] = module.function("kvq_attention_mma128_" + keys.suffix + "_f16");
+        }
     }
 
     /**
      * How a block works through its tokens: {@code BLOCK}, all threads on one tile at a time with the block
      * synchronized between its phases ({@code kvq_attention_*}); {@code WARPS}, each warp on tokens of its own with its
      * own softmax, the warps joined at the end ({@code kvq_attention_warps4_*} or {@code warps8_*}, by the query
-         * heads per KV head). Same grid, parameters and results.
+     * heads per KV head); {@code MMA}, the warps' products on the tensor cores ({@code kvq_attention_mma*}) where
+     * {@link #mmaKeys} admits the stretch, else as {@code WARPS}. Same grid, parameters and results.
      */
     enum Variant {
-        BLOCK, WARPS;
+        BLOCK, WARPS, MMA;
 
         /**
-         * The variant {@code -Dkvq.cuda.attention=block|warps} names; default warps, which took 10-30% less time per
-         * layer than block on an H200 on every shape measured (docs/results/gpu/fused/kernel-v4-warps).
+         * The variant {@code -Dkvq.cuda.attention=block|warps|mma} names; default mma, which took 0.48x warps' time per
+         * layer for float16 and 0.72x for KV4 at 32 x 4k on an H200 (docs/results/gpu/fused/kernel-mma).
          */
         static Variant configured() {
-            String v = System.getProperty("kvq.cuda.attention", "warps");
+            String v = System.getProperty("kvq.cuda.attention", "mma");
             return switch (v) {
                 case "block" -> BLOCK;
                 case "warps" -> WARPS;
+                case "mma" -> MMA;
                 default -> throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "-Dkvq.cuda.attention=" + v
-                        + " is not a kernel variant; give block or warps");
+                        + " is not a kernel variant; give block, warps or mma");
             };
         }
+    }
+
+    /** How the tensor-core kernel takes a stretch's keys: float16 values, codes grouped along channels or tokens. */
+    enum Keys {
+        RAW("raw"), TOKEN("token"), CHANNEL("channel");
+
+        final String suffix;
+
+        Keys(String suffix) {
+            this.suffix = suffix;
+        }
+    }
+
+    /**
+     * How the tensor-core kernel reads a stretch, or null where it cannot: it takes float16 models with head sizes
+     * 64 and 128 and at most 8 query heads per KV head, raw runs of float16, and codes of 2, 4 and 8 bits, keys grouped
+     * along tokens only in groups of a multiple of 16 tokens (a warp's tile of 16 shares one group's scales).
+     */
+    static Keys mmaKeys(AttentionSpec spec, AttentionSpec.Stretch stretch) {
+        if (!spec.half() || spec.headDim() != 64 && spec.headDim() != 128 || spec.group() > 8) {
+            return null;
+        }
+        StoredRun key = spec.keys().get(stretch.keyRun());
+        StoredRun value = spec.values().get(stretch.valueRun());
+        if (key.raw() && key.bits() != 16 || value.raw() && value.bits() != 16) {
+            return null;
+        }
+        if (key.raw()) {
+            return Keys.RAW;
+        }
+        if (key.axis() == StoredRun.GroupAxis.TOKEN) {
+            return Keys.TOKEN;
+        }
+        return key.groupSize() % 16 == 0 ? Keys.CHANNEL : null;
     }
 
     /** The kernels on CUDA device {@code ordinal}, loaded once. */
@@ -174,12 +217,16 @@ final class AttentionKernel {
             MemorySegment warps4 = spec.half() ? warps4Half : warps4Float;
             MemorySegment warps8 = spec.half() ? warps8Half : warps8Float;
             MemorySegment warps = spec.group() <= 4 ? warps4 : warps8;
-            MemorySegment attend = variant == Variant.WARPS ? warps : spec.half() ? attendHalf : attendFloat;
+            MemorySegment block = spec.half() ? attendHalf : attendFloat;
             MemorySegment combine = spec.half() ? combineHalf : combineFloat;
             for (int i = 0; i < plan.perStretch().size(); i++) {
                 AttentionSpec.Stretch stretch = spec.stretches().get(i);
                 Split own = plan.perStretch().get(i);
                 long rows = own.rows();
+                Keys keys = variant == Variant.MMA ? mmaKeys(spec, stretch) : null;
+                MemorySegment attend = keys != null
+                        ? (spec.headDim() == 64 ? mma64 : mma128)[keys.ordinal()]
+                        : variant == Variant.BLOCK ? block : warps;
                 p.fill((byte) 0);
                 writeRun(p, 0, spec.keys().get(stretch.keyRun()), spec.tokenBlock(), inputs,
                         spec.keyInput(stretch.keyRun()));

@@ -13,7 +13,7 @@ import java.util.regex.Pattern;
 import org.junit.jupiter.api.Test;
 
 /**
- * The shipped attention PTX declares its eight kernels at ISA 7.0 with the one parameter struct the launcher writes
+ * The shipped attention PTX declares its fourteen kernels at ISA 7.0 with the one parameter struct the launcher writes
  * ({@link AttentionKernel#PARAMS_BYTES} bytes); the launcher splits work so every split holds whole tiles; and layers
  * the kernel cannot read stay with the CPU's operator or the dequantizing graph. (That the PTX is what its source
  * compiles to is checked with {@link ScatterKernelSourceTest}'s run of tools/build_kernels.sh --check.)
@@ -25,7 +25,9 @@ class AttentionKernelSourceTest {
         assertTrue(ptx.startsWith(".version 7.0\n"), "ISA version: " + ptx.lines().findFirst().orElse(""));
         for (String kernel : List.of("kvq_attention_f16", "kvq_attention_f32", "kvq_attention_combine_f16",
                 "kvq_attention_combine_f32", "kvq_attention_warps4_f16", "kvq_attention_warps4_f32",
-                "kvq_attention_warps8_f16", "kvq_attention_warps8_f32")) {
+                "kvq_attention_warps8_f16", "kvq_attention_warps8_f32", "kvq_attention_mma64_raw_f16",
+                "kvq_attention_mma64_token_f16", "kvq_attention_mma64_channel_f16", "kvq_attention_mma128_raw_f16",
+                "kvq_attention_mma128_token_f16", "kvq_attention_mma128_channel_f16")) {
             Matcher m = Pattern.compile("\\.entry " + kernel + "\\(\\s*\\.param \\.align 8 \\.b8 " + kernel
                     + "_param_0\\[(\\d+)]\\s*\\)").matcher(ptx);
             assertTrue(m.find(), kernel + " with one struct parameter");
@@ -94,17 +96,42 @@ class AttentionKernelSourceTest {
     }
 
     @Test
+    void theTensorCoreKernelTakesFloat16ModelsAndNamesHowItHoldsTheKeys() {
+        StoredRun k4 = new StoredRun(0, 2, 4, GroupAxis.TOKEN, 32, AffineForm.ZERO_POINT, -8, true);
+        StoredRun kc = new StoredRun(0, 2, 4, GroupAxis.CHANNEL, 32, AffineForm.SCALE_MIN, 0, true);
+        StoredRun kc8 = new StoredRun(0, 2, 4, GroupAxis.CHANNEL, 8, AffineForm.SCALE_MIN, 0, true);
+        StoredRun half = StoredRun.raw(2, true, 64);
+        StoredRun single = StoredRun.raw(2, false, 64);
+        assertEquals(AttentionKernel.Keys.TOKEN, mmaKeys(true, 64, 4, k4, k4));
+        assertEquals(AttentionKernel.Keys.CHANNEL, mmaKeys(true, 128, 8, kc, k4));
+        assertEquals(AttentionKernel.Keys.RAW, mmaKeys(true, 64, 2, half, kc));
+        assertEquals(null, mmaKeys(false, 64, 4, k4, k4), "a float32 model");
+        assertEquals(null, mmaKeys(true, 32, 4, k4, k4), "head size 32");
+        assertEquals(null, mmaKeys(true, 64, 4, kc8, k4), "key groups of 8 tokens, less than a tile");
+        assertEquals(null, mmaKeys(true, 64, 4, single, k4), "float32 raw keys");
+        assertEquals(null, mmaKeys(true, 64, 4, k4, single), "float32 raw values");
+    }
+
+    private static AttentionKernel.Keys mmaKeys(boolean half, int headDim, int group, StoredRun key, StoredRun value) {
+        AttentionSpec spec = new AttentionSpec("a", 2, group, headDim, 0.125f, half, List.of(key), List.of(value), 0,
+                1);
+        return AttentionKernel.mmaKeys(spec, spec.stretches().getFirst());
+    }
+
+    @Test
     void theKernelVariantIsChosenByAPropertyThatNamesTheChoicesWhenWrong() {
         String before = System.getProperty("kvq.cuda.attention");
         try {
             System.clearProperty("kvq.cuda.attention");
+            assertEquals(AttentionKernel.Variant.MMA, AttentionKernel.Variant.configured());
+            System.setProperty("kvq.cuda.attention", "warps");
             assertEquals(AttentionKernel.Variant.WARPS, AttentionKernel.Variant.configured());
             System.setProperty("kvq.cuda.attention", "block");
             assertEquals(AttentionKernel.Variant.BLOCK, AttentionKernel.Variant.configured());
             System.setProperty("kvq.cuda.attention", "tiles");
             dev.kvq.KvqException e = org.junit.jupiter.api.Assertions.assertThrows(dev.kvq.KvqException.class,
                     AttentionKernel.Variant::configured);
-            assertTrue(e.getMessage().contains("-Dkvq.cuda.attention=tiles") && e.getMessage().contains("block or warps"),
+            assertTrue(e.getMessage().contains("-Dkvq.cuda.attention=tiles") && e.getMessage().contains("block, warps or mma"),
                     e.getMessage());
         } finally {
             if (before == null) {

@@ -21,8 +21,9 @@ import org.junit.jupiter.params.provider.MethodSource;
  * kvq's CUDA attention kernel computes what {@link AttentionCpu} computes, on random histories: float16 and float32
  * models, head sizes 64 and 128, 2 to 8 query heads per KV head, 2-, 4- and 8-bit and raw runs, both group axes,
  * heads of one layer in runs of different bits, residual windows, several new tokens, masked positions, rows one
- * token at a time and in token blocks, and both a single block per row and work split over the tokens. Needs a GPU:
- * runs only with {@code -Dkvq.cuda=true}.
+ * token at a time and in token blocks, and both a single block per row and work split over the tokens; every case
+ * through every kernel variant (the tensor-core one takes the float16 cases and leaves the others to warps). Needs a
+ * GPU: runs only with {@code -Dkvq.cuda=true}.
  */
 @EnabledIfSystemProperty(named = "kvq.cuda", matches = "true")
 class AttentionKernelTest {
@@ -63,6 +64,17 @@ class AttentionKernelTest {
                 List.of(kc), List.of(v2), 32));
         cases.add(new Case("per-head runs, raw values, token blocks of 16", false, 64, 4, 8, 2, 3, 640, 16,
                 List.of(k8, k2), List.of(v16a, v8b), 16));
+        // the tensor-core kernel's three ways of holding keys, each bit width, float32 and float16 parameters,
+        // channel groups of 16, several runs per layer, and float16 raw runs on either side
+        cases.add(new Case("per-head runs in a float16 model, group 8, token blocks of 16", true, 64, 4, 8, 2, 3, 640,
+                16, List.of(k8, k2), List.of(v16a, v8b), 16));
+        StoredRun kc8 = new StoredRun(0, 2, 8, GroupAxis.CHANNEL, 32, AffineForm.ZERO_POINT, -128, true);
+        StoredRun v8 = new StoredRun(0, 2, 8, GroupAxis.TOKEN, 64, AffineForm.SCALE_MIN, 0, true);
+        cases.add(new Case("KIVI KV8, residual 32, head 64, group 8", true, 64, 2, 8, 2, 1, 1024, 32, List.of(kc8),
+                List.of(v8)));
+        StoredRun v2c = new StoredRun(0, 4, 2, GroupAxis.CHANNEL, 16, AffineForm.SCALE_MIN, 0, true);
+        cases.add(new Case("raw keys, values grouped along tokens, head 128, token blocks of 32", true, 128, 4, 4, 2, 1,
+                1024, 0, List.of(StoredRun.raw(4, true, 128)), List.of(v2c), 32));
         return cases;
     }
 
