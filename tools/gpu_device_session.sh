@@ -280,7 +280,7 @@ fi
 if [ "$phase" = kernel-alone ]; then  # both kernel variants checked against the Java operator, then timed alone
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
   gpu_test AttentionKernelTest
-  grep -E "split\(s\)" "$OUT/attention-kernel-test.txt" | sed 's/^ *//' | head -20
+  grep -E "split\(s\)" "$OUT/attention-kernel-test.txt" | sed 's/^ *//' | head -60
   kernel_bench 2>&1 | tee "$OUT/attention-kernel-bench.txt"
   exit 0
 fi
@@ -299,12 +299,31 @@ if [ "$phase" = ppl ]; then  # the demo model's perplexity on CUDA, placement ho
   done | tee "$OUT/ppl-demo-cuda.txt"
   exit 0
 fi
-if [ "$phase" = kernel-ncu ]; then  # Nsight Compute on one launch of the warps kernel per cache, and its SASS
+if [ "$phase" = ppl-1b ]; then  # the float16 1B shape (tensor-core kernel): host against device placement, then 8 x 4k
+  make_small
+  sample_text
+  for placement in host device; do
+    kvq eval ppl --model $small --device cuda --placement $placement --data $small/sample.txt --length 2100 \
+      --window 512 --sweep pertoken,kivi --pairs 4-4,4-2 2>>"$OUT/log.txt"
+  done | tee "$OUT/ppl-1b-cuda.txt"
+  bench_8x4k_fused
+  exit 0
+fi
+if [ "$phase" = 8x4k-kv4 ]; then  # full precision and KV4 at 8 x 4k through kvq's operator, and PyTorch beside them
+  make_small
+  kvq bench --model $small --runtime onnx --device cuda --json --batch 8 --contexts 4096 --decode-steps 32 \
+    --repeats 1 --prefill-chunk 1024 --kv-config $small/kv4.yaml --placement device 2>>"$OUT/log.txt" \
+    | tee "$OUT/bench-1b-8x4k-kv4.jsonl"
+  python3 tools/torch_decode_bench.py --config $small/config.json --batch 8 --contexts 4096 --steps 32 \
+    2>&1 | grep '^{' | tee "$OUT/torch-1b-8x4k.jsonl"
+  exit 0
+fi
+if [ "$phase" = kernel-ncu ]; then  # Nsight Compute on one launch per cache of the kernels $NCU_KERNEL names, and SASS
   ncu=/usr/local/cuda/bin/ncu
   ptxas -arch=sm_90 kvq-runtime-onnx/src/main/resources/dev/kvq/runtime/onnx/nativeapi/attention.ptx -o "$OUT/attention.cubin"
   cuobjdump -sass "$OUT/attention.cubin" > "$OUT/attention.sass" || true
   for cache in ${NCU_CACHES:-float16 KV4}; do
-    WRAP="$ncu --set full -k regex:kvq_attention_warps -s 20 -c 1 -f -o $OUT/ncu-$cache" \
+    WRAP="$ncu --set full -k regex:${NCU_KERNEL:-kvq_attention_mma} -s 20 -c 1 -f -o $OUT/ncu-$cache" \
       kernel_bench ${NCU_SHAPE:-32x4096} "$cache" ${NCU_BLOCK:-32} > "$OUT/ncu-$cache.log" 2>&1
     "$ncu" -i "$OUT/ncu-$cache.ncu-rep" --page details > "$OUT/ncu-$cache.txt" 2>&1
     "$ncu" -i "$OUT/ncu-$cache.ncu-rep" --page source --csv --print-source sass > "$OUT/ncu-$cache-sass.csv" 2>&1
