@@ -105,9 +105,10 @@ __device__ __forceinline__ void floatRowFloat(const float* row, int d0, int coun
     }
 }
 
-// Chunk c of a row of codes (16 bytes), as four words.
+// Chunk c of a row of codes (16 bytes), as four words. ALIGNED: the row is 16-byte aligned, so no check.
+template <bool ALIGNED = false>
 __device__ __forceinline__ void chunkWords(const unsigned char* row, int c, unsigned int (&words)[4]) {
-    if ((((unsigned long long) row) & 15ull) == 0) {
+    if (ALIGNED || (((unsigned long long) row) & 15ull) == 0) {
         uint4 v = *(const uint4*) (row + 16 * c);
         words[0] = v.x;
         words[1] = v.y;
@@ -137,22 +138,14 @@ __device__ __forceinline__ float2 affineOf(const KvqRun& r, float s, float z) {
 // The sixteen-code planes of codes [d0, d0 + count) of one row, BITS wide in kvq's planar layout: each 16-byte chunk
 // holds 16 * (8 / BITS) codes, byte k holding codes k + 16 p at bit offset p * BITS. Calls plane(base, words, p) for
 // the plane of codes [base, base + 16): code k of it is codeAt<BITS>(words, p, k).
-// ALIGNED: the row is 16-byte aligned, so chunks load without checking.
+// ALIGNED: as chunkWords.
 template <int BITS, bool ALIGNED = false, typename Plane>
 __device__ __forceinline__ void forEachPlane(const unsigned char* row, int d0, int count, Plane plane) {
     constexpr int PLANES = 8 / BITS;
     constexpr int PER_CHUNK = 16 * PLANES;
     for (int c = d0 / PER_CHUNK; c < (d0 + count) / PER_CHUNK; c++) {
         unsigned int words[4];
-        if (ALIGNED) {
-            uint4 v = *(const uint4*) (row + 16 * c);
-            words[0] = v.x;
-            words[1] = v.y;
-            words[2] = v.z;
-            words[3] = v.w;
-        } else {
-            chunkWords(row, c, words);
-        }
+        chunkWords<ALIGNED>(row, c, words);
 #pragma unroll
         for (int p = 0; p < PLANES; p++) {
             plane(c * PER_CHUNK + p * 16, words, p);
@@ -865,7 +858,8 @@ __device__ __forceinline__ float expFlush(float x) {
 
 template <int D, int KEYS>
 __device__ void attendMma(const KvqAttention& a) {
-    constexpr int PITCH = D + 8;     // halves a row: rows 16 bytes apart modulo 128, so ldmatrix's 8 rows miss each other's banks
+    // halves a row: rows lie 16 bytes apart modulo 128, so ldmatrix's eight rows miss each other's banks
+    constexpr int PITCH = D + 8;
     constexpr int STEPS = D / 8;     // k-steps of the scores, n-tiles of the output
     constexpr int MOST_GROUPS = D / 16;
     constexpr int TILE_HALVES = KVQ_MMA_TILE * PITCH;
@@ -1085,24 +1079,15 @@ extern "C" __global__ void __launch_bounds__(KVQ_THREADS) kvq_attention_warps8_f
 }
 // the same grid and parameters on the tensor cores (attendMma), float16 models: head size 64 or 128, by how the keys
 // are held
-extern "C" __global__ void __launch_bounds__(KVQ_THREADS) kvq_attention_mma64_raw_f16(const KvqAttention a) {
-    attendMma<64, KVQ_KEYS_RAW>(a);
-}
-extern "C" __global__ void __launch_bounds__(KVQ_THREADS) kvq_attention_mma64_token_f16(const KvqAttention a) {
-    attendMma<64, KVQ_KEYS_TOKEN>(a);
-}
-extern "C" __global__ void __launch_bounds__(KVQ_THREADS) kvq_attention_mma64_channel_f16(const KvqAttention a) {
-    attendMma<64, KVQ_KEYS_CHANNEL>(a);
-}
-extern "C" __global__ void __launch_bounds__(KVQ_THREADS) kvq_attention_mma128_raw_f16(const KvqAttention a) {
-    attendMma<128, KVQ_KEYS_RAW>(a);
-}
-extern "C" __global__ void __launch_bounds__(KVQ_THREADS) kvq_attention_mma128_token_f16(const KvqAttention a) {
-    attendMma<128, KVQ_KEYS_TOKEN>(a);
-}
-extern "C" __global__ void __launch_bounds__(KVQ_THREADS) kvq_attention_mma128_channel_f16(const KvqAttention a) {
-    attendMma<128, KVQ_KEYS_CHANNEL>(a);
-}
+#define KVQ_MMA_ENTRY(D, NAME, KEYS) \
+    extern "C" __global__ void __launch_bounds__(KVQ_THREADS) \
+    kvq_attention_mma##D##_##NAME##_f16(const KvqAttention a) { attendMma<D, KEYS>(a); }
+KVQ_MMA_ENTRY(64, raw, KVQ_KEYS_RAW)
+KVQ_MMA_ENTRY(64, token, KVQ_KEYS_TOKEN)
+KVQ_MMA_ENTRY(64, channel, KVQ_KEYS_CHANNEL)
+KVQ_MMA_ENTRY(128, raw, KVQ_KEYS_RAW)
+KVQ_MMA_ENTRY(128, token, KVQ_KEYS_TOKEN)
+KVQ_MMA_ENTRY(128, channel, KVQ_KEYS_CHANNEL)
 // grid (B * launchKvHeads * t), any block size
 extern "C" __global__ void kvq_attention_combine_f16(const KvqAttention a) { combine<__half>(a); }
 extern "C" __global__ void kvq_attention_combine_f32(const KvqAttention a) { combine<float>(a); }
