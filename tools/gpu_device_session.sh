@@ -21,8 +21,11 @@
 #   capacity-fused: the capacity mode through kvq's operator at each of $KV_MEMORIES (default "4GiB 2GiB"), one
 #      kvq-1b-capacity-$mem.json each
 #   ppl: the demo model's perplexity on CUDA under placement host and device (per-token and KIVI, KV4 and K4V2)
-#   kernel-ncu: Nsight Compute (ncu --set full) on one launch of the warps kernel at $NCU_SHAPE (32x4096) for each of
-#      $NCU_CACHES (float16 KV4), token block $NCU_BLOCK (32), with the kernel's SASS for sm_90
+#   ppl-1b: the same on the float16 1B shape (the tensor-core kernel), 4 windows of 512 tokens
+#   8x4k-kv4: full precision and KV4 at 8 x 4k through kvq's operator, PyTorch's DynamicCache beside them
+#   kernel-ncu: Nsight Compute (ncu --set full) on one launch of the kernels $NCU_KERNEL names (default
+#      kvq_attention_mma) at $NCU_SHAPE (32x4096) for each of $NCU_CACHES (float16 KV4), token block $NCU_BLOCK (32),
+#      with the kernels' SASS for sm_90
 #   kernel: the capacity mode (--kv-memory $KV_MEMORY, default 2GiB) through kvq's attention operator, then one layer's
 #      attention through the kernel timed alone (AttentionKernelBench)
 #   fused: attention over the codes (kvq's operator and CUDA kernel) against dequantizing before attention:
@@ -53,7 +56,7 @@
 #   final: a's device rows, capacity and big in one go
 set -uo pipefail
 export PYTHONUNBUFFERED=1
-phase=${1:?a phase: a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long, big, fused, step, warm, capacity-jfr, serve-fused, kernel-alone, kernel-ncu, ppl, capacity-fused or kernel}
+phase=${1:?a phase: a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long, big, fused, step, warm, capacity-jfr, serve-fused, kernel-alone, kernel-ncu, ppl, ppl-1b, 8x4k-kv4, capacity-fused or kernel}
 source .gpu/boot/unpack.sh >/dev/null
 case "$phase" in runtimes|big) source .gpu-djl/boot/unpack-djl.sh >/dev/null ;; esac
 app=${KVQ_APP:-.gpu-app}
@@ -168,6 +171,15 @@ gpu_test() {  # $1 = a test class of kvq-runtime-onnx's nativeapi package, run o
     --select-class "dev.kvq.runtime.onnx.nativeapi.$1" > "$log" 2>&1
   echo "$1: exit $?, $(grep -c 'status: ✔ SUCCESSFUL' "$log") successful, $(grep -c 'status: ✘' "$log") failed" | tee -a "$log"
 }
+ppl_placements() {  # kvq eval ppl on CUDA of model $1 (its sample.txt) under placement host, then device, into
+  # $OUT/$2; further arguments are eval ppl's
+  local model=$1 out=$2 placement
+  shift 2
+  for placement in host device; do
+    kvq eval ppl --model "$model" --device cuda --placement $placement --data "$model/sample.txt" "$@" \
+      2>>"$OUT/log.txt"
+  done | tee "$OUT/$out"
+}
 kernel_bench() {  # AttentionKernelBench [shape cache block], run by $WRAP (a profiler's command line) where set
   ${WRAP:-} "$KVQ_JAVA" -Xss16m --enable-native-access=ALL-UNNAMED -Donnxruntime.native.path="$KVQ_ORT_NATIVE" \
     ${KVQ_JVM_OPTS:-} -cp ".gpu-test/test-classes:$(ls "$app"/lib/*.jar | paste -sd:):$KVQ_ORT_CLASSES" \
@@ -240,11 +252,14 @@ if [ "$phase" = fused ]; then  # attention over the codes (kvq's operator) again
     2>&1 | grep '^{' | tee "$OUT/torch-1b-8x4k.jsonl"
   exit 0
 fi
-bench_8x4k_fused() {  # every cache at 8 x 4k through kvq's operator, and PyTorch's DynamicCache beside it
+bench_8x4k_fused() {  # $1 names bench-1b-8x4k-$1.jsonl; caches $2... (default every one) at 8 x 4k through kvq's
+  # operator, and PyTorch's DynamicCache beside them
+  local name=$1 configs=() c
+  shift
+  for c in ${*:-kv4 mixed kivi-kv8 kivi-k4v2}; do configs+=(--kv-config "$small/$c.yaml"); done
   kvq bench --model $small --runtime onnx --device cuda --json --batch 8 --contexts 4096 --decode-steps 32 \
-    --repeats 1 --prefill-chunk 1024 --kv-config $small/kv4.yaml --kv-config $small/mixed.yaml \
-    --kv-config $small/kivi-kv8.yaml --kv-config $small/kivi-k4v2.yaml --placement device 2>>"$OUT/log.txt" \
-    | tee "$OUT/bench-1b-8x4k-fused.jsonl"
+    --repeats 1 --prefill-chunk 1024 "${configs[@]}" --placement device 2>>"$OUT/log.txt" \
+    | tee "$OUT/bench-1b-8x4k-$name.jsonl"
   python3 tools/torch_decode_bench.py --config $small/config.json --batch 8 --contexts 4096 --steps 32 \
     2>&1 | grep '^{' | tee "$OUT/torch-1b-8x4k.jsonl"
   tail -20 "$OUT/log.txt" > "$OUT/log-tail.txt"
@@ -274,7 +289,7 @@ if [ "$phase" = step ]; then  # a decode step's host work and the 8 x 4k decode 
       --length 4000 --sweep pertoken,kivi --pairs 4-4,4-2
   } 2>&1 | grep -v "^kvq: [a-z]* [0-9]*/" | tee "$OUT/demo-ppl-fused.txt"
   make_small
-  bench_8x4k_fused
+  bench_8x4k_fused fused
   exit 0
 fi
 if [ "$phase" = kernel-alone ]; then  # both kernel variants checked against the Java operator, then timed alone
@@ -293,29 +308,18 @@ if [ "$phase" = capacity-fused ]; then  # the capacity mode through kvq's operat
   exit 0
 fi
 if [ "$phase" = ppl ]; then  # the demo model's perplexity on CUDA, placement host against device (kvq's operator)
-  for placement in host device; do
-    kvq eval ppl --model models/kvq-demo-char --device cuda --placement $placement --data models/kvq-demo-char/sample.txt \
-      --length 4000 --sweep pertoken,kivi --pairs 4-4,4-2 2>>"$OUT/log.txt"
-  done | tee "$OUT/ppl-demo-cuda.txt"
+  ppl_placements models/kvq-demo-char ppl-demo-cuda.txt --length 4000 --sweep pertoken,kivi --pairs 4-4,4-2
   exit 0
 fi
-if [ "$phase" = ppl-1b ]; then  # the float16 1B shape (tensor-core kernel): host against device placement, then 8 x 4k
+if [ "$phase" = ppl-1b ]; then  # the float16 1B shape (tensor-core kernel), placement host against device
   make_small
   sample_text
-  for placement in host device; do
-    kvq eval ppl --model $small --device cuda --placement $placement --data $small/sample.txt --length 2100 \
-      --window 512 --sweep pertoken,kivi --pairs 4-4,4-2 2>>"$OUT/log.txt"
-  done | tee "$OUT/ppl-1b-cuda.txt"
-  bench_8x4k_fused
+  ppl_placements $small ppl-1b-cuda.txt --length 2100 --window 512 --sweep pertoken,kivi --pairs 4-4,4-2
   exit 0
 fi
 if [ "$phase" = 8x4k-kv4 ]; then  # full precision and KV4 at 8 x 4k through kvq's operator, and PyTorch beside them
   make_small
-  kvq bench --model $small --runtime onnx --device cuda --json --batch 8 --contexts 4096 --decode-steps 32 \
-    --repeats 1 --prefill-chunk 1024 --kv-config $small/kv4.yaml --placement device 2>>"$OUT/log.txt" \
-    | tee "$OUT/bench-1b-8x4k-kv4.jsonl"
-  python3 tools/torch_decode_bench.py --config $small/config.json --batch 8 --contexts 4096 --steps 32 \
-    2>&1 | grep '^{' | tee "$OUT/torch-1b-8x4k.jsonl"
+  bench_8x4k_fused kv4 kv4
   exit 0
 fi
 if [ "$phase" = kernel-ncu ]; then  # Nsight Compute on one launch per cache of the kernels $NCU_KERNEL names, and SASS
@@ -342,7 +346,7 @@ if [ "$phase" = warm ]; then  # the capacity mode and 8 x 4k beside PyTorch, tim
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
   make_small
   capacity_fused
-  bench_8x4k_fused
+  bench_8x4k_fused fused
   exit 0
 fi
 if [ "$phase" = capacity-jfr ]; then  # where a capacity run's decode step goes: JFR over the full-precision and mixed rows
