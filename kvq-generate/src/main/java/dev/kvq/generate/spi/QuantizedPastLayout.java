@@ -22,9 +22,15 @@ import java.util.List;
 public record QuantizedPastLayout(int kvHeads, int headDim, List<StoredLayer> layers, int tokenBlock) {
     public QuantizedPastLayout {
         layers = List.copyOf(layers);
-        if (tokenBlock < 1 || Integer.bitCount(tokenBlock) != 1) {
-            throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "a token block is a power of two, not " + tokenBlock);
+        requireTokenBlock(tokenBlock);
+    }
+
+    /** {@code tokens}, checked to be a token block: a power of two. */
+    public static int requireTokenBlock(int tokens) {
+        if (tokens < 1 || Integer.bitCount(tokens) != 1) {
+            throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "a token block is a power of two, not " + tokens);
         }
+        return tokens;
     }
 
     /** A layout whose rows are token-major, one token at a time ({@code tokenBlock} 1). */

@@ -8,6 +8,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 
@@ -77,8 +78,9 @@ final class AttentionKernel {
         warps8Half = module.function("kvq_attention_warps8_f16");
         warps8Float = module.function("kvq_attention_warps8_f32");
         for (Keys keys : Keys.values()) {
-            mma64[keys.ordinal()] = module.function("kvq_attention_mma64_" + keys.suffix + "_f16");
-            mma128[keys.ordinal()] = module.function("kvq_attention_mma128_" + keys.suffix + "_f16");
+            String suffix = "_" + keys.name().toLowerCase(Locale.ROOT) + "_f16";
+            mma64[keys.ordinal()] = module.function("kvq_attention_mma64" + suffix);
+            mma128[keys.ordinal()] = module.function("kvq_attention_mma128" + suffix);
         }
     }
 
@@ -108,15 +110,12 @@ final class AttentionKernel {
         }
     }
 
-    /** How the tensor-core kernel takes a stretch's keys: float16 values, codes grouped along channels or tokens. */
+    /**
+     * How the tensor-core kernel takes a stretch's keys: float16 values, codes grouped along channels or tokens (the
+     * entry points' names end in the lower-case name: {@code kvq_attention_mma64_token_f16}).
+     */
     enum Keys {
-        RAW("raw"), TOKEN("token"), CHANNEL("channel");
-
-        final String suffix;
-
-        Keys(String suffix) {
-            this.suffix = suffix;
-        }
+        RAW, TOKEN, CHANNEL
     }
 
     /**

@@ -2,6 +2,7 @@ package dev.kvq.runtime.onnx.nativeapi;
 
 import dev.kvq.ErrorCode;
 import dev.kvq.KvqException;
+import dev.kvq.generate.spi.QuantizedPastLayout;
 import dev.kvq.generate.spi.StoredRun;
 import java.util.ArrayList;
 import java.util.List;
@@ -46,13 +47,12 @@ public final class AttentionSpec {
     /**
      * @param name the operator's name in kvq's domain
      * @param half whether the model's K/V (and query, bias and output) are float16, else float32
-     * @param tokenBlock tokens a run keeps side by side per sequence and head ({@link
-     *     dev.kvq.generate.spi.QuantizedPastLayout#tokenBlock()}), a power of two
+     * @param tokenBlock tokens a run keeps side by side per sequence and head ({@link QuantizedPastLayout#tokenBlock()}),
+     *     a power of two
      */
     public AttentionSpec(String name, int kvHeads, int group, int headDim, float scale, boolean half,
                          List<StoredRun> keys, List<StoredRun> values, int residualCapacity, int tokenBlock) {
         KvqException.require(kvHeads > 0 && group > 0 && headDim > 0, "invalid attention shape");
-        KvqException.require(tokenBlock > 0 && Integer.bitCount(tokenBlock) == 1, "a token block is a power of two");
         this.name = name;
         this.kvHeads = kvHeads;
         this.group = group;
@@ -62,7 +62,7 @@ public final class AttentionSpec {
         this.keys = List.copyOf(keys);
         this.values = List.copyOf(values);
         this.residualCapacity = residualCapacity;
-        this.tokenBlock = tokenBlock;
+        this.tokenBlock = QuantizedPastLayout.requireTokenBlock(tokenBlock);
         this.stretches = stretches(kvHeads, this.keys, this.values);
     }
 

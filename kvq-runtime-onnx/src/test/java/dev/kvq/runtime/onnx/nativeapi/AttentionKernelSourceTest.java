@@ -131,8 +131,8 @@ class AttentionKernelSourceTest {
             System.setProperty("kvq.cuda.attention", "tiles");
             dev.kvq.KvqException e = org.junit.jupiter.api.Assertions.assertThrows(dev.kvq.KvqException.class,
                     AttentionKernel.Variant::configured);
-            assertTrue(e.getMessage().contains("-Dkvq.cuda.attention=tiles") && e.getMessage().contains("block, warps or mma"),
-                    e.getMessage());
+            assertTrue(e.getMessage().contains("-Dkvq.cuda.attention=tiles")
+                    && e.getMessage().contains("block, warps or mma"), e.getMessage());
         } finally {
             if (before == null) {
                 System.clearProperty("kvq.cuda.attention");
