@@ -47,8 +47,8 @@ public final class AttentionSpec {
     /**
      * @param name the operator's name in kvq's domain
      * @param half whether the model's K/V (and query, bias and output) are float16, else float32
-     * @param tokenBlock tokens a run keeps side by side per sequence and head ({@link QuantizedPastLayout#tokenBlock()}),
-     *     a power of two
+     * @param tokenBlock tokens a run keeps side by side per sequence and head
+     *     ({@link QuantizedPastLayout#tokenBlock()}), a power of two
      */
     public AttentionSpec(String name, int kvHeads, int group, int headDim, float scale, boolean half,
                          List<StoredRun> keys, List<StoredRun> values, int residualCapacity, int tokenBlock) {
