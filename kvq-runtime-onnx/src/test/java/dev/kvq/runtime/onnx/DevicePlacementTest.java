@@ -19,6 +19,9 @@ import dev.kvq.generate.Tokenizer;
 import dev.kvq.generate.Tokenizers;
 import dev.kvq.generate.model.ModelDir;
 import dev.kvq.generate.spi.Decoder;
+import dev.kvq.generate.spi.QuantizedPastLayout;
+import dev.kvq.generate.spi.StoredLayer;
+import dev.kvq.generate.spi.StoredRun;
 import dev.kvq.testkit.Numeric;
 import dev.kvq.testkit.Repo;
 import dev.kvq.testkit.Shared;
@@ -26,6 +29,7 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -163,10 +167,9 @@ class DevicePlacementTest {
         ModelDir dir = ModelDir.open(Repo.demoModel());
         var config = dir.config();
         try (Decoder decoder = new OnnxRuntimeProvider().open(dir, "cpu")) {
-            var raw = dev.kvq.generate.spi.StoredRun.raw(config.kvHeads(), decoder.halfKv(), config.headDim());
-            var layout = new dev.kvq.generate.spi.QuantizedPastLayout(config.kvHeads(), config.headDim(),
-                    java.util.Collections.nCopies(config.layers(),
-                            new dev.kvq.generate.spi.StoredLayer(List.of(raw), List.of(raw), 0)));
+            StoredRun raw = StoredRun.raw(config.kvHeads(), decoder.halfKv(), config.headDim());
+            QuantizedPastLayout layout = new QuantizedPastLayout(config.kvHeads(), config.headDim(),
+                    Collections.nCopies(config.layers(), new StoredLayer(List.of(raw), List.of(raw), 0)));
             var quantized = decoder.quantized(layout);
             assertEquals(fused.equals("true") ? 32 : 1, quantized.layout().tokenBlock());
             assertEquals(layout, quantized.layout().withTokenBlock(1), "the same layout otherwise");
