@@ -909,6 +909,9 @@ __device__ void attendMma(const KvqAttention& a) {
     float acc[STEPS][2];
 #pragma unroll
     for (int n = 0; n < STEPS; n++) acc[n][0] = acc[n][1] = 0.f;
+    // head h's row of the mask, found once rather than for every score
+    const __half* bias = (const __half*) a.bias + r.b * a.biasBatchStride
+            + (long long) (r.kvh * a.group + h) * a.biasHeadStride + (long long) r.qi * r.total;
     for (int first = from; first < to; first += KVQ_MMA_TILE) {
         const bool value = lane >= 16;
         const int row = lane % 16;
@@ -975,7 +978,7 @@ __device__ void attendMma(const KvqAttention& a) {
             for (int e = 0; e < 2; e++) {
                 int j = first + 8 * nt + 2 * quad + e;
                 float x = -INFINITY;
-                if (j < to && h < g) x = sc[nt][e] * a.scale + biasAt<__half>(a, r, h, j);
+                if (j < to && h < g) x = sc[nt][e] * a.scale + __half2float(bias[j]);
                 sc[nt][e] = x;
                 most = fmaxf(most, x);
             }
@@ -1079,15 +1082,20 @@ extern "C" __global__ void __launch_bounds__(KVQ_THREADS) kvq_attention_warps8_f
 }
 // the same grid and parameters on the tensor cores (attendMma), float16 models: head size 64 or 128, by how the keys
 // are held
-#define KVQ_MMA_ENTRY(D, NAME, KEYS) \
-    extern "C" __global__ void __launch_bounds__(KVQ_THREADS) \
-    kvq_attention_mma##D##_##NAME##_f16(const KvqAttention a) { attendMma<D, KEYS>(a); }
-KVQ_MMA_ENTRY(64, raw, KVQ_KEYS_RAW)
-KVQ_MMA_ENTRY(64, token, KVQ_KEYS_TOKEN)
-KVQ_MMA_ENTRY(64, channel, KVQ_KEYS_CHANNEL)
-KVQ_MMA_ENTRY(128, raw, KVQ_KEYS_RAW)
-KVQ_MMA_ENTRY(128, token, KVQ_KEYS_TOKEN)
-KVQ_MMA_ENTRY(128, channel, KVQ_KEYS_CHANNEL)
+#define KVQ_MMA_ENTRY(D, NAME, KEYS, BOUNDS) \
+    extern "C" __global__ void BOUNDS kvq_attention_mma##D##_##NAME##_f16(const KvqAttention a) { \
+        attendMma<D, KEYS>(a); \
+    }
+// codes with heads of 64: at most 128 registers, so that four blocks fit on an SM, not three. Left free they took 133
+// and 154; held to 128 they spill 20 and 100 bytes, and KV4 at 32 x 4k on an H200 went from 116.0 to 91.8 us per
+// layer (the kernel waits on latency far more than it issues; docs/results/gpu/fused/kernel-occupancy)
+#define KVQ_MMA_FOUR __launch_bounds__(KVQ_THREADS, 4)
+KVQ_MMA_ENTRY(64, raw, KVQ_KEYS_RAW, __launch_bounds__(KVQ_THREADS))
+KVQ_MMA_ENTRY(64, token, KVQ_KEYS_TOKEN, KVQ_MMA_FOUR)
+KVQ_MMA_ENTRY(64, channel, KVQ_KEYS_CHANNEL, KVQ_MMA_FOUR)
+KVQ_MMA_ENTRY(128, raw, KVQ_KEYS_RAW, __launch_bounds__(KVQ_THREADS))
+KVQ_MMA_ENTRY(128, token, KVQ_KEYS_TOKEN, __launch_bounds__(KVQ_THREADS))
+KVQ_MMA_ENTRY(128, channel, KVQ_KEYS_CHANNEL, __launch_bounds__(KVQ_THREADS))
 // grid (B * launchKvHeads * t), any block size
 extern "C" __global__ void kvq_attention_combine_f16(const KvqAttention a) { combine<__half>(a); }
 extern "C" __global__ void kvq_attention_combine_f32(const KvqAttention a) { combine<float>(a); }

@@ -96,7 +96,7 @@ final class AttentionKernel {
 
         /**
          * The variant {@code -Dkvq.cuda.attention=block|warps|mma} names; default mma, which took 0.48x warps' time per
-         * layer for float16 and 0.72x for KV4 at 32 x 4k on an H200 (docs/results/gpu/fused/kernel-mma).
+         * layer for float16 and 0.57x for KV4 at 32 x 4k on an H200 (docs/results/gpu/fused/kernel-occupancy).
          */
         static Variant configured() {
             String v = System.getProperty("kvq.cuda.attention", "mma");

@@ -72,6 +72,13 @@ class AttentionKernelTest {
         StoredRun v8 = new StoredRun(0, 2, 8, GroupAxis.TOKEN, 64, AffineForm.SCALE_MIN, 0, true);
         cases.add(new Case("KIVI KV8, residual 32, head 64, group 8", true, 64, 2, 8, 2, 1, 1024, 32, List.of(kc8),
                 List.of(v8)));
+        // token blocks of 32 under 8-bit keys grouped either way, and 4-bit values in groups of 16 at head 128
+        cases.add(new Case("KIVI KV8, residual 32, head 64, group 8, token blocks of 32", true, 64, 2, 8, 2, 1, 1024,
+                32, List.of(kc8), List.of(v8), 32));
+        StoredRun k8h = new StoredRun(0, 4, 8, GroupAxis.TOKEN, 32, AffineForm.SCALE_MIN, 0, true);
+        StoredRun v4g16 = new StoredRun(0, 4, 4, GroupAxis.TOKEN, 16, AffineForm.ZERO_POINT, -8, false);
+        cases.add(new Case("K8V4, values in groups of 16, head 128, token blocks of 32", true, 128, 4, 4, 2, 1, 992,
+                0, List.of(k8h), List.of(v4g16), 32));
         StoredRun v2c = new StoredRun(0, 4, 2, GroupAxis.CHANNEL, 16, AffineForm.SCALE_MIN, 0, true);
         cases.add(new Case("raw keys, values grouped along tokens, head 128, token blocks of 32", true, 128, 4, 4, 2, 1,
                 1024, 0, List.of(StoredRun.raw(4, true, 128)), List.of(v2c), 32));
