@@ -6,8 +6,7 @@
 #   .gpu/boot, .gpu-djl/boot   the unpack scripts of those stagings
 #   $KVQ_APP/lib        every jar of kvq-cli/target/lib except the CPU onnxruntime and pytorch-native-cpu jars
 #                       (default .gpu-app; /root/kvq-app when copied there in a call of its own)
-# Usage: tools/gpu_device_session.sh PHASE   (results go to $OUT); PHASE is one of
-#   a|final|runtimes|capacity|rerun|serve|ab|scatter|profile|long|big|fused|step|warm|capacity-jfr|kernel
+# Usage: tools/gpu_device_session.sh PHASE   (results go to $OUT); PHASE is one of $PHASES (below):
 #   step: kvq's host work per decode step (kvq-bench's DeviceStepHostTime; with $KVQ_BEFORE, a folder of earlier jars
 #      put first on the class path, before and after), AttentionKernelTest on the GPU, the demo model's perplexity on
 #      CUDA under both placements, then 8 x 4k through kvq's operator beside PyTorch
@@ -56,7 +55,13 @@
 #   final: a's device rows, capacity and big in one go
 set -uo pipefail
 export PYTHONUNBUFFERED=1
-phase=${1:?a phase: a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long, big, fused, step, warm, capacity-jfr, serve-fused, kernel-alone, kernel-ncu, ppl, ppl-1b, 8x4k-kv4, capacity-fused or kernel}
+PHASES="a final runtimes capacity rerun serve ab scatter profile long big fused step warm capacity-jfr serve-fused
+  kernel-alone kernel-ncu ppl ppl-1b 8x4k-kv4 capacity-fused kernel"
+phase=${1:?a phase, one of: $PHASES}
+case " $(echo $PHASES) " in
+  *" $phase "*) ;;
+  *) echo "unknown phase $phase: give one of" $PHASES >&2; exit 2 ;;
+esac
 source .gpu/boot/unpack.sh >/dev/null
 case "$phase" in runtimes|big) source .gpu-djl/boot/unpack-djl.sh >/dev/null ;; esac
 app=${KVQ_APP:-.gpu-app}
@@ -396,5 +401,3 @@ if [ "$phase" = a ]; then
     --kv-config $small/kv4.yaml --placement host 2>>"$OUT/log.txt" | tee -a "$OUT/kvq-1b-host.jsonl"
   exit 0
 fi
-echo "unknown phase $phase: give a, final, runtimes, capacity, rerun, serve, ab, scatter, profile, long, big, fused, step, warm, capacity-jfr, serve-fused, kernel-alone or kernel" >&2
-exit 2
