@@ -377,11 +377,17 @@ __device__ __forceinline__ void keyAndValue(const KvqAttention& a, const KvqRow&
     });
 }
 
+// The additive mask of query head k of the group: its row over the positions attended.
+template <typename T>
+__device__ __forceinline__ const T* biasRow(const KvqAttention& a, const KvqRow& r, int k) {
+    return (const T*) a.bias + r.b * a.biasBatchStride + (long long) (r.kvh * a.group + k) * a.biasHeadStride
+            + (long long) r.qi * r.total;
+}
+
 // The additive mask of query head k of the group at position j.
 template <typename T>
 __device__ __forceinline__ float biasAt(const KvqAttention& a, const KvqRow& r, int k, int j) {
-    return load<T>(a.bias, r.b * a.biasBatchStride + (long long) (r.kvh * a.group + k) * a.biasHeadStride
-            + (long long) r.qi * r.total + j);
+    return load<T>(biasRow<T>(a, r, k), j);
 }
 
 // A block's result for query head h, channel d: the output itself when the history is one split, else the split's
@@ -910,8 +916,7 @@ __device__ void attendMma(const KvqAttention& a) {
 #pragma unroll
     for (int n = 0; n < STEPS; n++) acc[n][0] = acc[n][1] = 0.f;
     // head h's row of the mask, found once rather than for every score
-    const __half* bias = (const __half*) a.bias + r.b * a.biasBatchStride
-            + (long long) (r.kvh * a.group + h) * a.biasHeadStride + (long long) r.qi * r.total;
+    const __half* bias = biasRow<__half>(a, r, h);
     for (int first = from; first < to; first += KVQ_MMA_TILE) {
         const bool value = lane >= 16;
         const int row = lane % 16;
