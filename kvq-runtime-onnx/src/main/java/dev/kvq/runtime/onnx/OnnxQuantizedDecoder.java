@@ -65,7 +65,8 @@ final class OnnxQuantizedDecoder implements QuantizedDecoder, AutoCloseable {
     static final int FUSED_MOST_TOKENS = 16;
     /**
      * Tokens a run keeps side by side per sequence and head where layers attend over the codes: one warp's tokens of
-     * the CUDA kernel, so that its lanes read one stretch of codes and parameters (docs/results/gpu/fused/kernel-v5-blocks).
+     * the CUDA kernel, so that its lanes read one stretch of codes and parameters
+     * (docs/results/gpu/fused/kernel-v5-blocks).
      */
     static final int FUSED_TOKEN_BLOCK = 32;
     private static final java.util.concurrent.atomic.AtomicLong DOMAINS = new java.util.concurrent.atomic.AtomicLong();

@@ -15,11 +15,11 @@ import java.util.List;
  *
  * <p>The stored tensors come token-major ({@code [T, B, heads, ...]}, or in blocks of tokens: {@code [T / block, B,
  * heads, block, ...]}); they are transposed to {@code [B, heads, T, ...]} while still packed, where it is cheapest.
- * Only ops ONNX Runtime's CUDA execution provider implements for these types: planes of 4- and 2-bit codes come out with integer {@code Div}, {@code Mul} and {@code Sub} (no
- * {@code BitShift} or {@code BitwiseAnd} there), then {@code Cast}, {@code Reshape}, {@code Concat}, {@code Shape},
- * {@code Slice}, {@code Transpose}, {@code Add} and {@code Mul}. Every reshape copies the dims that vary ({@code 0} in
- * the shape) or takes a shape computed from the inputs, never {@code -1}, so an empty history ({@code T = 0}) decodes
- * to an empty tensor.
+ * Only ops ONNX Runtime's CUDA execution provider implements for these types: planes of 4- and 2-bit codes come out
+ * with integer {@code Div}, {@code Mul} and {@code Sub} (no {@code BitShift} or {@code BitwiseAnd} there), then
+ * {@code Cast}, {@code Reshape}, {@code Concat}, {@code Shape}, {@code Slice}, {@code Transpose}, {@code Add} and
+ * {@code Mul}. Every reshape copies the dims that vary ({@code 0} in the shape) or takes a shape computed from the
+ * inputs, never {@code -1}, so an empty history ({@code T = 0}) decodes to an empty tensor.
  */
 final class RunDecoder {
     private final NodeEmitter emit;
