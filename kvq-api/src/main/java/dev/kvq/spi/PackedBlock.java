@@ -144,8 +144,27 @@ public final class PackedBlock {
      * parameters are stored in float16 (as placement device stores them).
      */
     public void roundParamsToHalf() {
-        long groups = groups();
-        for (long g = 0; g < groups; g++) {
+        roundGroupsToHalf(0, groups());
+    }
+
+    /**
+     * {@link #roundParamsToHalf} for the groups of token {@code token} alone: a {@link CodeOrder#TOKEN_MAJOR} block
+     * whose groups lie within a row.
+     */
+    public void roundTokenParamsToHalf(int token) {
+        if (order != CodeOrder.TOKEN_MAJOR || headDim % groupSize != 0 || token < 0 || token >= tokens) {
+            throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "cannot round the parameters of token " + token
+                    + " of " + this + " alone");
+        }
+        int groupsPerRow = headDim / groupSize;
+        for (int h = 0; h < heads; h++) {
+            long first = ((long) h * tokens + token) * groupsPerRow;
+            roundGroupsToHalf(first, first + groupsPerRow);
+        }
+    }
+
+    private void roundGroupsToHalf(long from, long to) {
+        for (long g = from; g < to; g++) {
             scales.setAtIndex(F32, g, Float.float16ToFloat(Float.floatToFloat16(scales.getAtIndex(F32, g))));
             zeros.setAtIndex(F32, g, Float.float16ToFloat(Float.floatToFloat16(zeros.getAtIndex(F32, g))));
         }

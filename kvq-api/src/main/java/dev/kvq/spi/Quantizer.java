@@ -16,4 +16,15 @@ public interface Quantizer {
      * block whose memory comes from {@code allocator}.
      */
     PackedBlock quantize(KvView input, SegmentAllocator allocator);
+
+    /**
+     * Quantizes one token of every head ({@code token}, {@code [heads, 1, headDim]}, all values finite) into token
+     * {@code at} of {@code into}: a {@link PackedBlock#rowCopyable} block this quantizer made, whose rows for that
+     * token are still zero (a cache's tail, filled one token per decode step). The token's codes, scales and zeros
+     * are exactly those {@link #quantize} gives it. The default quantizes into {@code scratch} and copies the rows;
+     * a backend may write them in place instead, which saves a decode step a block and a copy per layer.
+     */
+    default void quantizeToken(KvView token, PackedBlock into, int at, SegmentAllocator scratch) {
+        into.copyToken(quantize(token, scratch), 0, at);
+    }
 }

@@ -96,4 +96,34 @@ class PackedBlockTest {
             }
         }
     }
+
+    @org.junit.jupiter.api.Test
+    void roundsOneTokensParametersToHalfAndNoOther() {
+        int heads = 3;
+        int tokens = 5;
+        int dim = 8;
+        int gs = 4;
+        try (Arena arena = Arena.ofConfined()) {
+            PackedBlock b = PackedBlock.allocate(arena, 4, CodeOrder.TOKEN_MAJOR, AffineForm.ZERO_POINT, -8, heads,
+                    tokens, dim, gs);
+            for (int g = 0; g < b.groups(); g++) {
+                b.setGroup(g, 0.1f + g / 3f, g / 7f - 1f); // none of these is a float16 value
+            }
+            b.roundTokenParamsToHalf(2);
+            int perRow = dim / gs;
+            for (int g = 0; g < b.groups(); g++) {
+                int token = g / perRow % tokens;
+                float scale = 0.1f + g / 3f;
+                float zero = g / 7f - 1f;
+                if (token == 2) {
+                    scale = Float.float16ToFloat(Float.floatToFloat16(scale));
+                    zero = Float.float16ToFloat(Float.floatToFloat16(zero));
+                }
+                assertEquals(scale, b.scale(g), "scale of group " + g);
+                assertEquals(zero, b.zero(g), "zero of group " + g);
+            }
+            org.junit.jupiter.api.Assertions.assertThrows(dev.kvq.KvqException.class,
+                    () -> b.roundTokenParamsToHalf(tokens));
+        }
+    }
 }

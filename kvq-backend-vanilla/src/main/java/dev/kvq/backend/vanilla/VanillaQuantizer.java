@@ -58,7 +58,7 @@ final class VanillaQuantizer implements Quantizer {
 
     @Override
     public PackedBlock quantize(KvView input, SegmentAllocator allocator) {
-        int gs = spec.groupSize() == -1 ? input.headDim() : spec.groupSize();
+        int gs = groupSize(input);
         long n = input.elements();
         if (n % gs != 0) {
             throw new KvqException(ErrorCode.UNSUPPORTED, "vanilla: " + n + " elements (" + input.heads() + "x"
@@ -70,31 +70,67 @@ final class VanillaQuantizer implements Quantizer {
         long groups = n / gs;
         int[] codes = new int[gs];
         float[] params = new float[2];
-        // Whole 16-code segments of 8-bit or planar codes are written straight from vector registers.
-        boolean direct = simd != null && VanillaSimd.packsBytes() && gs % 16 == 0
-                && (bits == 8 || BitPacking.planar(bits));
         try (GroupedInput in = GroupedInput.of(input, order, gs)) {
             MemorySegment seg = in.segment();
             for (long g = 0; g < groups; g++) {
-                long first = in.offset() + g * gs;
-                if (direct) {
-                    simd.groupPacked(seg, first, gs, block.codes(), g * gs, params);
-                } else if (simd != null && gs >= VectorSupport.floatLanes()) {
-                    simd.group(seg, first, gs, codes, params);
-                } else {
-                    groupScalar(seg, first, gs, codes, params);
-                }
-                if (!Float.isFinite(params[0]) || !Float.isFinite(params[1])) {
-                    throw new KvqException(ErrorCode.NON_FINITE_INPUT, "vanilla: group " + g
-                            + " has a non-finite scale or zero point; the input holds NaN or infinite values");
-                }
-                if (!direct) {
-                    BitPacking.pack(codes, 0, gs, bits, block.codes(), g * gs);
-                }
-                block.setGroup(g, params[0], params[1]);
+                group(seg, in.offset() + g * gs, gs, block, g, codes, params);
             }
         }
         return block;
+    }
+
+    /** Writes the token's groups straight into {@code into}'s rows for token {@code at}, where its layout allows. */
+    @Override
+    public void quantizeToken(KvView token, PackedBlock into, int at, SegmentAllocator scratch) {
+        int gs = groupSize(token);
+        int dim = token.headDim();
+        if (spec.axis() != 0 || token.tokens() != 1 || !into.rowCopyable() || into.bits() != bits
+                || into.form() != AffineForm.ZERO_POINT || into.codeOffset() != qmin || into.groupSize() != gs
+                || into.heads() != token.heads() || into.headDim() != dim || at < 0 || at >= into.tokens()) {
+            Quantizer.super.quantizeToken(token, into, at, scratch);
+            return;
+        }
+        int perRow = dim / gs;
+        int[] codes = new int[gs];
+        float[] params = new float[2];
+        MemorySegment seg = token.segment();
+        for (int h = 0; h < token.heads(); h++) {
+            long first = token.rowIndex(h, 0);
+            long row = (long) h * into.tokens() + at;
+            for (int i = 0; i < perRow; i++) {
+                group(seg, first + (long) i * gs, gs, into, row * perRow + i, codes, params);
+            }
+        }
+    }
+
+    private int groupSize(KvView input) {
+        return spec.groupSize() == -1 ? input.headDim() : spec.groupSize();
+    }
+
+    /**
+     * Quantizes the {@code gs} floats at element {@code first} of {@code seg} as group {@code g} of {@code block},
+     * whose codes there are still zero; {@code codes} and {@code params} are scratch.
+     */
+    private void group(MemorySegment seg, long first, int gs, PackedBlock block, long g, int[] codes,
+                       float[] params) {
+        // Whole 16-code segments of 8-bit or planar codes are written straight from vector registers.
+        boolean direct = simd != null && VanillaSimd.packsBytes() && gs % 16 == 0
+                && (bits == 8 || BitPacking.planar(bits));
+        if (direct) {
+            simd.groupPacked(seg, first, gs, block.codes(), g * gs, params);
+        } else if (simd != null && gs >= VectorSupport.floatLanes()) {
+            simd.group(seg, first, gs, codes, params);
+        } else {
+            groupScalar(seg, first, gs, codes, params);
+        }
+        if (!Float.isFinite(params[0]) || !Float.isFinite(params[1])) {
+            throw new KvqException(ErrorCode.NON_FINITE_INPUT, "vanilla: group " + g
+                    + " has a non-finite scale or zero point; the input holds NaN or infinite values");
+        }
+        if (!direct) {
+            BitPacking.pack(codes, 0, gs, bits, block.codes(), g * gs);
+        }
+        block.setGroup(g, params[0], params[1]);
     }
 
     /** Scalar reference kernel: one group at {@code first}, codes (unsigned) and (scale, zero) out. */

@@ -68,11 +68,11 @@ final class AppendHeadGroup extends HeadGroup {
 
     /** Quantizes one token and writes it into the tail, starting a tail block when there is none. */
     private void appendToTail(KvView key, KvView value) {
-        // quantize into reused memory, then copy the rows into place
         tokenMemory.reset();
-        PackedBlock k = quantize(keyQuantizer, key, tokenMemory);
-        PackedBlock v = quantize(valueQuantizer, value, tokenMemory);
         if (keyTail == null) {
+            // the first token shows whether the backend's blocks allow a tail, and what the tail looks like
+            PackedBlock k = quantize(keyQuantizer, key, tokenMemory);
+            PackedBlock v = quantize(valueQuantizer, value, tokenMemory);
             if (!k.rowCopyable() || !v.rowCopyable()) {
                 tailUnsupported = true;
                 appendBlock(key, value);
@@ -80,9 +80,13 @@ final class AppendHeadGroup extends HeadGroup {
             }
             keyTail = emptyLike(k);
             valueTail = emptyLike(v);
+            keyTail.copyToken(k, 0, 0);
+            valueTail.copyToken(v, 0, 0);
+        } else {
+            // the backend writes the token's rows in place (or through scratch memory, by default)
+            quantizeIntoTail(keyQuantizer, key, keyTail);
+            quantizeIntoTail(valueQuantizer, value, valueTail);
         }
-        keyTail.copyToken(k, 0, tailTokens);
-        valueTail.copyToken(v, 0, tailTokens);
         tailTokens++;
         quantizedTokens++;
         if (tailTokens == TAIL_TOKENS) {
@@ -91,6 +95,13 @@ final class AppendHeadGroup extends HeadGroup {
             keyTail = null;
             valueTail = null;
             tailTokens = 0;
+        }
+    }
+
+    private void quantizeIntoTail(Quantizer q, KvView token, PackedBlock tail) {
+        q.quantizeToken(token, tail, tailTokens, tokenMemory);
+        if (halfScales) {
+            tail.roundTokenParamsToHalf(tailTokens);
         }
     }
 
