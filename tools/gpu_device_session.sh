@@ -17,6 +17,8 @@
 #   capacity-jfr: JFR over the capacity mode's full-precision and mixed rows, $STEPS (default 256) decode steps
 #   kernel-alone: AttentionKernelTest on the GPU (both kernel variants, -Dkvq.cuda.attention=block|warps) and
 #      AttentionKernelBench (each variant timed alone on the same inputs)
+#   kernel-splits: AttentionKernelBench's sweep of the tensor-core kernel over split counts at 111, 31 and 8 x 4k (float16
+#      and KV4), then DeviceStepHostTime at the 4 GiB capacity batches (fp16 31, kv4 111)
 #   capacity-fused: the capacity mode through kvq's operator at each of $KV_MEMORIES (default "4GiB 2GiB"), one
 #      kvq-1b-capacity-$mem.json each
 #   ppl: the demo model's perplexity on CUDA under placement host and device (per-token and KIVI, KV4 and K4V2)
@@ -56,7 +58,7 @@
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 PHASES="a final runtimes capacity rerun serve ab scatter profile long big fused step warm capacity-jfr serve-fused
-  kernel-alone kernel-ncu ppl ppl-1b 8x4k-kv4 capacity-fused kernel"
+  kernel-alone kernel-ncu kernel-splits ppl ppl-1b 8x4k-kv4 capacity-fused kernel"
 phase=${1:?a phase, one of: $PHASES}
 case " $(echo $PHASES) " in
   *" $phase "*) ;;
@@ -275,8 +277,10 @@ capacity_fused() {  # the capacity mode (--kv-memory $KV_MEMORY, default 2GiB) t
     --repeats 0 --kv-config $small/kv4.yaml --kv-config $small/mixed.yaml --kv-config $small/kivi-kv8.yaml \
     --placement device 2>>"$OUT/log.txt" | tee "$OUT/kvq-1b-capacity-fused.json"
 }
-host_step() {  # kvq's host work per decode step at the capacity mode's batches (kvq-bench's DeviceStepHostTime)
-  for c in "fp16 15" "kv4 56" "mixed 63" "kivi-kv8 27" "kv4 8"; do
+host_step() {  # kvq's host work per decode step at the capacity mode's batches (kvq-bench's DeviceStepHostTime):
+  # $HOST_STEPS, "configuration batch" pairs separated by commas
+  local c
+  echo "${HOST_STEPS:-fp16 15,kv4 56,mixed 63,kivi-kv8 27,kv4 8}" | tr ',' '\n' | while read -r c; do
     set -- $c
     "$KVQ_JAVA" --add-modules jdk.incubator.vector -Xmx48g -cp "${HOST_STEP_CP:-}$app/lib/*" \
       dev.kvq.bench.DeviceStepHostTime batch=$2 context=256 steps=64 configs=$1 2>&1 | grep -v -i warning
@@ -302,6 +306,13 @@ if [ "$phase" = kernel-alone ]; then  # both kernel variants checked against the
   gpu_test AttentionKernelTest
   grep -E "split\(s\)" "$OUT/attention-kernel-test.txt" | sed 's/^ *//' | head -60
   kernel_bench 2>&1 | tee "$OUT/attention-kernel-bench.txt"
+  exit 0
+fi
+if [ "$phase" = kernel-splits ]; then  # the tensor-core kernel at every split count, and the host's work per step,
+  # at the 4 GiB capacity batches
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+  kernel_bench splits 2>&1 | tee "$OUT/attention-kernel-splits.txt"
+  HOST_STEPS="fp16 31,kv4 111" host_step | tee "$OUT/device-step-host-time.txt"
   exit 0
 fi
 if [ "$phase" = capacity-fused ]; then  # the capacity mode through kvq's operator at each of $KV_MEMORIES (4GiB 2GiB)

@@ -185,16 +185,25 @@ final class AttentionKernel {
     }
 
     static Split split(AttentionSpec spec, AttentionCpu.Shape shape, long rows) {
-        int tile = Math.min(THREADS, TILE_FLOATS / spec.headDim());
-        int total = shape.total();
-        int tiles = Math.max(1, (total + tile - 1) / tile);
+        int tiles = Math.max(1, (shape.total() + tile(spec) - 1) / tile(spec));
         int splits = (int) Math.clamp((TARGET_BLOCKS + rows - 1) / rows, 1, tiles);
-        splits = Math.max(splits, (total + MOST_TOKENS_PER_SPLIT - 1) / MOST_TOKENS_PER_SPLIT);
+        splits = Math.max(splits, (shape.total() + MOST_TOKENS_PER_SPLIT - 1) / MOST_TOKENS_PER_SPLIT);
+        return split(spec, shape, rows, splits);
+    }
+
+    /** {@code rows} rows cut into at most {@code splits} blocks each, of whole tiles (a bench sweeps this). */
+    static Split split(AttentionSpec spec, AttentionCpu.Shape shape, long rows, int splits) {
+        int tile = tile(spec);
+        int total = shape.total();
         int tokensPerSplit = ((total + splits - 1) / splits + tile - 1) / tile * tile;
         tokensPerSplit = Math.max(tokensPerSplit, tile);
-        splits = Math.max(1, (total + tokensPerSplit - 1) / tokensPerSplit);
-        long scratch = splits == 1 ? 1 : rows * splits * spec.group() * (spec.headDim() + 2L);
-        return new Split(rows, splits, tokensPerSplit, scratch);
+        int used = Math.max(1, (total + tokensPerSplit - 1) / tokensPerSplit);
+        long scratch = used == 1 ? 1 : rows * used * spec.group() * (spec.headDim() + 2L);
+        return new Split(rows, used, tokensPerSplit, scratch);
+    }
+
+    private static int tile(AttentionSpec spec) {
+        return Math.min(THREADS, TILE_FLOATS / spec.headDim());
     }
 
     /** Queues the layer's attention on {@code stream}: one launch (and a combine) per stretch of equal runs. */

@@ -23,6 +23,15 @@ public final class AttentionKernelBench {
         StoredRun kc = new StoredRun(0, 8, 4, GroupAxis.CHANNEL, 32, AffineForm.SCALE_MIN, 0, true);
         StoredRun v2 = new StoredRun(0, 8, 2, GroupAxis.TOKEN, 32, AffineForm.SCALE_MIN, 0, true);
         StoredRun raw = StoredRun.raw(8, true, 64);
+        if (args.length > 0 && args[0].equals("splits")) {
+            // every split count for the tensor-core kernel at the batches the capacity mode reaches
+            for (int[] shape : new int[][] {{111, 4096}, {31, 4096}, {8, 4096}}) {
+                for (String cache : List.of("float16", "KV4")) {
+                    sweep(cache, shape, k4, v4, kc, v2, raw);
+                }
+            }
+            return;
+        }
         // optional filters, for a profiler: batch x context (32x4096), cache (KV4), token block (32)
         String onlyShape = args.length > 0 ? args[0] : null;
         String onlyCache = args.length > 1 ? args[1] : null;
@@ -67,6 +76,37 @@ public final class AttentionKernelBench {
                 double us = time(kernel, p, plan, out, scratch, device, v);
                 line.append(String.format(", %s %8.1f us per layer (%6.1f GB/s of cache)", v, us,
                         bytes / us / 1e3));
+            }
+            System.out.println(line);
+        }
+    }
+
+    /** The tensor-core kernel over the same inputs with 1 to 16 splits, token blocks of 32. */
+    private static void sweep(String cache, int[] shape, StoredRun k4, StoredRun v4, StoredRun kc, StoredRun v2,
+                              StoredRun raw) {
+        List<StoredRun> keys = cache.equals("float16") ? List.of(raw) : List.of(k4);
+        List<StoredRun> values = cache.equals("float16") ? List.of(raw) : List.of(v4);
+        var c = new AttentionKernelTest.Case(cache, true, 64, 8, 4, shape[0], 1, shape[1], 0, keys, values, 32);
+        try (Arena arena = Arena.ofConfined(); CudaMemory device = new CudaMemory(0)) {
+            var p = AttentionKernelTest.prepare(c, 1, arena, device);
+            AttentionKernel kernel = AttentionKernel.forDevice(0);
+            AttentionKernel.Plan chosen = AttentionKernel.plan(p.spec(), p.dims());
+            long rows = chosen.perStretch().getFirst().rows();
+            MemorySegment out = MemorySegment.ofAddress(device.allocate(p.outBytes()));
+            MemorySegment scratch = MemorySegment.ofAddress(device.allocate(rows * 16 * 4 * 66 * 4));
+            device.synchronize();
+            StringBuilder line = new StringBuilder(String.format("%-8s batch %3d x %5d (chosen %d):", cache, shape[0],
+                    shape[1], chosen.mostSplits()));
+            int last = 0;
+            for (int splits = 1; splits <= 16; splits++) {
+                AttentionKernel.Split split = AttentionKernel.split(p.spec(), chosen.shape(), rows, splits);
+                if (split.splits() == last) {
+                    continue;
+                }
+                last = split.splits();
+                var plan = new AttentionKernel.Plan(chosen.shape(), List.of(split));
+                line.append(String.format(" %d:%.1f", split.splits(), time(kernel, p, plan, out, scratch, device,
+                        AttentionKernel.Variant.MMA)));
             }
             System.out.println(line);
         }
