@@ -68,12 +68,13 @@ final class VanillaQuantizer implements Quantizer {
         PackedBlock block = PackedBlock.allocate(allocator, bits, order, AffineForm.ZERO_POINT, qmin, input.heads(),
                 input.tokens(), input.headDim(), gs);
         long groups = n / gs;
-        int[] codes = new int[gs];
+        boolean direct = packsDirectly(gs);
+        int[] codes = direct ? null : new int[gs];
         float[] params = new float[2];
         try (GroupedInput in = GroupedInput.of(input, order, gs)) {
             MemorySegment seg = in.segment();
             for (long g = 0; g < groups; g++) {
-                group(seg, in.offset() + g * gs, gs, block, g, codes, params);
+                group(seg, in.offset() + g * gs, gs, direct, block, g, codes, params);
             }
         }
         return block;
@@ -91,14 +92,15 @@ final class VanillaQuantizer implements Quantizer {
             return;
         }
         int perRow = dim / gs;
-        int[] codes = new int[gs];
+        boolean direct = packsDirectly(gs);
+        int[] codes = direct ? null : new int[gs];
         float[] params = new float[2];
         MemorySegment seg = token.segment();
         for (int h = 0; h < token.heads(); h++) {
             long first = token.rowIndex(h, 0);
             long row = (long) h * into.tokens() + at;
             for (int i = 0; i < perRow; i++) {
-                group(seg, first + (long) i * gs, gs, into, row * perRow + i, codes, params);
+                group(seg, first + (long) i * gs, gs, direct, into, row * perRow + i, codes, params);
             }
         }
     }
@@ -107,15 +109,18 @@ final class VanillaQuantizer implements Quantizer {
         return spec.groupSize() == -1 ? input.headDim() : spec.groupSize();
     }
 
+    /** Whether groups of {@code gs} are written straight from vector registers (whole 16-code segments). */
+    private boolean packsDirectly(int gs) {
+        return simd != null && VanillaSimd.packsBytes() && gs % 16 == 0 && (bits == 8 || BitPacking.planar(bits));
+    }
+
     /**
      * Quantizes the {@code gs} floats at element {@code first} of {@code seg} as group {@code g} of {@code block},
-     * whose codes there are still zero; {@code codes} and {@code params} are scratch.
+     * whose codes there are still zero; {@code direct} is {@link #packsDirectly}'s answer for {@code gs}, {@code
+     * codes} (unused when direct) and {@code params} are scratch.
      */
-    private void group(MemorySegment seg, long first, int gs, PackedBlock block, long g, int[] codes,
-                       float[] params) {
-        // Whole 16-code segments of 8-bit or planar codes are written straight from vector registers.
-        boolean direct = simd != null && VanillaSimd.packsBytes() && gs % 16 == 0
-                && (bits == 8 || BitPacking.planar(bits));
+    private void group(MemorySegment seg, long first, int gs, boolean direct, PackedBlock block, long g,
+                       int[] codes, float[] params) {
         if (direct) {
             simd.groupPacked(seg, first, gs, block.codes(), g * gs, params);
         } else if (simd != null && gs >= VectorSupport.floatLanes()) {
