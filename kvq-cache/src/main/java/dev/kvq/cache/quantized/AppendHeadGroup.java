@@ -84,8 +84,8 @@ final class AppendHeadGroup extends HeadGroup {
             valueTail.copyToken(v, 0, 0);
         } else {
             // the backend writes the token's rows in place (or through scratch memory, by default)
-            quantizeIntoTail(keyQuantizer, key, keyTail);
-            quantizeIntoTail(valueQuantizer, value, valueTail);
+            quantizeToken(keyQuantizer, key, keyTail, tailTokens, tokenMemory);
+            quantizeToken(valueQuantizer, value, valueTail, tailTokens, tokenMemory);
         }
         tailTokens++;
         quantizedTokens++;
@@ -95,13 +95,6 @@ final class AppendHeadGroup extends HeadGroup {
             keyTail = null;
             valueTail = null;
             tailTokens = 0;
-        }
-    }
-
-    private void quantizeIntoTail(Quantizer q, KvView token, PackedBlock tail) {
-        q.quantizeToken(token, tail, tailTokens, tokenMemory);
-        if (halfScales) {
-            tail.roundTokenParamsToHalf(tailTokens);
         }
     }
 

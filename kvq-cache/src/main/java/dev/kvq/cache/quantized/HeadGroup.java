@@ -55,6 +55,17 @@ abstract sealed class HeadGroup implements AutoCloseable permits KvtunerHeadGrou
         return block;
     }
 
+    /**
+     * {@link #quantize} for one token, written into token {@code at} of {@code into} ({@link
+     * Quantizer#quantizeToken}).
+     */
+    final void quantizeToken(Quantizer q, KvView token, PackedBlock into, int at, SegmentAllocator scratch) {
+        q.quantizeToken(token, into, at, scratch);
+        if (halfScales) {
+            into.roundTokenParamsToHalf(at);
+        }
+    }
+
     /** Writes quantized history, then residual, into views of {@code length()} tokens. */
     void materialize(KvView keys, KvView values) {
         materializeResidual(keys, values, materializeBlocks(keys, values));
