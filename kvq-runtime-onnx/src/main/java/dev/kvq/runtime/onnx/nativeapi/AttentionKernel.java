@@ -185,7 +185,8 @@ final class AttentionKernel {
     }
 
     static Split split(AttentionSpec spec, AttentionCpu.Shape shape, long rows) {
-        int tiles = Math.max(1, (shape.total() + tile(spec) - 1) / tile(spec));
+        int tile = tile(spec);
+        int tiles = Math.max(1, (shape.total() + tile - 1) / tile);
         int splits = (int) Math.clamp((TARGET_BLOCKS + rows - 1) / rows, 1, tiles);
         splits = Math.max(splits, (shape.total() + MOST_TOKENS_PER_SPLIT - 1) / MOST_TOKENS_PER_SPLIT);
         return split(spec, shape, rows, splits);

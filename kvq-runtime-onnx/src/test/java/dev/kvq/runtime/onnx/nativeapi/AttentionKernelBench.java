@@ -5,6 +5,7 @@ import dev.kvq.generate.spi.StoredRun.GroupAxis;
 import dev.kvq.spi.AffineForm;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
 import java.util.List;
 
 /**
@@ -14,20 +15,24 @@ import java.util.List;
  * kernel variant in turn on the same inputs.
  */
 public final class AttentionKernelBench {
+    private static final StoredRun KEYS_4 = new StoredRun(0, 8, 4, GroupAxis.TOKEN, 64, AffineForm.ZERO_POINT, -8,
+            true);
+    private static final StoredRun VALUES_4 = KEYS_4;
+    private static final StoredRun KIVI_KEYS_4 = new StoredRun(0, 8, 4, GroupAxis.CHANNEL, 32, AffineForm.SCALE_MIN,
+            0, true);
+    private static final StoredRun VALUES_2 = new StoredRun(0, 8, 2, GroupAxis.TOKEN, 32, AffineForm.SCALE_MIN, 0,
+            true);
+    private static final StoredRun RAW = StoredRun.raw(8, true, 64);
+
     private AttentionKernelBench() {
     }
 
     public static void main(String[] args) {
-        StoredRun k4 = new StoredRun(0, 8, 4, GroupAxis.TOKEN, 64, AffineForm.ZERO_POINT, -8, true);
-        StoredRun v4 = new StoredRun(0, 8, 4, GroupAxis.TOKEN, 64, AffineForm.ZERO_POINT, -8, true);
-        StoredRun kc = new StoredRun(0, 8, 4, GroupAxis.CHANNEL, 32, AffineForm.SCALE_MIN, 0, true);
-        StoredRun v2 = new StoredRun(0, 8, 2, GroupAxis.TOKEN, 32, AffineForm.SCALE_MIN, 0, true);
-        StoredRun raw = StoredRun.raw(8, true, 64);
         if (args.length > 0 && args[0].equals("splits")) {
             // every split count for the tensor-core kernel at the batches the capacity mode reaches
             for (int[] shape : new int[][] {{111, 4096}, {31, 4096}, {8, 4096}}) {
                 for (String cache : List.of("float16", "KV4")) {
-                    sweep(cache, shape, k4, v4, kc, v2, raw);
+                    sweep(cache, shape);
                 }
             }
             return;
@@ -43,24 +48,27 @@ public final class AttentionKernelBench {
                     if ((onlyShape == null || onlyShape.equals(shape[0] + "x" + shape[1]))
                             && (onlyCache == null || onlyCache.equals(cache.replace(" ", "-")))
                             && (onlyBlock == null || onlyBlock.equals(String.valueOf(tokenBlock)))) {
-                        bench(cache, shape, tokenBlock, k4, v4, kc, v2, raw);
+                        bench(cache, shape, tokenBlock);
                     }
                 }
             }
         }
     }
 
-    private static void bench(String cache, int[] shape, int tokenBlock, StoredRun k4, StoredRun v4, StoredRun kc,
-                              StoredRun v2, StoredRun raw) {
-        List<StoredRun> keys = cache.equals("float16") ? List.of(raw) : cache.equals("KV4") ? List.of(k4)
-                : List.of(kc);
-        List<StoredRun> values = cache.equals("float16") ? List.of(raw) : cache.equals("KV4") ? List.of(v4)
-                : List.of(v2);
+    /** A decode step of the 1B shape over {@code cache} ("float16", "KV4" or "KIVI K4V2") at batch x context. */
+    private static AttentionKernelTest.Case decodeCase(String cache, int[] shape, int tokenBlock) {
+        List<StoredRun> keys = cache.equals("float16") ? List.of(RAW) : cache.equals("KV4") ? List.of(KEYS_4)
+                : List.of(KIVI_KEYS_4);
+        List<StoredRun> values = cache.equals("float16") ? List.of(RAW) : cache.equals("KV4") ? List.of(VALUES_4)
+                : List.of(VALUES_2);
         int residual = cache.equals("KIVI K4V2") ? 32 : 0;
-        var c = new AttentionKernelTest.Case(cache, true, 64, 8, 4, shape[0], 1, shape[1] - residual, residual,
-                keys, values, tokenBlock);
+        return new AttentionKernelTest.Case(cache, true, 64, 8, 4, shape[0], 1, shape[1] - residual, residual, keys,
+                values, tokenBlock);
+    }
+
+    private static void bench(String cache, int[] shape, int tokenBlock) {
         try (Arena arena = Arena.ofConfined(); CudaMemory device = new CudaMemory(0)) {
-            var p = AttentionKernelTest.prepare(c, 1, arena, device);
+            var p = AttentionKernelTest.prepare(decodeCase(cache, shape, tokenBlock), 1, arena, device);
             AttentionKernel kernel = AttentionKernel.forDevice(0);
             AttentionKernel.Plan plan = AttentionKernel.plan(p.spec(), p.dims());
             MemorySegment out = MemorySegment.ofAddress(device.allocate(p.outBytes()));
@@ -82,30 +90,29 @@ public final class AttentionKernelBench {
     }
 
     /** The tensor-core kernel over the same inputs with 1 to 16 splits, token blocks of 32. */
-    private static void sweep(String cache, int[] shape, StoredRun k4, StoredRun v4, StoredRun kc, StoredRun v2,
-                              StoredRun raw) {
-        List<StoredRun> keys = cache.equals("float16") ? List.of(raw) : List.of(k4);
-        List<StoredRun> values = cache.equals("float16") ? List.of(raw) : List.of(v4);
-        var c = new AttentionKernelTest.Case(cache, true, 64, 8, 4, shape[0], 1, shape[1], 0, keys, values, 32);
+    private static void sweep(String cache, int[] shape) {
         try (Arena arena = Arena.ofConfined(); CudaMemory device = new CudaMemory(0)) {
-            var p = AttentionKernelTest.prepare(c, 1, arena, device);
+            var p = AttentionKernelTest.prepare(decodeCase(cache, shape, 32), 1, arena, device);
             AttentionKernel kernel = AttentionKernel.forDevice(0);
             AttentionKernel.Plan chosen = AttentionKernel.plan(p.spec(), p.dims());
             long rows = chosen.perStretch().getFirst().rows();
+            // the distinct splits of 1 to 16 blocks per row (a count may round to the one before)
+            List<AttentionKernel.Plan> plans = new ArrayList<>();
+            long scratchFloats = 1;
+            for (int splits = 1; splits <= 16; splits++) {
+                AttentionKernel.Split split = AttentionKernel.split(p.spec(), chosen.shape(), rows, splits);
+                if (plans.isEmpty() || plans.getLast().mostSplits() != split.splits()) {
+                    plans.add(new AttentionKernel.Plan(chosen.shape(), List.of(split)));
+                    scratchFloats = Math.max(scratchFloats, split.scratchFloats());
+                }
+            }
             MemorySegment out = MemorySegment.ofAddress(device.allocate(p.outBytes()));
-            MemorySegment scratch = MemorySegment.ofAddress(device.allocate(rows * 16 * 4 * 66 * 4));
+            MemorySegment scratch = MemorySegment.ofAddress(device.allocate(scratchFloats * 4));
             device.synchronize();
             StringBuilder line = new StringBuilder(String.format("%-8s batch %3d x %5d (chosen %d):", cache, shape[0],
                     shape[1], chosen.mostSplits()));
-            int last = 0;
-            for (int splits = 1; splits <= 16; splits++) {
-                AttentionKernel.Split split = AttentionKernel.split(p.spec(), chosen.shape(), rows, splits);
-                if (split.splits() == last) {
-                    continue;
-                }
-                last = split.splits();
-                var plan = new AttentionKernel.Plan(chosen.shape(), List.of(split));
-                line.append(String.format(" %d:%.1f", split.splits(), time(kernel, p, plan, out, scratch, device,
+            for (AttentionKernel.Plan plan : plans) {
+                line.append(String.format(" %d:%.1f", plan.mostSplits(), time(kernel, p, plan, out, scratch, device,
                         AttentionKernel.Variant.MMA)));
             }
             System.out.println(line);
