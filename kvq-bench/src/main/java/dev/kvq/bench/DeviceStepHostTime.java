@@ -41,12 +41,17 @@ import java.util.SplittableRandom;
  * per row).
  */
 public final class DeviceStepHostTime {
-    private static final String KV4 = "axis_key: 0\naxis_value: 0\nq_group_size: -1\nresidual_length: 0\nasym: true\n"
-            + "nbits_key: 4\nnbits_value: 4\n";
+    private static final String KV4 = perToken(4);
     private static final String KIVI_KV8 = "axis_key: 1\naxis_value: 0\nq_group_size: 32\nresidual_length: 32\n"
             + "asym: true\nnbits_key: 8\nnbits_value: 8\n";
 
     private DeviceStepHostTime() {
+    }
+
+    /** The configuration of per-token K{@code bits}V{@code bits}: groups of a head, no residual, asymmetric. */
+    static String perToken(int bits) {
+        return "axis_key: 0\naxis_value: 0\nq_group_size: -1\nresidual_length: 0\nasym: true\nnbits_key: " + bits
+                + "\nnbits_value: " + bits + "\n";
     }
 
     public static void main(String[] args) {

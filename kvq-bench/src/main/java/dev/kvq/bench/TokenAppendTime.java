@@ -49,8 +49,7 @@ public final class TokenAppendTime {
         }
         ModelShape shape = new ModelShape(LAYERS, HEADS, DIM);
         CacheFactory factory = CacheFactory.quantized(KvCaches.spec(ConfigFiles.parse("placement: " + placement
-                + "\naxis_key: 0\naxis_value: 0\nq_group_size: -1\nresidual_length: 0\nasym: true\nnbits_key: "
-                + bits + "\nnbits_value: " + bits + "\n"), shape));
+                + "\n" + DeviceStepHostTime.perToken(bits)), shape));
         System.out.printf(Locale.ROOT, "# per-token K%dV%d, placement %s: %d sequences x %d layers of %d heads x %d, "
                 + "%d steps per round%n", bits, bits, placement, batch, LAYERS, HEADS, DIM, steps);
         try (Arena arena = Arena.ofConfined()) {
