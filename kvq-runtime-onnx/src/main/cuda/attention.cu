@@ -730,18 +730,21 @@ __device__ __forceinline__ void copyHalves(__half* dst, const __half* src) {
 // and value lanes take this one path, the choice between them in selects and a predicated store: with branches the
 // compiler gave each its own copy of the loop and a tile paid for both. Channel groups are 2^groupShift channels (a
 // divisor of D and a multiple of 16, so a power of two): a shift, where a division cost a tile hundreds of
-// instructions.
-template <int BITS, int D>
+// instructions. ROW_GROUPS: one group per row and float16 parameters, known when compiled (groupShift is ignored).
+template <int BITS, int D, bool ROW_GROUPS = false>
 __device__ __forceinline__ void rowHalves(const KvqRun& r, const unsigned char* row, long long paramRow, bool decode,
                                           bool loadParams, bool keyParams, int groupShift, __half* dst,
                                           float2* params) {
+    if (ROW_GROUPS) groupShift = 31 - __clz(D);
     __half2 scale = __float2half2_rn(1.f), shift = __float2half2_rn(0.f);
     forEachPlane<BITS, true>(row, 0, D, [&](int base, const unsigned int (&words)[4], int p) {
         __half2 u[8];
         planeHalves<BITS>(words, p, u);
         if (loadParams && (base & ((1 << groupShift) - 1)) == 0) {
             long long pi = paramRow + (base >> groupShift);
-            float2 f = affineOf(r, param(r, pi, true), param(r, pi, false));
+            float2 f = ROW_GROUPS ? affineOf(r, __half2float(((const __half*) r.scales)[pi]),
+                                             __half2float(((const __half*) r.zeros)[pi]))
+                                  : affineOf(r, param(r, pi, true), param(r, pi, false));
             if (keyParams) params[base >> groupShift] = f;
             scale = __float2half2_rn(decode ? f.x : 1.f);
             shift = __float2half2_rn(decode ? f.y : 0.f);
@@ -771,8 +774,10 @@ __device__ __forceinline__ void channelValueHalves(const KvqRun& r, const unsign
 }
 
 // Token j's row of the tile, by one lane: its keys (KEYS_TOKEN: codes, each channel group's (scale, shift) into
-// params; KEYS_CHANNEL: codes) or values (decoded), float16 rows copied; zeros past the warp's tokens.
-template <int D, int KEYS>
+// params; KEYS_CHANNEL: codes) or values (decoded), float16 rows copied; zeros past the warp's tokens. KEY_BITS and
+// VALUE_BITS, where not 0, say that both runs hold rows of that many bits in one group of D channels along tokens,
+// with float16 parameters (kvq_attention_mma*_k*v*: per-token caches with q_group_size -1).
+template <int D, int KEYS, int KEY_BITS = 0, int VALUE_BITS = 0>
 __device__ __forceinline__ void tileRow(const KvqAttention& a, const KvqRow& r, bool value, int j, int end,
                                         int groupShift, __half* dst, float2* params) {
     const bool keyParams = !value && KEYS == KVQ_KEYS_TOKEN;
@@ -799,6 +804,17 @@ __device__ __forceinline__ void tileRow(const KvqAttention& a, const KvqRow& r, 
     }
     const KvqRun& run = value ? a.value : a.key;
     const long long rowIndex = rowIndexOf(run, a.batch, r.b, r.kvh, j);
+    if constexpr (KEY_BITS != 0) {
+        // every choice below is known here: the tile's loads issue without waiting on the run's fields
+        if (KEY_BITS == VALUE_BITS || !value) {
+            rowHalves<KEY_BITS, D, true>(run, run.codes + rowIndex * (D * KEY_BITS / 8), rowIndex, value, true, !value,
+                                         0, dst, params);
+        } else {
+            rowHalves<VALUE_BITS, D, true>(run, run.codes + rowIndex * (D * VALUE_BITS / 8), rowIndex, true, true,
+                                           false, 0, dst, params);
+        }
+        return;
+    }
     if (run.bits == 16) {
         copyHalves<D>(dst, (const __half*) run.codes + rowIndex * D);
         return;
@@ -862,7 +878,7 @@ __device__ __forceinline__ float expFlush(float x) {
     return y;
 }
 
-template <int D, int KEYS>
+template <int D, int KEYS, int KEY_BITS = 0, int VALUE_BITS = 0>
 __device__ void attendMma(const KvqAttention& a) {
     // halves a row: rows lie 16 bytes apart modulo 128, so ldmatrix's eight rows miss each other's banks
     constexpr int PITCH = D + 8;
@@ -885,8 +901,8 @@ __device__ void attendMma(const KvqAttention& a) {
     __half* values = keys + TILE_HALVES;
     float2* params = keyParams + warp * KVQ_MMA_TILE * MOST_GROUPS;
     // log2 of the runs' channel groups (token-axis runs; see rowHalves)
-    const int keyShift = 31 - __clz(a.key.groupSize);
-    const int valueShift = 31 - __clz(a.value.groupSize);
+    const int keyShift = KEY_BITS ? 31 - __clz(D) : 31 - __clz(a.key.groupSize);
+    const int valueShift = KEY_BITS ? 31 - __clz(D) : 31 - __clz(a.value.groupSize);
 
     // head h's queries, channels 8s + 2 quad and + 1 (zeros past the group), and their sums over each eight channels
     unsigned int q[STEPS];
@@ -920,8 +936,8 @@ __device__ void attendMma(const KvqAttention& a) {
     for (int first = from; first < to; first += KVQ_MMA_TILE) {
         const bool value = lane >= 16;
         const int row = lane % 16;
-        tileRow<D, KEYS>(a, r, value, first + row, to, value ? valueShift : keyShift,
-                         (value ? values : keys) + row * PITCH, params + row * MOST_GROUPS);
+        tileRow<D, KEYS, KEY_BITS, VALUE_BITS>(a, r, value, first + row, to, value ? valueShift : keyShift,
+                                               (value ? values : keys) + row * PITCH, params + row * MOST_GROUPS);
         __syncwarp();
         const bool quantizedTile = first < a.quantized;
         if (KEYS == KVQ_KEYS_CHANNEL && quantizedTile && first / a.key.groupSize != scaledGroup) {
@@ -1091,6 +1107,13 @@ extern "C" __global__ void __launch_bounds__(KVQ_THREADS) kvq_attention_warps8_f
     extern "C" __global__ void BOUNDS kvq_attention_mma##D##_##NAME##_f16(const KvqAttention a) { \
         attendMma<D, KEYS>(a); \
     }
+// per-token caches whose rows are one group of KB-bit keys and VB-bit values: kvq_attention_mma64_k4v4_f16 took 0.71x
+// the time of kvq_attention_mma64_token_f16 on the same KV4 cache at 111 x 4k on an H200
+// (docs/results/gpu/fused/kernel-rows)
+#define KVQ_MMA_ROWS(D, KB, VB, BOUNDS) \
+    extern "C" __global__ void BOUNDS kvq_attention_mma##D##_k##KB##v##VB##_f16(const KvqAttention a) { \
+        attendMma<D, KVQ_KEYS_TOKEN, KB, VB>(a); \
+    }
 // codes with heads of 64: at most 128 registers, so that four blocks fit on an SM, not three. Left free they took 133
 // and 154; held to 128 they spill 20 and 100 bytes, and KV4 at 32 x 4k on an H200 went from 116.0 to 91.8 us per
 // layer (the kernel waits on latency far more than it issues; docs/results/gpu/fused/kernel-occupancy)
@@ -1101,6 +1124,12 @@ KVQ_MMA_ENTRY(64, channel, KVQ_KEYS_CHANNEL, KVQ_MMA_FOUR)
 KVQ_MMA_ENTRY(128, raw, KVQ_KEYS_RAW, __launch_bounds__(KVQ_THREADS))
 KVQ_MMA_ENTRY(128, token, KVQ_KEYS_TOKEN, __launch_bounds__(KVQ_THREADS))
 KVQ_MMA_ENTRY(128, channel, KVQ_KEYS_CHANNEL, __launch_bounds__(KVQ_THREADS))
+// KVTuner's pairs
+#define KVQ_MMA_PAIRS(D, BOUNDS) \
+    KVQ_MMA_ROWS(D, 8, 8, BOUNDS) KVQ_MMA_ROWS(D, 8, 4, BOUNDS) KVQ_MMA_ROWS(D, 4, 4, BOUNDS) \
+    KVQ_MMA_ROWS(D, 4, 2, BOUNDS) KVQ_MMA_ROWS(D, 2, 2, BOUNDS)
+KVQ_MMA_PAIRS(64, KVQ_MMA_FOUR)
+KVQ_MMA_PAIRS(128, __launch_bounds__(KVQ_THREADS))
 // grid (B * launchKvHeads * t), any block size
 extern "C" __global__ void kvq_attention_combine_f16(const KvqAttention a) { combine<__half>(a); }
 extern "C" __global__ void kvq_attention_combine_f32(const KvqAttention a) { combine<float>(a); }

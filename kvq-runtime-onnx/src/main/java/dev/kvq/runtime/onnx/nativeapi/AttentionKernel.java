@@ -38,6 +38,11 @@ final class AttentionKernel {
      * blocks of 1,408 tokens at 32 x 4k, where about 600 fit at once on an H200).
      */
     static final int MOST_TOKENS_PER_SPLIT = 512;
+    /**
+     * The (key bits, value bits) that have entry points of their own for rows of one group ({@code
+     * kvq_attention_mma64_k4v4_f16}): KVTuner's candidate pairs.
+     */
+    static final int[][] ROW_PAIRS = {{8, 8}, {8, 4}, {4, 4}, {4, 2}, {2, 2}};
     private static final Map<Integer, AttentionKernel> BY_DEVICE = new ConcurrentHashMap<>();
 
     private final CudaModule module;
@@ -54,6 +59,9 @@ final class AttentionKernel {
     /** The tensor-core variant for float16 models, by head size (64, 128) and how the keys are held ({@link Keys}). */
     private final MemorySegment[] mma64 = new MemorySegment[Keys.values().length];
     private final MemorySegment[] mma128 = new MemorySegment[Keys.values().length];
+    /** The tensor-core variant for rows of one group along tokens, by head size (64, 128) and {@link #ROW_PAIRS}. */
+    private final MemorySegment[] rows64 = new MemorySegment[ROW_PAIRS.length];
+    private final MemorySegment[] rows128 = new MemorySegment[ROW_PAIRS.length];
     /** The variant launches take unless told otherwise. */
     private final Variant variant;
     /** Per thread: the parameter struct and the {@code void*} pointing at it. */
@@ -82,6 +90,11 @@ final class AttentionKernel {
             mma64[keys.ordinal()] = module.function("kvq_attention_mma64" + suffix);
             mma128[keys.ordinal()] = module.function("kvq_attention_mma128" + suffix);
         }
+        for (int i = 0; i < ROW_PAIRS.length; i++) {
+            String suffix = "_k" + ROW_PAIRS[i][0] + "v" + ROW_PAIRS[i][1] + "_f16";
+            rows64[i] = module.function("kvq_attention_mma64" + suffix);
+            rows128[i] = module.function("kvq_attention_mma128" + suffix);
+        }
     }
 
     /**
@@ -89,14 +102,17 @@ final class AttentionKernel {
      * synchronized between its phases ({@code kvq_attention_*}); {@code WARPS}, each warp on tokens of its own with its
      * own softmax, the warps joined at the end ({@code kvq_attention_warps4_*} or {@code warps8_*}, by the query
      * heads per KV head); {@code MMA}, the warps' products on the tensor cores ({@code kvq_attention_mma*}) where
-     * {@link #mmaKeys} admits the stretch, else as {@code WARPS}. Same grid, parameters and results.
+     * {@link #mmaKeys} admits the stretch, else as {@code WARPS}, through an entry point compiled for the stretch's
+     * bit widths where {@link #rowPair} finds one; {@code MMA_GENERAL}, as {@code MMA} without those (what they are
+     * measured against). Same grid, parameters and results.
      */
     enum Variant {
-        BLOCK, WARPS, MMA;
+        BLOCK, WARPS, MMA, MMA_GENERAL;
 
         /**
-         * The variant {@code -Dkvq.cuda.attention=block|warps|mma} names; default mma, which took 0.48x warps' time per
-         * layer for float16 and 0.57x for KV4 at 32 x 4k on an H200 (docs/results/gpu/fused/kernel-occupancy).
+         * The variant {@code -Dkvq.cuda.attention=block|warps|mma|mma-general} names; default mma, which took 0.48x
+         * warps' time per layer for float16 and 0.57x for KV4 at 32 x 4k on an H200
+         * (docs/results/gpu/fused/kernel-occupancy).
          */
         static Variant configured() {
             String v = System.getProperty("kvq.cuda.attention", "mma");
@@ -104,8 +120,9 @@ final class AttentionKernel {
                 case "block" -> BLOCK;
                 case "warps" -> WARPS;
                 case "mma" -> MMA;
+                case "mma-general" -> MMA_GENERAL;
                 default -> throw new KvqException(ErrorCode.ILLEGAL_ARGUMENT, "-Dkvq.cuda.attention=" + v
-                        + " is not a kernel variant; give block, warps or mma");
+                        + " is not a kernel variant; give block, warps, mma or mma-general");
             };
         }
     }
@@ -139,6 +156,34 @@ final class AttentionKernel {
             return Keys.TOKEN;
         }
         return key.groupSize() % 16 == 0 ? Keys.CHANNEL : null;
+    }
+
+    /**
+     * The index in {@link #ROW_PAIRS} of a stretch the tensor-core kernel takes as {@link Keys#TOKEN} whose key and
+     * value rows are each one group of channels along tokens with float16 parameters (per-token caches with {@code
+     * q_group_size: -1}), or -1: its entry point knows the rows' layout when compiled and decodes a tile with
+     * nothing left to look up.
+     */
+    static int rowPair(AttentionSpec spec, AttentionSpec.Stretch stretch) {
+        if (mmaKeys(spec, stretch) != Keys.TOKEN) {
+            return -1;
+        }
+        StoredRun key = spec.keys().get(stretch.keyRun());
+        StoredRun value = spec.values().get(stretch.valueRun());
+        if (!oneGroupPerRow(key, spec.headDim()) || !oneGroupPerRow(value, spec.headDim())) {
+            return -1;
+        }
+        for (int i = 0; i < ROW_PAIRS.length; i++) {
+            if (ROW_PAIRS[i][0] == key.bits() && ROW_PAIRS[i][1] == value.bits()) {
+                return i;
+            }
+        }
+        return -1;
+    }
+
+    private static boolean oneGroupPerRow(StoredRun run, int headDim) {
+        return !run.raw() && run.axis() == StoredRun.GroupAxis.TOKEN && run.groupSize() == headDim
+                && run.halfParams();
     }
 
     /** The kernels on CUDA device {@code ordinal}, loaded once. */
@@ -232,9 +277,11 @@ final class AttentionKernel {
                 AttentionSpec.Stretch stretch = spec.stretches().get(i);
                 Split own = plan.perStretch().get(i);
                 long rows = own.rows();
-                Keys keys = variant == Variant.MMA ? mmaKeys(spec, stretch) : null;
-                MemorySegment attend = keys != null
-                        ? (spec.headDim() == 64 ? mma64 : mma128)[keys.ordinal()]
+                boolean tensorCores = variant == Variant.MMA || variant == Variant.MMA_GENERAL;
+                Keys keys = tensorCores ? mmaKeys(spec, stretch) : null;
+                int pair = variant == Variant.MMA ? rowPair(spec, stretch) : -1;
+                MemorySegment attend = pair >= 0 ? (spec.headDim() == 64 ? rows64 : rows128)[pair]
+                        : keys != null ? (spec.headDim() == 64 ? mma64 : mma128)[keys.ordinal()]
                         : variant == Variant.BLOCK ? block : warps;
                 p.fill((byte) 0);
                 writeRun(p, 0, spec.keys().get(stretch.keyRun()), spec.tokenBlock(), inputs,

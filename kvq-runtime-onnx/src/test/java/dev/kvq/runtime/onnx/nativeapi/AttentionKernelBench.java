@@ -22,6 +22,8 @@ public final class AttentionKernelBench {
             0, true);
     private static final StoredRun VALUES_2 = new StoredRun(0, 8, 2, GroupAxis.TOKEN, 32, AffineForm.SCALE_MIN, 0,
             true);
+    private static final StoredRun VALUES_2_ROWS = new StoredRun(0, 8, 2, GroupAxis.TOKEN, 64, AffineForm.ZERO_POINT,
+            -2, true);
     private static final StoredRun RAW = StoredRun.raw(8, true, 64);
 
     private AttentionKernelBench() {
@@ -37,36 +39,56 @@ public final class AttentionKernelBench {
             }
             return;
         }
-        // optional filters, for a profiler: batch x context (32x4096), cache (KV4), token block (32)
+        // optional filters, for a profiler: batch x context (32x4096), cache (KV4, or * for every one), token block
+        // (32), kernel variants (MMA, or several: MMA_GENERAL,MMA)
         String onlyShape = args.length > 0 ? args[0] : null;
-        String onlyCache = args.length > 1 ? args[1] : null;
+        String onlyCache = args.length > 1 && !args[1].equals("*") ? args[1] : null;
         String onlyBlock = args.length > 2 ? args[2] : null;
-        int[][] shapes = {{8, 4096}, {1, 16384}, {32, 4096}};
+        List<AttentionKernel.Variant> variants = args.length > 3
+                ? java.util.Arrays.stream(args[3].split(",")).map(AttentionKernel.Variant::valueOf).toList()
+                : List.of(AttentionKernel.Variant.values());
+        int[][] shapes = onlyShape == null ? new int[][] {{8, 4096}, {1, 16384}, {32, 4096}}
+                : new int[][] {shape(onlyShape)};
         for (int[] shape : shapes) {
-            for (String cache : List.of("float16", "KV4", "KIVI K4V2")) {
+            for (String cache : List.of("float16", "KV4", "K4V2", "KIVI K4V2")) {
                 for (int tokenBlock : new int[] {1, 32}) {
-                    if ((onlyShape == null || onlyShape.equals(shape[0] + "x" + shape[1]))
-                            && (onlyCache == null || onlyCache.equals(cache.replace(" ", "-")))
+                    if ((onlyCache == null || onlyCache.equals(cache.replace(" ", "-")))
                             && (onlyBlock == null || onlyBlock.equals(String.valueOf(tokenBlock)))) {
-                        bench(cache, shape, tokenBlock);
+                        bench(cache, shape, tokenBlock, variants);
                     }
                 }
             }
         }
     }
 
-    /** A decode step of the 1B shape over {@code cache} ("float16", "KV4" or "KIVI K4V2") at batch x context. */
+    /** "BxT": batch B at context T. */
+    private static int[] shape(String name) {
+        String[] parts = name.split("x");
+        return new int[] {Integer.parseInt(parts[0]), Integer.parseInt(parts[1])};
+    }
+
+    /**
+     * A decode step of the 1B shape over {@code cache} ("float16", per-token "KV4" or "K4V2", or "KIVI K4V2") at batch
+     * x context.
+     */
     private static AttentionKernelTest.Case decodeCase(String cache, int[] shape, int tokenBlock) {
-        List<StoredRun> keys = cache.equals("float16") ? List.of(RAW) : cache.equals("KV4") ? List.of(KEYS_4)
-                : List.of(KIVI_KEYS_4);
-        List<StoredRun> values = cache.equals("float16") ? List.of(RAW) : cache.equals("KV4") ? List.of(VALUES_4)
-                : List.of(VALUES_2);
+        List<StoredRun> keys = List.of(switch (cache) {
+            case "float16" -> RAW;
+            case "KV4", "K4V2" -> KEYS_4;
+            default -> KIVI_KEYS_4;
+        });
+        List<StoredRun> values = List.of(switch (cache) {
+            case "float16" -> RAW;
+            case "KV4" -> VALUES_4;
+            case "K4V2" -> VALUES_2_ROWS;
+            default -> VALUES_2;
+        });
         int residual = cache.equals("KIVI K4V2") ? 32 : 0;
         return new AttentionKernelTest.Case(cache, true, 64, 8, 4, shape[0], 1, shape[1] - residual, residual, keys,
                 values, tokenBlock);
     }
 
-    private static void bench(String cache, int[] shape, int tokenBlock) {
+    private static void bench(String cache, int[] shape, int tokenBlock, List<AttentionKernel.Variant> variants) {
         try (Arena arena = Arena.ofConfined(); CudaMemory device = new CudaMemory(0)) {
             var p = AttentionKernelTest.prepare(decodeCase(cache, shape, tokenBlock), 1, arena, device);
             AttentionKernel kernel = AttentionKernel.forDevice(0);
@@ -80,7 +102,7 @@ public final class AttentionKernelBench {
             }
             StringBuilder line = new StringBuilder(String.format("%-10s batch %3d x %5d, token block %2d: %d "
                     + "split(s)", cache, shape[0], shape[1], tokenBlock, plan.mostSplits()));
-            for (AttentionKernel.Variant v : AttentionKernel.Variant.values()) {
+            for (AttentionKernel.Variant v : variants) {
                 double us = time(kernel, p, plan, out, scratch, device, v);
                 line.append(String.format(", %s %8.1f us per layer (%6.1f GB/s of cache)", v, us,
                         bytes / us / 1e3));

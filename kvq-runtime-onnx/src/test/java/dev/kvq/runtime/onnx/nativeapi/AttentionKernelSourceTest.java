@@ -1,5 +1,6 @@
 package dev.kvq.runtime.onnx.nativeapi;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -13,7 +14,8 @@ import java.util.regex.Pattern;
 import org.junit.jupiter.api.Test;
 
 /**
- * The shipped attention PTX declares its fourteen kernels at ISA 7.0 with the one parameter struct the launcher writes
+ * The shipped attention PTX declares its kernels (fourteen, and one per head size and {@link
+ * AttentionKernel#ROW_PAIRS} pair) at ISA 7.0 with the one parameter struct the launcher writes
  * ({@link AttentionKernel#PARAMS_BYTES} bytes); the launcher splits work so every split holds whole tiles; and layers
  * the kernel cannot read stay with the CPU's operator or the dequantizing graph. (That the PTX is what its source
  * compiles to is checked with {@link ScatterKernelSourceTest}'s run of tools/build_kernels.sh --check.)
@@ -23,11 +25,20 @@ class AttentionKernelSourceTest {
     void everyKernelTakesTheStructTheLauncherWrites() {
         String ptx = CudaModule.source(AttentionKernel.PTX_RESOURCE);
         assertTrue(ptx.startsWith(".version 7.0\n"), "ISA version: " + ptx.lines().findFirst().orElse(""));
-        for (String kernel : List.of("kvq_attention_f16", "kvq_attention_f32", "kvq_attention_combine_f16",
-                "kvq_attention_combine_f32", "kvq_attention_warps4_f16", "kvq_attention_warps4_f32",
-                "kvq_attention_warps8_f16", "kvq_attention_warps8_f32", "kvq_attention_mma64_raw_f16",
-                "kvq_attention_mma64_token_f16", "kvq_attention_mma64_channel_f16", "kvq_attention_mma128_raw_f16",
-                "kvq_attention_mma128_token_f16", "kvq_attention_mma128_channel_f16")) {
+        List<String> kernels = new java.util.ArrayList<>(List.of("kvq_attention_f16", "kvq_attention_f32",
+                "kvq_attention_combine_f16", "kvq_attention_combine_f32", "kvq_attention_warps4_f16",
+                "kvq_attention_warps4_f32", "kvq_attention_warps8_f16", "kvq_attention_warps8_f32",
+                "kvq_attention_mma64_raw_f16", "kvq_attention_mma64_token_f16", "kvq_attention_mma64_channel_f16",
+                "kvq_attention_mma128_raw_f16", "kvq_attention_mma128_token_f16", "kvq_attention_mma128_channel_f16"));
+        for (int[] pair : AttentionKernel.ROW_PAIRS) {
+            for (int headDim : new int[] {64, 128}) {
+                kernels.add("kvq_attention_mma" + headDim + "_k" + pair[0] + "v" + pair[1] + "_f16");
+            }
+        }
+        assertEquals(24, kernels.size());
+        assertEquals(kernels.size(), Pattern.compile("\\.entry ").matcher(ptx).results().count(),
+                "no entry point the launcher does not load");
+        for (String kernel : kernels) {
             Matcher m = Pattern.compile("\\.entry " + kernel + "\\(\\s*\\.param \\.align 8 \\.b8 " + kernel
                     + "_param_0\\[(\\d+)]\\s*\\)").matcher(ptx);
             assertTrue(m.find(), kernel + " with one struct parameter");
@@ -112,6 +123,37 @@ class AttentionKernelSourceTest {
         assertEquals(null, mmaKeys(true, 64, 4, k4, single), "float32 raw values");
     }
 
+    @Test
+    void perTokenRowsOfOneGroupTakeTheEntryPointOfTheirBitWidths() {
+        StoredRun k4 = new StoredRun(0, 2, 4, GroupAxis.TOKEN, 64, AffineForm.ZERO_POINT, -8, true);
+        StoredRun v2 = new StoredRun(0, 2, 2, GroupAxis.TOKEN, 64, AffineForm.SCALE_MIN, 0, true);
+        StoredRun k8 = new StoredRun(0, 2, 8, GroupAxis.TOKEN, 128, AffineForm.ZERO_POINT, -128, true);
+        StoredRun v4 = new StoredRun(0, 2, 4, GroupAxis.TOKEN, 128, AffineForm.ZERO_POINT, -8, true);
+        StoredRun k4g32 = new StoredRun(0, 2, 4, GroupAxis.TOKEN, 32, AffineForm.ZERO_POINT, -8, true);
+        StoredRun k4float = new StoredRun(0, 2, 4, GroupAxis.TOKEN, 64, AffineForm.ZERO_POINT, -8, false);
+        StoredRun kc = new StoredRun(0, 2, 4, GroupAxis.CHANNEL, 64, AffineForm.SCALE_MIN, 0, true);
+        assertArrayEquals(new int[] {4, 4}, pair(64, k4, k4));
+        assertArrayEquals(new int[] {4, 2}, pair(64, k4, v2));
+        assertArrayEquals(new int[] {8, 4}, pair(128, k8, v4));
+        assertEquals(-1, rowPair(true, 64, v2, k4), "K2V4 is not one of the pairs");
+        assertEquals(-1, rowPair(true, 128, k4, k4), "groups of 64 channels in heads of 128");
+        assertEquals(-1, rowPair(true, 64, k4g32, k4), "two groups per row");
+        assertEquals(-1, rowPair(true, 64, k4float, k4), "float32 parameters");
+        assertEquals(-1, rowPair(true, 64, kc, k4), "keys grouped along channels");
+        assertEquals(-1, rowPair(true, 64, k4, StoredRun.raw(2, true, 64)), "raw values");
+        assertEquals(-1, rowPair(false, 64, k4, k4), "a float32 model");
+    }
+
+    private static int[] pair(int headDim, StoredRun key, StoredRun value) {
+        int i = rowPair(true, headDim, key, value);
+        return i < 0 ? null : AttentionKernel.ROW_PAIRS[i];
+    }
+
+    private static int rowPair(boolean half, int headDim, StoredRun key, StoredRun value) {
+        AttentionSpec spec = new AttentionSpec("a", 2, 4, headDim, 0.125f, half, List.of(key), List.of(value), 0, 1);
+        return AttentionKernel.rowPair(spec, spec.stretches().getFirst());
+    }
+
     private static AttentionKernel.Keys mmaKeys(boolean half, int headDim, int group, StoredRun key, StoredRun value) {
         AttentionSpec spec = new AttentionSpec("a", 2, group, headDim, 0.125f, half, List.of(key), List.of(value), 0,
                 1);
@@ -128,11 +170,13 @@ class AttentionKernelSourceTest {
             assertEquals(AttentionKernel.Variant.WARPS, AttentionKernel.Variant.configured());
             System.setProperty("kvq.cuda.attention", "block");
             assertEquals(AttentionKernel.Variant.BLOCK, AttentionKernel.Variant.configured());
+            System.setProperty("kvq.cuda.attention", "mma-general");
+            assertEquals(AttentionKernel.Variant.MMA_GENERAL, AttentionKernel.Variant.configured());
             System.setProperty("kvq.cuda.attention", "tiles");
             dev.kvq.KvqException e = org.junit.jupiter.api.Assertions.assertThrows(dev.kvq.KvqException.class,
                     AttentionKernel.Variant::configured);
             assertTrue(e.getMessage().contains("-Dkvq.cuda.attention=tiles")
-                    && e.getMessage().contains("block, warps or mma"), e.getMessage());
+                    && e.getMessage().contains("block, warps, mma or mma-general"), e.getMessage());
         } finally {
             if (before == null) {
                 System.clearProperty("kvq.cuda.attention");

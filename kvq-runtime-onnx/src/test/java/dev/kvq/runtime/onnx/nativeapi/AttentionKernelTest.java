@@ -82,6 +82,28 @@ class AttentionKernelTest {
         StoredRun v2c = new StoredRun(0, 4, 2, GroupAxis.CHANNEL, 16, AffineForm.SCALE_MIN, 0, true);
         cases.add(new Case("raw keys, values grouped along tokens, head 128, token blocks of 32", true, 128, 4, 4, 2, 1,
                 1024, 0, List.of(StoredRun.raw(4, true, 128)), List.of(v2c), 32));
+        // per-token rows of one group (the entry points compiled for KVTuner's bit pairs): each pair, both head
+        // sizes, token blocks of 1 and 32, new tokens past the history, and a layer whose runs take two of them
+        StoredRun r4 = new StoredRun(0, 8, 4, GroupAxis.TOKEN, 64, AffineForm.ZERO_POINT, -8, true);
+        cases.add(new Case("per-token KV4 rows, batch 8, 4k, token blocks of 32", true, 64, 8, 4, 8, 1, 4096, 0,
+                List.of(r4), List.of(r4), 32));
+        StoredRun r4s = new StoredRun(0, 4, 4, GroupAxis.TOKEN, 64, AffineForm.SCALE_MIN, 0, true);
+        StoredRun r2 = new StoredRun(0, 4, 2, GroupAxis.TOKEN, 64, AffineForm.ZERO_POINT, -2, true);
+        cases.add(new Case("per-token K4V2 rows, 3 new tokens over 700, group 8", true, 64, 4, 8, 2, 3, 700, 0,
+                List.of(r4s), List.of(r2), 1));
+        cases.add(new Case("per-token KV2 rows, token blocks of 32", true, 64, 4, 2, 3, 1, 1024, 0, List.of(r2),
+                List.of(r2), 32));
+        StoredRun r8w = new StoredRun(0, 4, 8, GroupAxis.TOKEN, 128, AffineForm.ZERO_POINT, -128, true);
+        StoredRun r4w = new StoredRun(0, 4, 4, GroupAxis.TOKEN, 128, AffineForm.ZERO_POINT, -8, true);
+        cases.add(new Case("per-token KV8 rows, head 128, split", true, 128, 4, 4, 2, 1, 2048, 0, List.of(r8w),
+                List.of(r8w), 32));
+        cases.add(new Case("per-token K8V4 rows, head 128, 2 new tokens", true, 128, 4, 4, 2, 2, 600, 0,
+                List.of(r8w), List.of(r4w), 1));
+        StoredRun r4a = new StoredRun(0, 2, 4, GroupAxis.TOKEN, 64, AffineForm.ZERO_POINT, -8, true);
+        StoredRun r8b = new StoredRun(2, 2, 8, GroupAxis.TOKEN, 64, AffineForm.SCALE_MIN, 0, true);
+        StoredRun r4b = new StoredRun(2, 2, 4, GroupAxis.TOKEN, 64, AffineForm.SCALE_MIN, 0, true);
+        cases.add(new Case("per-head rows, KV4 and K8V4, token blocks of 32", true, 64, 4, 4, 2, 1, 896, 0,
+                List.of(r4a, r8b), List.of(r4a, r4b), 32));
         return cases;
     }
 
