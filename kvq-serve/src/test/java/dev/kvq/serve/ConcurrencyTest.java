@@ -5,6 +5,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.kvq.generate.SamplingParams;
+import dev.kvq.generate.spi.Decoder;
+import dev.kvq.generate.spi.ForwardingDecoder;
+import dev.kvq.generate.spi.Step;
+import dev.kvq.generate.spi.StepInput;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.net.http.HttpRequest;
@@ -17,6 +21,7 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.locks.LockSupport;
 import java.util.stream.Stream;
 import dev.kvq.config.Placement;
 import org.junit.jupiter.api.Test;
@@ -129,7 +134,9 @@ class ConcurrencyTest {
 
     @Test
     void aClientThatHangsUpFreesItsCacheWithoutWaitingForItsTokens() throws Exception {
-        try (TestServer server = new TestServer(TestServer.perToken4(), 8L << 20, 8, 8)) {
+        // decode steps held to at least 5 ms, so that 1,000 tokens take 5 s or more: the demo model alone made them
+        // all on a loaded machine before the server's next write found the client gone
+        try (TestServer server = new TestServer(TestServer.perToken4(), 8L << 20, 8, 8, Paced::new)) {
             HttpRequest request = HttpRequest.newBuilder(server.uri("/v1/completions"))
                     .POST(HttpRequest.BodyPublishers.ofString(TestServer.body("prompt", "ROMEO:\n", "max_tokens", 1000,
                             "temperature", 0, "stream", true))).build();
@@ -167,6 +174,26 @@ class ConcurrencyTest {
             HttpResponse<Stream<String>> second = waiting.get();
             second.body().close();
             server.awaitIdleAndEmpty();
+        }
+    }
+
+    /** {@code inner} with every decode step (one new token per sequence) taking at least 5 ms. */
+    private static final class Paced extends ForwardingDecoder {
+        Paced(Decoder inner) {
+            super(inner);
+        }
+
+        @Override
+        public Step forward(StepInput input) {
+            long start = System.nanoTime();
+            Step step = delegate.forward(input);
+            if (input.tokens() == 1) {
+                long left = 5_000_000 - (System.nanoTime() - start);
+                if (left > 0) {
+                    LockSupport.parkNanos(left);
+                }
+            }
+            return step;
         }
     }
 }

@@ -24,6 +24,7 @@ import java.net.http.HttpResponse;
 import java.time.Duration;
 import java.util.List;
 import java.util.function.BooleanSupplier;
+import java.util.function.UnaryOperator;
 
 /**
  * A {@code kvq serve} on the demo model at a free port, a JDK HTTP client for it, and a second decoder that computes
@@ -53,8 +54,13 @@ final class TestServer implements AutoCloseable {
     }
 
     TestServer(CacheFactory caches, long kvMemoryBytes, int maxQueue, int maxBatch) {
+        this(caches, kvMemoryBytes, maxQueue, maxBatch, d -> d);
+    }
+
+    /** As above, the server's decoder wrapped by {@code wrap} (the reference decoder is left as it is). */
+    TestServer(CacheFactory caches, long kvMemoryBytes, int maxQueue, int maxBatch, UnaryOperator<Decoder> wrap) {
         this.caches = caches;
-        this.decoder = Runtimes.discover().get("onnx").open(MODEL, "cpu");
+        this.decoder = wrap.apply(Runtimes.discover().get("onnx").open(MODEL, "cpu"));
         this.tokenizer = Tokenizers.load(MODEL, UnknownChars.ERROR);
         this.referenceDecoder = Runtimes.discover().get("onnx").open(MODEL, "cpu");
         this.referenceTokenizer = Tokenizers.load(MODEL, UnknownChars.ERROR);

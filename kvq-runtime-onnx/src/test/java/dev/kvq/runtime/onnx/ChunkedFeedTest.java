@@ -8,12 +8,9 @@ import dev.kvq.config.Placement;
 import dev.kvq.cache.quantized.KvCaches;
 import dev.kvq.generate.CacheFactory;
 import dev.kvq.generate.DecodeSession;
-import dev.kvq.generate.model.ModelConfig;
 import dev.kvq.generate.model.ModelDir;
 import dev.kvq.generate.spi.Decoder;
-import dev.kvq.generate.spi.PastBuffers;
-import dev.kvq.generate.spi.QuantizedDecoder;
-import dev.kvq.generate.spi.QuantizedPastLayout;
+import dev.kvq.generate.spi.ForwardingDecoder;
 import dev.kvq.generate.spi.Step;
 import dev.kvq.generate.spi.StepInput;
 import dev.kvq.testkit.Numeric;
@@ -85,47 +82,25 @@ class ChunkedFeedTest {
         return out;
     }
 
-    /** {@code inner} with a limit on a step's attention scores. */
-    private record Limited(Decoder inner, long limit) implements Decoder {
+    /** {@code inner} with a limit on a step's attention scores (never closed: it shares the test's decoder). */
+    private static final class Limited extends ForwardingDecoder {
+        private final long limit;
+
+        Limited(Decoder inner, long limit) {
+            super(inner);
+            this.limit = limit;
+        }
+
         @Override
         public long maxAttentionScores() {
             return limit;
         }
 
         @Override
-        public ModelConfig config() {
-            return inner.config();
-        }
-
-        @Override
-        public String device() {
-            return inner.device();
-        }
-
-        @Override
-        public PastBuffers past(int batch, int pastLength) {
-            return inner.past(batch, pastLength);
-        }
-
-        @Override
         public Step forward(StepInput input) {
-            assertTrue((long) input.batch() * inner.config().attentionHeads() * input.tokens()
+            assertTrue((long) input.batch() * delegate.config().attentionHeads() * input.tokens()
                     * (input.pastLength() + input.tokens()) <= limit, "a step within the limit");
-            return inner.forward(input);
-        }
-
-        @Override
-        public boolean halfKv() {
-            return inner.halfKv();
-        }
-
-        @Override
-        public QuantizedDecoder quantized(QuantizedPastLayout layout) {
-            return inner.quantized(layout);
-        }
-
-        @Override
-        public void close() {
+            return delegate.forward(input);
         }
     }
 }
