@@ -15,12 +15,8 @@
 #   serve-fused: CudaMemoryTest and tools/serve_check.sh on CUDA (served answers equal kvq generate's, attention
 #      through kvq's operator), then kvq serve-bench on the 1B shape at $CONCURRENCY (default 64) clients
 #   capacity-jfr: JFR over the capacity mode's full-precision and mixed rows, $STEPS (default 256) decode steps
-#   kernel-alone: AttentionKernelTest on the GPU (both kernel variants, -Dkvq.cuda.attention=block|warps) and
+#   kernel-alone: AttentionKernelTest on the GPU (every kernel variant, -Dkvq.cuda.attention=...) and
 #      AttentionKernelBench (each variant timed alone on the same inputs)
-#   kernel-variants: AttentionKernelBench's tensor-core kernel (token blocks of 32) for each "shape cache" of
-#      $VARIANT_CASES (default "111x4096 KV4,111x4096 float16,31x4096 KV4,31x4096 float16") and every PTX
-#      .gpu-test/variants/NAME.ptx in turn (put first on the class path, in place of the shipped attention.ptx), then
-#      Nsight Compute on the first case for each of $NCU_VARIANTS (names)
 #   kernel-rows: AttentionKernelTest on the GPU, then AttentionKernelBench's tensor-core kernel through its general
 #      entry points (MMA_GENERAL) and through those compiled for the runs' bit pairs (MMA), side by side, for each
 #      "shape cache" of $ROW_CASES (default: 111 and 31 x 4k, KV4, K4V2 and float16; token blocks of 32)
@@ -65,7 +61,7 @@
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 PHASES="a final runtimes capacity rerun serve ab scatter profile long big fused step warm capacity-jfr serve-fused
-  kernel-alone kernel-ncu kernel-rows kernel-splits kernel-variants ppl ppl-1b 8x4k-kv4 capacity-fused kernel"
+  kernel-alone kernel-ncu kernel-rows kernel-splits ppl ppl-1b 8x4k-kv4 capacity-fused kernel"
 phase=${1:?a phase, one of: $PHASES}
 case " $(echo $PHASES) " in
   *" $phase "*) ;;
@@ -313,31 +309,6 @@ if [ "$phase" = kernel-alone ]; then  # both kernel variants checked against the
   gpu_test AttentionKernelTest
   grep -E "split\(s\)" "$OUT/attention-kernel-test.txt" | sed 's/^ *//' | head -60
   kernel_bench 2>&1 | tee "$OUT/attention-kernel-bench.txt"
-  exit 0
-fi
-if [ "$phase" = kernel-variants ]; then  # each PTX of .gpu-test/variants timed alone on the same inputs
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
-  override=.gpu-test/test-classes/dev/kvq/runtime/onnx/nativeapi/attention.ptx
-  cases=${VARIANT_CASES:-111x4096 KV4,111x4096 float16,31x4096 KV4,31x4096 float16}
-  for ptx in .gpu-test/variants/*.ptx; do
-    cp "$ptx" "$override"
-    echo "$cases" | tr ',' '\n' | while read -r c; do
-      set -- $c
-      kernel_bench "$1" "$2" 32 MMA 2>&1 | sed "s/^/$(basename "$ptx" .ptx) /"
-    done
-  done | tee "$OUT/attention-kernel-variants.txt"
-  for name in ${NCU_VARIANTS:-}; do
-    cp ".gpu-test/variants/$name.ptx" "$override"
-    ptxas -arch=sm_90 "$override" -o "$OUT/$name.cubin" && cuobjdump -sass "$OUT/$name.cubin" > "$OUT/$name.sass"
-    rm -f "$OUT/$name.cubin"
-    WRAP="/usr/local/cuda/bin/ncu --set full -k regex:kvq_attention_mma -s 20 -c 1 -f -o $OUT/ncu-$name" \
-      kernel_bench $(echo "${cases%%,*}") 32 MMA > "$OUT/ncu-$name.log" 2>&1
-    /usr/local/cuda/bin/ncu -i "$OUT/ncu-$name.ncu-rep" --page details > "$OUT/ncu-$name.txt" 2>&1
-    /usr/local/cuda/bin/ncu -i "$OUT/ncu-$name.ncu-rep" --page source --csv --print-source sass \
-      > "$OUT/ncu-$name-sass.csv" 2>&1
-    rm -f "$OUT/ncu-$name.ncu-rep"
-  done
-  rm -f "$override"
   exit 0
 fi
 if [ "$phase" = kernel-rows ]; then  # the entry points for the runs' bit pairs against the general ones

@@ -730,19 +730,18 @@ __device__ __forceinline__ void copyHalves(__half* dst, const __half* src) {
 // and value lanes take this one path, the choice between them in selects and a predicated store: with branches the
 // compiler gave each its own copy of the loop and a tile paid for both. Channel groups are 2^groupShift channels (a
 // divisor of D and a multiple of 16, so a power of two): a shift, where a division cost a tile hundreds of
-// instructions. ROW_GROUPS: one group per row and float16 parameters, known when compiled (groupShift is ignored).
-template <int BITS, int D, bool ROW_GROUPS = false>
+// instructions. HALF_PARAMS: float16 parameters, known when compiled (param() asks the run).
+template <int BITS, int D, bool HALF_PARAMS = false>
 __device__ __forceinline__ void rowHalves(const KvqRun& r, const unsigned char* row, long long paramRow, bool decode,
                                           bool loadParams, bool keyParams, int groupShift, __half* dst,
                                           float2* params) {
-    if (ROW_GROUPS) groupShift = 31 - __clz(D);
     __half2 scale = __float2half2_rn(1.f), shift = __float2half2_rn(0.f);
     forEachPlane<BITS, true>(row, 0, D, [&](int base, const unsigned int (&words)[4], int p) {
         __half2 u[8];
         planeHalves<BITS>(words, p, u);
         if (loadParams && (base & ((1 << groupShift) - 1)) == 0) {
             long long pi = paramRow + (base >> groupShift);
-            float2 f = ROW_GROUPS ? affineOf(r, __half2float(((const __half*) r.scales)[pi]),
+            float2 f = HALF_PARAMS ? affineOf(r, __half2float(((const __half*) r.scales)[pi]),
                                              __half2float(((const __half*) r.zeros)[pi]))
                                   : affineOf(r, param(r, pi, true), param(r, pi, false));
             if (keyParams) params[base >> groupShift] = f;
@@ -808,10 +807,10 @@ __device__ __forceinline__ void tileRow(const KvqAttention& a, const KvqRow& r, 
         // every choice below is known here: the tile's loads issue without waiting on the run's fields
         if (KEY_BITS == VALUE_BITS || !value) {
             rowHalves<KEY_BITS, D, true>(run, run.codes + rowIndex * (D * KEY_BITS / 8), rowIndex, value, true, !value,
-                                         0, dst, params);
+                                         groupShift, dst, params);
         } else {
             rowHalves<VALUE_BITS, D, true>(run, run.codes + rowIndex * (D * VALUE_BITS / 8), rowIndex, true, true,
-                                           false, 0, dst, params);
+                                           false, groupShift, dst, params);
         }
         return;
     }

@@ -165,9 +165,11 @@ final class AttentionKernel {
      * nothing left to look up.
      */
     static int rowPair(AttentionSpec spec, AttentionSpec.Stretch stretch) {
-        if (mmaKeys(spec, stretch) != Keys.TOKEN) {
-            return -1;
-        }
+        return mmaKeys(spec, stretch) == Keys.TOKEN ? pairOf(spec, stretch) : -1;
+    }
+
+    /** {@link #rowPair} of a stretch {@link #mmaKeys} already takes as {@link Keys#TOKEN}. */
+    private static int pairOf(AttentionSpec spec, AttentionSpec.Stretch stretch) {
         StoredRun key = spec.keys().get(stretch.keyRun());
         StoredRun value = spec.values().get(stretch.valueRun());
         if (!oneGroupPerRow(key, spec.headDim()) || !oneGroupPerRow(value, spec.headDim())) {
@@ -184,6 +186,20 @@ final class AttentionKernel {
     private static boolean oneGroupPerRow(StoredRun run, int headDim) {
         return !run.raw() && run.axis() == StoredRun.GroupAxis.TOKEN && run.groupSize() == headDim
                 && run.halfParams();
+    }
+
+    /** The tensor-core entry point a stretch launches under {@code variant}, or null where it takes another variant. */
+    private MemorySegment tensorCoreKernel(AttentionSpec spec, AttentionSpec.Stretch stretch, Variant variant) {
+        if (variant != Variant.MMA && variant != Variant.MMA_GENERAL) {
+            return null;
+        }
+        Keys keys = mmaKeys(spec, stretch);
+        if (keys == null) {
+            return null;
+        }
+        boolean narrow = spec.headDim() == 64;
+        int pair = variant == Variant.MMA && keys == Keys.TOKEN ? pairOf(spec, stretch) : -1;
+        return pair >= 0 ? (narrow ? rows64 : rows128)[pair] : (narrow ? mma64 : mma128)[keys.ordinal()];
     }
 
     /** The kernels on CUDA device {@code ordinal}, loaded once. */
@@ -277,12 +293,8 @@ final class AttentionKernel {
                 AttentionSpec.Stretch stretch = spec.stretches().get(i);
                 Split own = plan.perStretch().get(i);
                 long rows = own.rows();
-                boolean tensorCores = variant == Variant.MMA || variant == Variant.MMA_GENERAL;
-                Keys keys = tensorCores ? mmaKeys(spec, stretch) : null;
-                int pair = variant == Variant.MMA ? rowPair(spec, stretch) : -1;
-                MemorySegment attend = pair >= 0 ? (spec.headDim() == 64 ? rows64 : rows128)[pair]
-                        : keys != null ? (spec.headDim() == 64 ? mma64 : mma128)[keys.ordinal()]
-                        : variant == Variant.BLOCK ? block : warps;
+                MemorySegment tensorCores = tensorCoreKernel(spec, stretch, variant);
+                MemorySegment attend = tensorCores != null ? tensorCores : variant == Variant.BLOCK ? block : warps;
                 p.fill((byte) 0);
                 writeRun(p, 0, spec.keys().get(stretch.keyRun()), spec.tokenBlock(), inputs,
                         spec.keyInput(stretch.keyRun()));

@@ -6,6 +6,7 @@ import dev.kvq.spi.AffineForm;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 
 /**
@@ -45,7 +46,7 @@ public final class AttentionKernelBench {
         String onlyCache = args.length > 1 && !args[1].equals("*") ? args[1] : null;
         String onlyBlock = args.length > 2 ? args[2] : null;
         List<AttentionKernel.Variant> variants = args.length > 3
-                ? java.util.Arrays.stream(args[3].split(",")).map(AttentionKernel.Variant::valueOf).toList()
+                ? Arrays.stream(args[3].split(",")).map(AttentionKernel.Variant::valueOf).toList()
                 : List.of(AttentionKernel.Variant.values());
         int[][] shapes = onlyShape == null ? new int[][] {{8, 4096}, {1, 16384}, {32, 4096}}
                 : new int[][] {shape(onlyShape)};

@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.kvq.generate.spi.StoredRun;
 import dev.kvq.generate.spi.StoredRun.GroupAxis;
 import dev.kvq.spi.AffineForm;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -25,7 +26,7 @@ class AttentionKernelSourceTest {
     void everyKernelTakesTheStructTheLauncherWrites() {
         String ptx = CudaModule.source(AttentionKernel.PTX_RESOURCE);
         assertTrue(ptx.startsWith(".version 7.0\n"), "ISA version: " + ptx.lines().findFirst().orElse(""));
-        List<String> kernels = new java.util.ArrayList<>(List.of("kvq_attention_f16", "kvq_attention_f32",
+        List<String> kernels = new ArrayList<>(List.of("kvq_attention_f16", "kvq_attention_f32",
                 "kvq_attention_combine_f16", "kvq_attention_combine_f32", "kvq_attention_warps4_f16",
                 "kvq_attention_warps4_f32", "kvq_attention_warps8_f16", "kvq_attention_warps8_f32",
                 "kvq_attention_mma64_raw_f16", "kvq_attention_mma64_token_f16", "kvq_attention_mma64_channel_f16",
