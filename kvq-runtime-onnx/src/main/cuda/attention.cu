@@ -675,13 +675,12 @@ __device__ __forceinline__ unsigned int pairOf(float lo, float hi) {
     return bitsOf(__floats2half2_rn(lo, hi));
 }
 
-// d += A b for one m16n8k8 step whose A has zeros in rows 8-15: a holds row lane / 4, columns 2 (lane % 4) and + 1;
-// b holds rows 2 (lane % 4) and + 1 of column lane / 4; d the first row's two outputs (the others stay zeros).
-__device__ __forceinline__ void mma(float (&d)[2], unsigned int a, unsigned int b) {
-    asm("{\n\t.reg .f32 unused0, unused1;\n\t"
-        "mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0, %1, unused0, unused1}, {%2, %3}, {%4}, "
-        "{%0, %1, %5, %5};\n\t}"
-        : "+f"(d[0]), "+f"(d[1]) : "r"(a), "r"(0u), "r"(b), "f"(0.f));
+// d += A b for one m16n8k8 step, in place: a0 holds A's row lane / 4, a1 its row lane / 4 + 8 (columns 2 (lane % 4)
+// and + 1 each); b rows 2 (lane % 4) and + 1 of column lane / 4; d rows lane / 4 (d[0], d[1]) and lane / 4 + 8 (d[2],
+// d[3]), columns 2 (lane % 4) and + 1. Accumulating in place leaves the compiler nothing to copy or clear per step.
+__device__ __forceinline__ void mma(float (&d)[4], unsigned int a0, unsigned int a1, unsigned int b) {
+    asm("mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5}, {%6}, {%0, %1, %2, %3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]) : "r"(a0), "r"(a1), "r"(b));
 }
 
 // Four 8x8 float16 matrices from shared memory: lanes 8i to 8i + 7 name the rows of matrix i, and each lane receives
@@ -730,8 +729,8 @@ __device__ __forceinline__ void copyHalves(__half* dst, const __half* src) {
 // and value lanes take this one path, the choice between them in selects and a predicated store: with branches the
 // compiler gave each its own copy of the loop and a tile paid for both. Channel groups are 2^groupShift channels (a
 // divisor of D and a multiple of 16, so a power of two): a shift, where a division cost a tile hundreds of
-// instructions. HALF_PARAMS: float16 parameters, known when compiled (param() asks the run).
-template <int BITS, int D, bool HALF_PARAMS = false>
+// instructions.
+template <int BITS, int D>
 __device__ __forceinline__ void rowHalves(const KvqRun& r, const unsigned char* row, long long paramRow, bool decode,
                                           bool loadParams, bool keyParams, int groupShift, __half* dst,
                                           float2* params) {
@@ -741,9 +740,7 @@ __device__ __forceinline__ void rowHalves(const KvqRun& r, const unsigned char* 
         planeHalves<BITS>(words, p, u);
         if (loadParams && (base & ((1 << groupShift) - 1)) == 0) {
             long long pi = paramRow + (base >> groupShift);
-            float2 f = HALF_PARAMS ? affineOf(r, __half2float(((const __half*) r.scales)[pi]),
-                                             __half2float(((const __half*) r.zeros)[pi]))
-                                  : affineOf(r, param(r, pi, true), param(r, pi, false));
+            float2 f = affineOf(r, param(r, pi, true), param(r, pi, false));
             if (keyParams) params[base >> groupShift] = f;
             scale = __float2half2_rn(decode ? f.x : 1.f);
             shift = __float2half2_rn(decode ? f.y : 0.f);
@@ -772,13 +769,12 @@ __device__ __forceinline__ void channelValueHalves(const KvqRun& r, const unsign
     });
 }
 
-// Token j's row of the tile, by one lane: its keys (KEYS_TOKEN: codes, each channel group's (scale, shift) into
-// params; KEYS_CHANNEL: codes) or values (decoded), float16 rows copied; zeros past the warp's tokens. KEY_BITS and
-// VALUE_BITS, where not 0, say that both runs hold rows of that many bits in one group of D channels along tokens,
-// with float16 parameters (kvq_attention_mma*_k*v*: per-token caches with q_group_size -1).
-template <int D, int KEYS, int KEY_BITS = 0, int VALUE_BITS = 0>
-__device__ __forceinline__ void tileRow(const KvqAttention& a, const KvqRow& r, bool value, int j, int end,
-                                        int groupShift, __half* dst, float2* params) {
+// Token j's row of the tile where it holds no codes, by one lane: zeros past the warp's tokens, else a float16 row of
+// the residual window or of the new tokens (KEYS_TOKEN keys with scale 1 and shift 0). False where j is a quantized
+// token, whose row the caller decodes.
+template <int D, int KEYS>
+__device__ __forceinline__ bool plainRow(const KvqAttention& a, const KvqRow& r, bool value, int j, int end,
+                                         __half* dst, float2* params) {
     const bool keyParams = !value && KEYS == KVQ_KEYS_TOKEN;
     if (j >= end) {
 #pragma unroll
@@ -786,34 +782,30 @@ __device__ __forceinline__ void tileRow(const KvqAttention& a, const KvqRow& r, 
         if (keyParams) {
             for (int g = 0; g < D / 16; g++) params[g] = make_float2(0.f, 0.f);
         }
-        return;
+        return true;
     }
-    if (j >= a.quantized) {
-        long long base = (long long) r.b * a.kvHeads + r.kvh;
-        const __half* src = j < a.quantized + a.residual
-                ? (const __half*) (value ? a.residualValue : a.residualKey)
-                        + (base * a.residual + (j - a.quantized)) * D
-                : (const __half*) (value ? a.newValue : a.newKey)
-                        + (base * a.newTokens + (j - a.quantized - a.residual)) * D;
-        copyHalves<D>(dst, src);
-        if (keyParams) {
-            for (int g = 0; g < D / 16; g++) params[g] = make_float2(1.f, 0.f);
-        }
-        return;
+    if (j < a.quantized) return false;
+    long long base = (long long) r.b * a.kvHeads + r.kvh;
+    const __half* src = j < a.quantized + a.residual
+            ? (const __half*) (value ? a.residualValue : a.residualKey) + (base * a.residual + (j - a.quantized)) * D
+            : (const __half*) (value ? a.newValue : a.newKey)
+                    + (base * a.newTokens + (j - a.quantized - a.residual)) * D;
+    copyHalves<D>(dst, src);
+    if (keyParams) {
+        for (int g = 0; g < D / 16; g++) params[g] = make_float2(1.f, 0.f);
     }
+    return true;
+}
+
+// Token j's row of the tile, by one lane: its keys (KEYS_TOKEN: codes, each channel group's (scale, shift) into
+// params; KEYS_CHANNEL: codes) or values (decoded), float16 rows copied; zeros past the warp's tokens.
+template <int D, int KEYS>
+__device__ __forceinline__ void tileRow(const KvqAttention& a, const KvqRow& r, bool value, int j, int end,
+                                        int groupShift, __half* dst, float2* params) {
+    if (plainRow<D, KEYS>(a, r, value, j, end, dst, params)) return;
+    const bool keyParams = !value && KEYS == KVQ_KEYS_TOKEN;
     const KvqRun& run = value ? a.value : a.key;
     const long long rowIndex = rowIndexOf(run, a.batch, r.b, r.kvh, j);
-    if constexpr (KEY_BITS != 0) {
-        // every choice below is known here: the tile's loads issue without waiting on the run's fields
-        if (KEY_BITS == VALUE_BITS || !value) {
-            rowHalves<KEY_BITS, D, true>(run, run.codes + rowIndex * (D * KEY_BITS / 8), rowIndex, value, true, !value,
-                                         groupShift, dst, params);
-        } else {
-            rowHalves<VALUE_BITS, D, true>(run, run.codes + rowIndex * (D * VALUE_BITS / 8), rowIndex, true, true,
-                                           false, groupShift, dst, params);
-        }
-        return;
-    }
     if (run.bits == 16) {
         copyHalves<D>(dst, (const __half*) run.codes + rowIndex * D);
         return;
@@ -841,6 +833,77 @@ __device__ __forceinline__ void tileRow(const KvqAttention& a, const KvqRow& r, 
         rowHalves<8, D>(run, codes, paramRow, value, loadParams, keyParams, groupShift, dst, params);
     }
 }
+
+// A row of BITS-bit codes held in registers (chunks of kvq's planar layout, see forEachPlane) as float16, u * scale +
+// shift, to shared memory.
+template <int BITS, int D, int N>
+__device__ __forceinline__ void chunkHalves(const uint4 (&chunks)[N], __half2 scale, __half2 shift, __half* dst) {
+    constexpr int PLANES = 8 / BITS;
+#pragma unroll
+    for (int c = 0; c < D * BITS / 128; c++) {
+        const unsigned int words[4] = {chunks[c].x, chunks[c].y, chunks[c].z, chunks[c].w};
+#pragma unroll
+        for (int p = 0; p < PLANES; p++) {
+            __half2 u[8];
+            planeHalves<BITS>(words, p, u);
+#pragma unroll
+            for (int i = 0; i < 8; i++) u[i] = __hfma2(u[i], scale, shift);
+            storeHalves(dst + (c * PLANES + p) * 16, u);
+        }
+    }
+}
+
+// For kvq_attention_mma*_k*v*, whose runs hold rows of KEY_BITS-bit keys and VALUE_BITS-bit values in one group of D
+// channels along tokens with float16 parameters (per-token caches with q_group_size -1): a lane's row of the next tile,
+// its codes and its group's scale and zero, loaded while the lane works on the current tile, so that the load's
+// latency passes under a tile's work: K4V2 at 111 x 4k on an H200 took 0.90x the time, KV4 the same
+// (docs/results/gpu/fused/kernel-transposed). Every choice here is known when compiled.
+template <int D, int KEY_BITS, int VALUE_BITS>
+struct RowAhead {
+    static constexpr int MOST_BITS = KEY_BITS > VALUE_BITS ? KEY_BITS : VALUE_BITS;
+    uint4 chunks[D * MOST_BITS / 128];
+    unsigned int params;     // float16 scale (low half) and zero (high half)
+
+    // Loads token j's row, where j is a quantized token before end; leaves this as it was otherwise (plainRow takes
+    // that row).
+    __device__ __forceinline__ void fetch(const KvqAttention& a, const KvqRow& r, bool value, int j, int end) {
+        if (j >= end || j >= a.quantized) return;
+        const KvqRun& run = value ? a.value : a.key;
+        const int count = D * (value ? VALUE_BITS : KEY_BITS) / 128;
+        // rows of one layer number fewer than 2^31 (AttentionKernel checks)
+        const int shift = run.tokenShift;
+        const int block = j >> shift;
+        const int rowIndex = (((block * a.batch + r.b) * run.heads + (r.kvh - run.firstHead)) << shift)
+                + (j - (block << shift));
+        const uint4* src = (const uint4*) run.codes + (long long) rowIndex * count;
+#pragma unroll
+        for (int c = 0; c < D * MOST_BITS / 128; c++) {
+            if (KEY_BITS == VALUE_BITS || c < count) chunks[c] = src[c];
+        }
+        params = (unsigned int) ((const unsigned short*) run.scales)[rowIndex]
+                | (unsigned int) ((const unsigned short*) run.zeros)[rowIndex] << 16;
+    }
+
+    // The row fetched, to shared memory: values decoded, keys as codes with their (scale, shift) into params[0].
+    __device__ __forceinline__ void decode(const KvqAttention& a, bool value, __half* dst, float2* keyParams) const {
+        const KvqRun& run = value ? a.value : a.key;
+        const __half2 sz = half2Of(params);
+        const float2 f = affineOf(run, __low2float(sz), __high2float(sz));
+        if (!value) keyParams[0] = f;
+        const __half2 scale = __float2half2_rn(value ? f.x : 1.f), shift = __float2half2_rn(value ? f.y : 0.f);
+        if (KEY_BITS == VALUE_BITS || !value) {
+            chunkHalves<KEY_BITS, D>(chunks, scale, shift, dst);
+        } else {
+            chunkHalves<VALUE_BITS, D>(chunks, scale, shift, dst);
+        }
+    }
+};
+
+// Nothing ahead where the runs' bits are known only at run time.
+template <int D>
+struct RowAhead<D, 0, 0> {
+    __device__ __forceinline__ void fetch(const KvqAttention&, const KvqRow&, bool, int, int) {}
+};
 
 // KEYS_CHANNEL: the A fragments of the queries times token group `group`'s scales (hi + lo), and head h's product
 // with the group's shifts, which every quantized token's score adds.
@@ -881,7 +944,7 @@ template <int D, int KEYS, int KEY_BITS = 0, int VALUE_BITS = 0>
 __device__ void attendMma(const KvqAttention& a) {
     // halves a row: rows lie 16 bytes apart modulo 128, so ldmatrix's eight rows miss each other's banks
     constexpr int PITCH = D + 8;
-    constexpr int STEPS = D / 8;     // k-steps of the scores, n-tiles of the output
+    constexpr int STEPS = D / 8;     // k-steps of the scores
     constexpr int MOST_GROUPS = D / 16;
     constexpr int TILE_HALVES = KVQ_MMA_TILE * PITCH;
     constexpr int TILE_BYTES = KVQ_WARPS * 2 * TILE_HALVES * 2;
@@ -927,30 +990,44 @@ __device__ void attendMma(const KvqAttention& a) {
     const int to = min(from + per, end);
 
     float m = -INFINITY, l = 0.f;
-    float acc[STEPS][2];
+    // the output transposed, values times weights (O^T = V^T P^T): channels 16 mt + lane / 4 ([0], [1]) and + 8 ([2],
+    // [3]) of heads 2 quad ([0], [2]) and 2 quad + 1 ([1], [3]). This way round the weights are the B operand just
+    // as the scores leave them, and no operand has rows of zeros to fill: half the products of P V, and none of the
+    // copies that built a zero-padded operand for each.
+    float acc[D / 16][4];
 #pragma unroll
-    for (int n = 0; n < STEPS; n++) acc[n][0] = acc[n][1] = 0.f;
+    for (int mt = 0; mt < D / 16; mt++) acc[mt][0] = acc[mt][1] = acc[mt][2] = acc[mt][3] = 0.f;
+    // the scores of head h for tokens first + 8 nt + 2 quad and + 1 in [0], [1]; [2], [3] are the zero rows 8-15 of
+    // the queries' operand, kept across tiles so that nothing clears them
+    float sc[2][4], part[4], plain[4];
+#pragma unroll
+    for (int e = 0; e < 4; e++) sc[0][e] = sc[1][e] = part[e] = plain[e] = 0.f;
     // head h's row of the mask, found once rather than for every score
-    const __half* bias = biasRow<__half>(a, r, h);
+    const __half* bias = biasRow<__half>(a, r, h) + 2 * quad;
+    const bool value = lane >= 16;
+    const int row = lane % 16;
+    __half* const dst = (value ? values : keys) + row * PITCH;
+    float2* const rowParams = params + row * MOST_GROUPS;
+    RowAhead<D, KEY_BITS, VALUE_BITS> ahead;
+    ahead.fetch(a, r, value, from + row, to);
     for (int first = from; first < to; first += KVQ_MMA_TILE) {
-        const bool value = lane >= 16;
-        const int row = lane % 16;
-        tileRow<D, KEYS, KEY_BITS, VALUE_BITS>(a, r, value, first + row, to, value ? valueShift : keyShift,
-                                               (value ? values : keys) + row * PITCH, params + row * MOST_GROUPS);
+        if constexpr (KEY_BITS != 0) {
+            const RowAhead<D, KEY_BITS, VALUE_BITS> now = ahead;
+            ahead.fetch(a, r, value, first + KVQ_MMA_TILE + row, to);
+            if (!plainRow<D, KEYS>(a, r, value, first + row, to, dst, rowParams)) now.decode(a, value, dst, rowParams);
+        } else {
+            tileRow<D, KEYS>(a, r, value, first + row, to, value ? valueShift : keyShift, dst, rowParams);
+        }
         __syncwarp();
         const bool quantizedTile = first < a.quantized;
         if (KEYS == KVQ_KEYS_CHANNEL && quantizedTile && first / a.key.groupSize != scaledGroup) {
             scaledGroup = first / a.key.groupSize;
             scaleQueries<D>(a, r, scaledGroup, quad, q, scaledHi, scaledLo, scaledShift);
         }
-        // the scores of head h for tokens first + 8 nt + 2 quad and + 1
-        float sc[2][2];
 #pragma unroll
         for (int nt = 0; nt < 2; nt++) {
             sc[nt][0] = sc[nt][1] = 0.f;
-            float part[2] = {0.f, 0.f};      // KEYS_TOKEN: the products of the current channel group
-            float sum = 0.f;                 // KEYS_TOKEN: its queries' sum
-            float plain[2] = {0.f, 0.f};     // KEYS_CHANNEL: the products with float16 keys (rows past the history)
+            float sum = 0.f;                 // KEYS_TOKEN: the current channel group's queries' sum
             const bool plainRows = KEYS == KVQ_KEYS_CHANNEL && first + KVQ_MMA_TILE > a.quantized;
 #pragma unroll
             for (int s4 = 0; s4 < STEPS; s4 += 4) {
@@ -960,9 +1037,10 @@ __device__ void attendMma(const KvqAttention& a) {
                 for (int i = 0; i < 4; i++) {
                     const int s = s4 + i;
                     if (KEYS == KVQ_KEYS_RAW) {
-                        mma(sc[nt], q[s], k[i]);
+                        mma(sc[nt], q[s], 0u, k[i]);
                     } else if (KEYS == KVQ_KEYS_TOKEN) {
-                        mma(part, q[s], k[i]);
+                        // KEYS_TOKEN: part holds the products of the current channel group
+                        mma(part, q[s], 0u, k[i]);
                         sum += eights[s];
                         if ((8 * (s + 1) & ((1 << keyShift) - 1)) == 0) {
                             const int group = (8 * (s + 1) >> keyShift) - 1;
@@ -976,10 +1054,11 @@ __device__ void attendMma(const KvqAttention& a) {
                         }
                     } else {
                         if (quantizedTile) {
-                            mma(sc[nt], scaledHi[s], k[i]);
-                            mma(sc[nt], scaledLo[s], k[i]);
+                            mma(sc[nt], scaledHi[s], 0u, k[i]);
+                            mma(sc[nt], scaledLo[s], 0u, k[i]);
                         }
-                        if (plainRows) mma(plain, q[s], k[i]);
+                        // KEYS_CHANNEL: plain holds the products with float16 keys (rows past the history)
+                        if (plainRows) mma(plain, q[s], 0u, k[i]);
                     }
                 }
             }
@@ -988,52 +1067,58 @@ __device__ void attendMma(const KvqAttention& a) {
                 for (int e = 0; e < 2; e++) {
                     sc[nt][e] = first + 8 * nt + 2 * quad + e < a.quantized ? sc[nt][e] + scaledShift : plain[e];
                 }
+                plain[0] = plain[1] = 0.f;
             }
         }
         // online softmax of head h over the tile (its four lanes hold its sixteen scores)
+        float x[2][2];
         float most = -INFINITY;
 #pragma unroll
         for (int nt = 0; nt < 2; nt++) {
 #pragma unroll
             for (int e = 0; e < 2; e++) {
-                int j = first + 8 * nt + 2 * quad + e;
-                float x = -INFINITY;
-                if (j < to && h < g) x = sc[nt][e] * a.scale + __half2float(bias[j]);
-                sc[nt][e] = x;
-                most = fmaxf(most, x);
+                x[nt][e] = -INFINITY;
+                if (first + 8 * nt + 2 * quad + e < to && h < g) {
+                    x[nt][e] = sc[nt][e] * a.scale + __half2float(bias[first + 8 * nt + e]);
+                }
+                most = fmaxf(most, x[nt][e]);
             }
         }
         most = fmaxf(most, __shfl_xor_sync(0xffffffffu, most, 1));
         most = fmaxf(most, __shfl_xor_sync(0xffffffffu, most, 2));
         const float now = fmaxf(m, most);
-        const float alpha = m == -INFINITY ? 0.f : expFlush(m - now);
+        // 1 where the maximum stays (heads past the group's included, whose maximum stays -inf): no rescaling then
+        const float alpha = m == now ? 1.f : m == -INFINITY ? 0.f : expFlush(m - now);
         unsigned int weights[2];
         float sum = 0.f;
 #pragma unroll
         for (int nt = 0; nt < 2; nt++) {
-            float p0 = now == -INFINITY ? 0.f : expFlush(sc[nt][0] - now);
-            float p1 = now == -INFINITY ? 0.f : expFlush(sc[nt][1] - now);
+            float p0 = now == -INFINITY ? 0.f : expFlush(x[nt][0] - now);
+            float p1 = now == -INFINITY ? 0.f : expFlush(x[nt][1] - now);
             sum += p0 + p1;
             weights[nt] = pairOf(p0, p1);
         }
         l = l * alpha + sum;
         m = now;
-        // the weights (A: head h, tokens 8 ks + 2 quad and + 1) times the values (B: tokens by channels)
         if (__any_sync(0xffffffffu, alpha != 1.f)) {    // after the first tiles a maximum seldom moves
+            const float even = __shfl_sync(0xffffffffu, alpha, 8 * quad);        // head 2 quad's
+            const float odd = __shfl_sync(0xffffffffu, alpha, 8 * quad + 4);     // head 2 quad + 1's
 #pragma unroll
-            for (int n = 0; n < STEPS; n++) {
-                acc[n][0] *= alpha;
-                acc[n][1] *= alpha;
+            for (int mt = 0; mt < D / 16; mt++) {
+                acc[mt][0] *= even;
+                acc[mt][1] *= odd;
+                acc[mt][2] *= even;
+                acc[mt][3] *= odd;
             }
         }
+        // A: the values transposed, channels 16 mt to + 15 by tokens 0-7 (f[0], f[1]) and 8-15 (f[2], f[3]); B: the
+        // weights, tokens 8 nt + 2 quad and + 1 of head lane / 4
 #pragma unroll
-        for (int n = 0; n < STEPS; n += 2) {
+        for (int mt = 0; mt < D / 16; mt++) {
             unsigned int f[4];
-            ldmatrix4<true>(f, values + (8 * ((lane / 8) & 1) + lane % 8) * PITCH + 8 * (n + lane / 16));
-            mma(acc[n], weights[0], f[0]);
-            mma(acc[n], weights[1], f[1]);
-            mma(acc[n + 1], weights[0], f[2]);
-            mma(acc[n + 1], weights[1], f[3]);
+            ldmatrix4<true>(f, values + (8 * (lane / 16) + lane % 8) * PITCH + 16 * mt + 8 * ((lane / 8) & 1));
+            mma(acc[mt], f[0], f[1], weights[0]);
+            mma(acc[mt], f[2], f[3], weights[1]);
         }
         __syncwarp();
     }
@@ -1042,16 +1127,19 @@ __device__ void attendMma(const KvqAttention& a) {
 
     __syncthreads();     // every warp is done with its tiles, whose memory the join takes
     float* rows = (float*) shared;
-    if (h < g) {
-        float* p = rows + (warp * g + h) * (D + 2);
-        if (quad == 0) {
-            p[0] = m;
-            p[1] = l;
-        }
+    if (h < g && quad == 0) {
+        rows[(warp * g + h) * (D + 2)] = m;
+        rows[(warp * g + h) * (D + 2) + 1] = l;
+    }
 #pragma unroll
-        for (int n = 0; n < STEPS; n++) {
-            p[2 + 8 * n + 2 * quad] = acc[n][0];
-            p[2 + 8 * n + 2 * quad + 1] = acc[n][1];
+    for (int e = 0; e < 2; e++) {
+        if (2 * quad + e < g) {
+            float* p = rows + (warp * g + 2 * quad + e) * (D + 2) + 2 + lane / 4;
+#pragma unroll
+            for (int mt = 0; mt < D / 16; mt++) {
+                p[16 * mt] = acc[mt][e];
+                p[16 * mt + 8] = acc[mt][2 + e];
+            }
         }
     }
     __syncthreads();

@@ -238,6 +238,12 @@ final class AttentionKernel {
     /** The work for inputs of shapes {@code dims} (the operator's input order). */
     static Plan plan(AttentionSpec spec, long[][] dims) {
         AttentionCpu.Shape shape = AttentionCpu.Shape.of(spec, dims);
+        if ((long) shape.quantized() * shape.batch() * spec.kvHeads() > Integer.MAX_VALUE) {
+            // the entry points for rows of one group index a run's rows in 32 bits
+            throw new KvqException(ErrorCode.UNSUPPORTED, "a layer of " + shape.batch() + " sequences x "
+                    + shape.quantized() + " quantized tokens x " + spec.kvHeads() + " KV heads has more rows than "
+                    + "kvq's CUDA attention indexes (2^31 - 1); run fewer sequences at a time");
+        }
         List<Split> splits = new ArrayList<>(spec.stretches().size());
         for (AttentionSpec.Stretch stretch : spec.stretches()) {
             splits.add(split(spec, shape, (long) shape.batch() * stretch.heads() * shape.newTokens()));

@@ -3,8 +3,11 @@ package dev.kvq.runtime.onnx.nativeapi;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.kvq.ErrorCode;
+import dev.kvq.KvqException;
 import dev.kvq.generate.spi.StoredRun;
 import dev.kvq.generate.spi.StoredRun.GroupAxis;
 import dev.kvq.spi.AffineForm;
@@ -94,6 +97,30 @@ class AttentionKernelSourceTest {
         }
         assertEquals(AttentionKernel.plan(spec, dims), AttentionKernel.plan(spec, fetched));
         assertEquals(289, AttentionKernel.plan(spec, fetched).shape().total(), "quantized, residual and new tokens");
+    }
+
+    @Test
+    void aPlanRefusesMoreRowsThanTheKernelIndexes() {
+        StoredRun k4 = new StoredRun(0, 8, 4, GroupAxis.TOKEN, 64, AffineForm.ZERO_POINT, -8, true);
+        AttentionSpec spec = new AttentionSpec("a", 8, 4, 64, 0.125f, true, List.of(k4), List.of(k4), 0, 1);
+        // 2^31 / 8 heads / 4 sequences = 67,108,864 tokens: one more row than a 32-bit index holds
+        assertEquals(67_108_863, AttentionKernel.plan(spec, dims(spec, 4, 67_108_863)).shape().quantized());
+        KvqException e = assertThrows(KvqException.class, () -> AttentionKernel.plan(spec, dims(spec, 4, 67_108_864)));
+        assertEquals(ErrorCode.UNSUPPORTED, e.code());
+        assertTrue(e.getMessage().contains("4 sequences x 67108864 quantized tokens x 8 KV heads"), e.getMessage());
+    }
+
+    /** Shapes of a decode step of {@code batch} sequences over {@code quantized} tokens, per-token runs. */
+    private static long[][] dims(AttentionSpec spec, int batch, int quantized) {
+        long[][] dims = new long[spec.inputCount()][];
+        dims[0] = new long[] {batch, 32, 1, 64};
+        dims[1] = new long[] {batch, 8, 1, 64};
+        dims[2] = dims[1];
+        dims[3] = new long[] {batch, 1, 1, quantized + 1L};
+        for (int i = 4; i < dims.length; i++) {
+            dims[i] = new long[] {quantized, batch, 8, 32};
+        }
+        return dims;
     }
 
     @Test
