@@ -20,6 +20,12 @@
 #   kernel-rows: AttentionKernelTest on the GPU, then AttentionKernelBench's tensor-core kernel through its general
 #      entry points (MMA_GENERAL) and through those compiled for the runs' bit pairs (MMA), side by side, for each
 #      "shape cache" of $ROW_CASES (default: 111 and 31 x 4k, KV4, K4V2 and float16; token blocks of 32)
+#   kernel-ahead: AttentionKernelTest on the GPU, then the entry points compiled for the runs' bit pairs from the PTX in
+#      $PTX_BEFORE (a class-path folder holding an earlier dev/kvq/runtime/onnx/nativeapi/attention.ptx) and from the
+#      current one, side by side, for each "shape cache" of $ROW_CASES, two rounds
+#   profile-step: ONNX Runtime's own profile (-Dkvq.onnx.profile) of kvq bench's decode steps on the 1B shape at the
+#      4 GiB capacity batches, full precision and KV4 at each of $PROFILE_BATCHES (default "31 110"), context 1k,
+#      summarized by tools/ort_profile.py (host time per run, per operator type)
 #   kernel-splits: AttentionKernelBench's sweep of the tensor-core kernel over split counts at 111, 31 and 8 x 4k (float16
 #      and KV4), then DeviceStepHostTime at the 4 GiB capacity batches (fp16 31, kv4 111)
 #   capacity-fused: the capacity mode through kvq's operator at each of $KV_MEMORIES (default "4GiB 2GiB"), one
@@ -61,7 +67,7 @@
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 PHASES="a final runtimes capacity rerun serve ab scatter profile long big fused step warm capacity-jfr serve-fused
-  kernel-alone kernel-ncu kernel-rows kernel-splits ppl ppl-1b 8x4k-kv4 capacity-fused kernel"
+  kernel-alone kernel-ncu kernel-rows kernel-ahead profile-step kernel-splits ppl ppl-1b 8x4k-kv4 capacity-fused kernel"
 phase=${1:?a phase, one of: $PHASES}
 case " $(echo $PHASES) " in
   *" $phase "*) ;;
@@ -190,9 +196,10 @@ ppl_placements() {  # kvq eval ppl on CUDA of model $1 (its sample.txt) under pl
       2>>"$OUT/log.txt"
   done | tee "$OUT/$out"
 }
-kernel_bench() {  # AttentionKernelBench [shape cache block], run by $WRAP (a profiler's command line) where set
+kernel_bench() {  # AttentionKernelBench [shape cache block], run by $WRAP (a profiler's command line) where set, with
+  # $CP_FIRST (folders ending in :) first on the class path
   ${WRAP:-} "$KVQ_JAVA" -Xss16m --enable-native-access=ALL-UNNAMED -Donnxruntime.native.path="$KVQ_ORT_NATIVE" \
-    ${KVQ_JVM_OPTS:-} -cp ".gpu-test/test-classes:$(ls "$app"/lib/*.jar | paste -sd:):$KVQ_ORT_CLASSES" \
+    ${KVQ_JVM_OPTS:-} -cp "${CP_FIRST:-}.gpu-test/test-classes:$(ls "$app"/lib/*.jar | paste -sd:):$KVQ_ORT_CLASSES" \
     dev.kvq.runtime.onnx.nativeapi.AttentionKernelBench "$@"
 }
 if [ "$phase" = profile ]; then  # where a served step's time goes: JFR over kvq serve-bench on the 1B shape
@@ -321,6 +328,34 @@ if [ "$phase" = kernel-rows ]; then  # the entry points for the runs' bit pairs 
       kernel_bench "$1" "$2" 32 MMA_GENERAL,MMA 2>&1 | sed "s/^/round $round: /"
     done
   done | tee "$OUT/attention-kernel-rows.txt"
+  exit 0
+fi
+if [ "$phase" = kernel-ahead ]; then  # the compiled entry points of an earlier PTX against the current ones
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+  gpu_test AttentionKernelTest
+  cases=${ROW_CASES:-111x4096 KV4,111x4096 K4V2,111x4096 float16,31x4096 KV4,31x4096 K4V2,31x4096 float16}
+  for round in 1 2; do
+    echo "$cases" | tr ',' '\n' | while read -r c; do
+      set -- $c
+      CP_FIRST="${PTX_BEFORE:?a folder holding the earlier PTX}:" kernel_bench "$1" "$2" 32 MMA 2>&1 \
+        | sed "s/^/round $round, before: /"
+      kernel_bench "$1" "$2" 32 MMA_GENERAL,MMA 2>&1 | sed "s/^/round $round, now:    /"
+    done
+  done | tee "$OUT/attention-kernel-ahead.txt"
+  exit 0
+fi
+if [ "$phase" = profile-step ]; then  # where a decode step's time goes, as ONNX Runtime sees it
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+  make_small
+  for batch in ${PROFILE_BATCHES:-31 110}; do
+    mkdir -p /root/profile-$batch
+    KVQ_JVM_OPTS="-Dkvq.onnx.profile=/root/profile-$batch/run" kvq bench --model $small --device cuda --json \
+      --batch $batch --contexts 1024 --decode-steps 32 --repeats 0 --kv-config $small/kv4.yaml --placement device \
+      2>>"$OUT/log.txt" | tee "$OUT/bench-1b-$batch-x-1k.json"
+    for f in /root/profile-$batch/run_*.json; do
+      python3 tools/ort_profile.py "$f" --skip 1 --top 25
+    done | tee "$OUT/ort-profile-$batch.txt"
+  done
   exit 0
 fi
 if [ "$phase" = kernel-splits ]; then  # the tensor-core kernel at every split count, and the host's work per step,

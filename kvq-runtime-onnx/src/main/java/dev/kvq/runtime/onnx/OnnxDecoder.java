@@ -174,12 +174,23 @@ final class OnnxDecoder implements Decoder {
         }
     }
 
+    /**
+     * {@code -Dkvq.onnx.profile=PREFIX}: ONNX Runtime writes a trace of each session's runs, nodes and their host time
+     * to {@code PREFIX_<date>.json} when the session closes.
+     */
+    static final String PROFILE_PROPERTY = "kvq.onnx.profile";
+
     /** Session options for a runtime configuration: threads, and the CUDA provider where asked. */
     private static OrtSession.SessionOptions sessionOptions(RuntimeOptions runtimeOptions) throws OrtException {
         String device = runtimeOptions.device();
         OrtSession.SessionOptions options = new OrtSession.SessionOptions();
         options.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT);
         options.setSessionLogLevel(ai.onnxruntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR);
+        String profile = System.getProperty(PROFILE_PROPERTY, "");
+        if (!profile.isBlank()) {
+            // ONNX Runtime's own trace of every run and node, one JSON file per session (tools/ort_profile.py)
+            options.enableProfiling(profile);
+        }
         if (runtimeOptions.threads() > 0) {
             options.setIntraOpNumThreads(runtimeOptions.threads());
             options.setInterOpNumThreads(1);
