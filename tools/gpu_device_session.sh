@@ -318,30 +318,32 @@ if [ "$phase" = kernel-alone ]; then  # both kernel variants checked against the
   kernel_bench 2>&1 | tee "$OUT/attention-kernel-bench.txt"
   exit 0
 fi
-if [ "$phase" = kernel-rows ]; then  # the entry points for the runs' bit pairs against the general ones
+row_rounds() {  # $1 = output file: AttentionKernelTest on the GPU, then AttentionKernelBench's general and compiled
+  # entry points for each "shape cache" of $ROW_CASES, two rounds; where $PTX_BEFORE is set, each case runs first with
+  # that folder's PTX ahead of the jars on the class path ("before"), then with the current one ("now")
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
   gpu_test AttentionKernelTest
-  cases=${ROW_CASES:-111x4096 KV4,111x4096 K4V2,111x4096 float16,31x4096 KV4,31x4096 K4V2,31x4096 float16}
+  local file=$1 round now
+  local cases=${ROW_CASES:-111x4096 KV4,111x4096 K4V2,111x4096 float16,31x4096 KV4,31x4096 K4V2,31x4096 float16}
   for round in 1 2; do
+    now="round $round: "
+    [ -n "${PTX_BEFORE:-}" ] && now="round $round, now:    "
     echo "$cases" | tr ',' '\n' | while read -r c; do
       set -- $c
-      kernel_bench "$1" "$2" 32 MMA_GENERAL,MMA 2>&1 | sed "s/^/round $round: /"
+      if [ -n "${PTX_BEFORE:-}" ]; then
+        CP_FIRST="$PTX_BEFORE:" kernel_bench "$1" "$2" 32 MMA 2>&1 | sed "s/^/round $round, before: /"
+      fi
+      kernel_bench "$1" "$2" 32 MMA_GENERAL,MMA 2>&1 | sed "s/^/$now/"
     done
-  done | tee "$OUT/attention-kernel-rows.txt"
+  done | tee "$OUT/$file"
+}
+if [ "$phase" = kernel-rows ]; then  # the entry points for the runs' bit pairs against the general ones
+  row_rounds attention-kernel-rows.txt
   exit 0
 fi
 if [ "$phase" = kernel-ahead ]; then  # the compiled entry points of an earlier PTX against the current ones
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
-  gpu_test AttentionKernelTest
-  cases=${ROW_CASES:-111x4096 KV4,111x4096 K4V2,111x4096 float16,31x4096 KV4,31x4096 K4V2,31x4096 float16}
-  for round in 1 2; do
-    echo "$cases" | tr ',' '\n' | while read -r c; do
-      set -- $c
-      CP_FIRST="${PTX_BEFORE:?a folder holding the earlier PTX}:" kernel_bench "$1" "$2" 32 MMA 2>&1 \
-        | sed "s/^/round $round, before: /"
-      kernel_bench "$1" "$2" 32 MMA_GENERAL,MMA 2>&1 | sed "s/^/round $round, now:    /"
-    done
-  done | tee "$OUT/attention-kernel-ahead.txt"
+  : "${PTX_BEFORE:?a folder holding the earlier PTX}"
+  row_rounds attention-kernel-ahead.txt
   exit 0
 fi
 if [ "$phase" = profile-step ]; then  # where a decode step's time goes, as ONNX Runtime sees it
