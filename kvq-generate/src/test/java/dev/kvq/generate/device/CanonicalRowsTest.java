@@ -16,7 +16,7 @@ import org.junit.jupiter.params.provider.CsvSource;
 /**
  * Blocks that keep a channel's tokens together are written as token rows a run of tokens at a time: every row holds
  * exactly the codes the block holds at (head, token, channel), for runs that start anywhere and cross the scratch's
- * run length.
+ * run length. A row's parameters are its groups' own, whatever the block's group size and code order.
  */
 class CanonicalRowsTest {
     @ParameterizedTest(name = "{0} {1}-bit, tokens [{2}, +{3})")
@@ -57,6 +57,46 @@ class CanonicalRowsTest {
             for (int at = 0; at < written.length; at++) {
                 if (!written[at]) {
                     assertEquals(0, dst.get(ValueLayout.JAVA_BYTE, at), "byte " + at + " between the rows untouched");
+                }
+            }
+        }
+    }
+
+    @ParameterizedTest(name = "{0}, block groups of {1}, rows of groups of {2}, half {3}")
+    @CsvSource({"TOKEN_MAJOR, 64, 64, true", "TOKEN_MAJOR, 32, 32, false", "TOKEN_MAJOR, 16, 32, true",
+        "TOKEN_MAJOR, 128, 64, false", "HEAD_CHANNEL_MAJOR, 32, 32, true"})
+    void eachRowTakesItsGroupsParameters(CodeOrder order, int blockGroup, int group, boolean half) {
+        int heads = 3;
+        int tokens = 40;
+        int dim = 64;
+        int t0 = 5;
+        int n = 30;
+        try (Arena arena = Arena.ofConfined()) {
+            PackedBlock b = PackedBlock.allocate(arena, 4, order, AffineForm.SCALE_MIN, 0, heads, tokens, dim,
+                    blockGroup);
+            long groups = (long) heads * tokens * dim / blockGroup;
+            for (long k = 0; k < groups; k++) {
+                // exact in float16 too: small integers and quarters
+                b.setGroup(k, k * 0.25f, -k);
+            }
+            int paramBytes = half ? 2 : 4;
+            long headPitch = (long) dim / group * paramBytes + 6;
+            long pitch = heads * headPitch + 10;
+            for (boolean scales : new boolean[] {true, false}) {
+                MemorySegment dst = arena.allocate(n * pitch);
+                CanonicalRows.tokenParams(b, scales, t0, n, group, dst, 0, pitch, headPitch, half);
+                for (int i = 0; i < n; i++) {
+                    for (int h = 0; h < heads; h++) {
+                        for (int g = 0; g < dim / group; g++) {
+                            long k = CanonicalRows.codeIndex(b, h, t0 + i, g * group) / blockGroup;
+                            float expected = scales ? k * 0.25f : -k;
+                            long at = i * pitch + h * headPitch + (long) g * paramBytes;
+                            float actual = half ? Float.float16ToFloat(dst.get(ValueLayout.JAVA_SHORT_UNALIGNED, at))
+                                    : dst.get(ValueLayout.JAVA_FLOAT_UNALIGNED, at);
+                            assertEquals(expected, actual, (scales ? "scale" : "zero") + " of token " + i + " head "
+                                    + h + " group " + g);
+                        }
+                    }
                 }
             }
         }
