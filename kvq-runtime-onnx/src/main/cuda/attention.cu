@@ -962,9 +962,9 @@ __device__ void attendMma(const KvqAttention& a) {
     __half* keys = (__half*) shared + warp * 2 * TILE_HALVES;
     __half* values = keys + TILE_HALVES;
     float2* params = keyParams + warp * KVQ_MMA_TILE * MOST_GROUPS;
-    // log2 of the runs' channel groups (token-axis runs; see rowHalves)
+    // log2 of the runs' channel groups (token-axis runs; see rowHalves), known when compiled for rows of one group
     const int keyShift = KEY_BITS ? 31 - __clz(D) : 31 - __clz(a.key.groupSize);
-    const int valueShift = KEY_BITS ? 31 - __clz(D) : 31 - __clz(a.value.groupSize);
+    const int valueShift = 31 - __clz(a.value.groupSize);     // only tileRow reads it
 
     // head h's queries, channels 8s + 2 quad and + 1 (zeros past the group), and their sums over each eight channels
     unsigned int q[STEPS];

@@ -188,6 +188,31 @@ final class AttentionKernel {
                 && run.halfParams();
     }
 
+    /**
+     * The kernels a layer of {@code spec} launches: one attending entry point per stretch, and the combine. They
+     * depend on the spec and the variant only, so an operator resolves them once, not on every step.
+     */
+    record Functions(MemorySegment[] attend, MemorySegment combine) {
+    }
+
+    /** {@link Functions} of {@code spec} under the configured variant ({@code -Dkvq.cuda.attention}). */
+    Functions functions(AttentionSpec spec) {
+        return functions(spec, variant);
+    }
+
+    /** {@link Functions} of {@code spec} under {@code variant}. */
+    Functions functions(AttentionSpec spec, Variant variant) {
+        MemorySegment warps = spec.group() <= 4 ? (spec.half() ? warps4Half : warps4Float)
+                : spec.half() ? warps8Half : warps8Float;
+        MemorySegment other = variant == Variant.BLOCK ? (spec.half() ? attendHalf : attendFloat) : warps;
+        MemorySegment[] attend = new MemorySegment[spec.stretches().size()];
+        for (int i = 0; i < attend.length; i++) {
+            MemorySegment tensorCores = tensorCoreKernel(spec, spec.stretches().get(i), variant);
+            attend[i] = tensorCores != null ? tensorCores : other;
+        }
+        return new Functions(attend, spec.half() ? combineHalf : combineFloat);
+    }
+
     /** The tensor-core entry point a stretch launches under {@code variant}, or null where it takes another variant. */
     private MemorySegment tensorCoreKernel(AttentionSpec spec, AttentionSpec.Stretch stretch, Variant variant) {
         if (variant != Variant.MMA && variant != Variant.MMA_GENERAL) {
@@ -274,33 +299,33 @@ final class AttentionKernel {
         return Math.min(THREADS, TILE_FLOATS / spec.headDim());
     }
 
-    /** Queues the layer's attention on {@code stream}: one launch (and a combine) per stretch of equal runs. */
-    void launch(AttentionSpec spec, Plan plan, MemorySegment[] inputs, MemorySegment out, MemorySegment scratch,
-                MemorySegment stream) {
-        launch(spec, plan, inputs, out, scratch, stream, this.variant);
-    }
-
-    /** As {@link #launch(AttentionSpec, Plan, MemorySegment[], MemorySegment, MemorySegment, MemorySegment)}. */
+    /**
+     * {@link #launch(AttentionSpec, Functions, Plan, MemorySegment[], MemorySegment, MemorySegment, MemorySegment)}
+     * with the kernels of {@code variant}: tests and benches, which compare variants.
+     */
     void launch(AttentionSpec spec, Plan plan, MemorySegment[] inputs, MemorySegment out, MemorySegment scratch,
                 MemorySegment stream, Variant variant) {
+        launch(spec, functions(spec, variant), plan, inputs, out, scratch, stream);
+    }
+
+    /**
+     * Queues the layer's attention on {@code stream}: one launch of {@code functions}' entry point (and a combine)
+     * per stretch of equal runs.
+     */
+    void launch(AttentionSpec spec, Functions functions, Plan plan, MemorySegment[] inputs, MemorySegment out,
+                MemorySegment scratch, MemorySegment stream) {
         MemorySegment[] args = arguments.get();
         MemorySegment p = args[0];
         AttentionCpu.Shape s = plan.shape();
         try {
             module.makeCurrent();
-            // locals, not conditionals in the call: invokeExact takes an argument's static type, and a conditional
-            // there is typed by its target, Object
-            MemorySegment warps4 = spec.half() ? warps4Half : warps4Float;
-            MemorySegment warps8 = spec.half() ? warps8Half : warps8Float;
-            MemorySegment warps = spec.group() <= 4 ? warps4 : warps8;
-            MemorySegment block = spec.half() ? attendHalf : attendFloat;
-            MemorySegment combine = spec.half() ? combineHalf : combineFloat;
+            // a local, not a call in the call: invokeExact takes an argument's static type
+            MemorySegment combine = functions.combine();
             for (int i = 0; i < plan.perStretch().size(); i++) {
                 AttentionSpec.Stretch stretch = spec.stretches().get(i);
                 Split own = plan.perStretch().get(i);
                 long rows = own.rows();
-                MemorySegment tensorCores = tensorCoreKernel(spec, stretch, variant);
-                MemorySegment attend = tensorCores != null ? tensorCores : variant == Variant.BLOCK ? block : warps;
+                MemorySegment attend = functions.attend()[i];
                 p.fill((byte) 0);
                 writeRun(p, 0, spec.keys().get(stretch.keyRun()), spec.tokenBlock(), inputs,
                         spec.keyInput(stretch.keyRun()));

@@ -57,7 +57,8 @@ public final class CustomOps implements AutoCloseable {
                 for (int i = 0; i < STUBS.length; i++) {
                     op.set(ADDRESS, 8 + i * ADDRESS.byteSize(), STUBS[i]);
                 }
-                Operator operator = new Operator(spec, arena.allocateFrom(spec.name()), providerName, kernel);
+                Operator operator = new Operator(spec, arena.allocateFrom(spec.name()), providerName, kernel,
+                        kernel == null ? null : kernel.functions(spec));
                 operators.add(operator);
                 OPERATORS.put(op.address(), operator);
                 api.customOpDomainAdd(domain, op);
@@ -95,8 +96,9 @@ public final class CustomOps implements AutoCloseable {
         arena.close();
     }
 
-    /** One registered operator: its spec, its native strings and, on CUDA, its kernels. */
-    private record Operator(AttentionSpec spec, MemorySegment name, MemorySegment provider, AttentionKernel kernel) {
+    /** One registered operator: its spec, its native strings and, on CUDA, its kernels and the functions it launches. */
+    private record Operator(AttentionSpec spec, MemorySegment name, MemorySegment provider, AttentionKernel kernel,
+                            AttentionKernel.Functions functions) {
         void compute(OrtApi api, MemorySegment context) {
             int n = spec.inputCount();
             MemorySegment[] data = new MemorySegment[n];
@@ -121,7 +123,7 @@ public final class CustomOps implements AutoCloseable {
                 AttentionKernel.Plan plan = AttentionKernel.plan(spec, dims);
                 MemorySegment scratch = api.tensorData(api.kernelOutput(context, 1,
                         new long[] {plan.scratchFloats()}));
-                kernel.launch(spec, plan, data, out, scratch, api.kernelGpuStream(context));
+                kernel.launch(spec, functions, plan, data, out, scratch, api.kernelGpuStream(context));
             }
         }
 
